@@ -1,0 +1,42 @@
+# make demo   — create .venv, install honing with pinned versions, train on a bundled dataset
+# make test   — create .venv, install, run every test
+# Both start from nothing: only python3 (3.11+) is needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+EXTRAS ?= dev
+
+.PHONY: demo test install docs lock bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/honing quickstart --out runs/quickstart-demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+docs: $(STAMP)
+	$(BIN)/python -c "from honing.recipe import reference_markdown as r; open('docs/recipe.md','w').write(r())"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_tabular.py
+
+# Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet "torch==2.13.0" -e ".[all]"
+	{ echo "# Pinned versions of every dependency (core, extras and dev), installed together and tested."; \
+	  echo "# Regenerate with: make lock.   torch is the CPU build (pip finds torch-2.13.0+cpu locally)."; \
+	  .lockenv/bin/pip freeze --exclude-editable | grep -v '^honing' | sed 's/+cpu$$//'; } > constraints.txt
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) runs mlruns.db .pytest_cache

@@ -1,0 +1,40 @@
+"""honing: a dataset and a short YAML recipe in; a trained, evaluated, saved model out.
+
+    >>> import honing
+    >>> run = honing.train("recipe.yaml")            # or a dict, or honing.Recipe
+    >>> model = honing.load(run.bundle_dir)
+    >>> model.predict(df)
+
+The public surface is imported lazily so that ``import honing`` (and ``honing --help``) is instant.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("honing")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+_PUBLIC = {
+    "Recipe": "honing.recipe",
+    "load_recipe": "honing.recipe",
+    "train": "honing.api",
+    "evaluate": "honing.api",
+    "predict": "honing.api",
+    "load": "honing.api",
+    "quickstart": "honing.api",
+    "RunResult": "honing.api",
+    "Bundle": "honing.bundle",
+    "HoningError": "honing.errors",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'honing' has no attribute {name!r}")

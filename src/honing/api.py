@@ -1,0 +1,152 @@
+"""The verbs of honing as Python functions; the CLI is a thin layer over these.
+
+Each verb composes the stages (data → preprocess → model → evaluate → bundle) and holds no
+logic of its own beyond wiring them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from honing.bundle import Bundle, load_bundle, save_bundle
+from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
+from honing.data.preprocess import TRUSTED_TYPES, build_preprocessor, coerce_features, extra_columns
+from honing.data.schema import Schema
+from honing.data.sources import read_table
+from honing.errors import DataError
+from honing.evaluation.scoring import score_splits
+from honing.models.select import Selection, select_model
+from honing.progress import SILENT, Progress
+from honing.recipe import Recipe, load_recipe
+from honing.tracking import default_run_dir, run_directory, write_json, write_text
+from honing.training.seed import seed_everything
+
+
+@dataclass
+class RunResult:
+    """What ``train`` produced: where the run is and its headline numbers."""
+
+    run_dir: Path
+    recipe: Recipe
+    task: str
+    model: str
+    metrics: dict[str, Any]
+    leaderboard: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.run_dir / "bundle"
+
+
+def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
+          out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
+    """Train the model a recipe describes; write the run directory (bundle, metrics, recipe)."""
+    recipe = load_recipe(recipe, overrides)
+    seed_everything(recipe.seed)
+    with progress.step(f"loading {recipe.data.source}"):
+        dataset = load_dataset(recipe.data, recipe.seed)
+    for note in dataset.notes:
+        progress.note(note)
+    resolved = _resolved_recipe(recipe, dataset)
+    with progress.step("fitting preprocessing on the training split"):
+        preprocessor = build_preprocessor(dataset.schema, resolved.data)
+        preprocessor.fit(dataset.features("train"))
+        data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s)) for s in SPLITS}
+    selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
+                             resolved.evaluate.metric, progress)
+    metrics = _metrics(selection, dataset, data)
+    run_dir = Path(out) if out is not None else default_run_dir(resolved.name)
+    with progress.step(f"writing {run_dir}"), run_directory(run_dir) as tmp:
+        save_bundle(tmp / "bundle", preprocessor=preprocessor, model=selection.best.estimator,
+                    task=dataset.task, features=dataset.schema.to_dict(), classes=dataset.classes,
+                    model_type=selection.best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),
+                    data_fingerprint=dataset.fingerprint, trusted=TRUSTED_TYPES,
+                    extra={"target": dataset.target})
+        write_text(tmp / "recipe.yaml", resolved.to_yaml())
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "schema.json", dataset.schema.to_dict())
+        pd.DataFrame(selection.table()).to_csv(tmp / "leaderboard.csv", index=False)
+    return RunResult(run_dir, resolved, dataset.task, selection.best.type, metrics, selection.table(),
+                     dataset.notes)
+
+
+def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
+    data = recipe.data.model_copy(update={"target": dataset.target, "task": dataset.task})
+    return recipe.model_copy(update={"data": data})
+
+
+def _metrics(selection: Selection, dataset: Dataset, data: dict) -> dict[str, Any]:
+    scores = score_splits(selection.best.estimator, {s: data[s] for s in ("validation", "test")},
+                          dataset.task, dataset.n_classes)
+    baseline = score_splits(selection.baseline.estimator, {s: data[s] for s in ("validation", "test")},
+                            dataset.task, dataset.n_classes)
+    return {"task": dataset.task, "target": dataset.target, "model": selection.best.type,
+            "selection_metric": selection.metric, "classes": dataset.classes,
+            "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **scores, "baseline": baseline,
+            "leaderboard": selection.table()}
+
+
+def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
+    """Train on the bundled titanic data with a default recipe."""
+    recipe = {"name": "quickstart", "data": {"source": "builtin:titanic", "drop": ["PassengerId"]}}
+    return train(recipe, out=out, progress=progress)
+
+
+def load(path: str | Path) -> Bundle:
+    """Load a bundle as a predictor: ``predict(df)`` / ``predict_proba(df)`` on raw rows."""
+    bundle = load_bundle(path, trusted=TRUSTED_TYPES)
+    schema = Schema.from_dict(bundle.features)
+    bundle.prepare = lambda df: coerce_features(df, schema)
+    return bundle
+
+
+def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
+            keep: list[str] | None = None, progress: Progress = SILENT) -> pd.DataFrame:
+    """Predictions (and class probabilities) for every row of ``data``."""
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    _note_extra_columns(frame, bundle, progress)
+    missing_keep = [c for c in keep or [] if c not in frame.columns]
+    if missing_keep:
+        raise DataError(f"--keep: no column {', '.join(missing_keep)} in the data", "check the column names")
+    out = frame[list(keep or [])].copy()
+    out["prediction"] = bundle.predict(frame)
+    if bundle.task == "classification":
+        proba = bundle.predict_proba(frame)
+        for column in proba.columns:
+            out[f"proba_{column}"] = proba[column].to_numpy()
+    return out
+
+
+def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
+             progress: Progress = SILENT) -> dict[str, Any]:
+    """Metrics of a bundle on labelled data (rows without a target are skipped)."""
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    target = bundle.manifest["target"]
+    if target not in frame.columns:
+        raise DataError(f"the data has no target column '{target}'", "evaluate needs labelled rows")
+    frame = frame[frame[target].notna()]
+    if frame.empty:
+        raise DataError(f"every row has a missing '{target}'", "evaluate needs labelled rows")
+    _note_extra_columns(frame, bundle, progress)
+    y = encode_target(frame[target], bundle.task, bundle.classes)
+    unknown = int((y < 0).sum()) if bundle.task == "classification" else 0
+    if unknown:
+        raise DataError(f"{unknown} rows have a '{target}' value the model was not trained on",
+                        f"known classes: {', '.join(map(str, bundle.classes))}")
+    X = bundle.transform(bundle.prepare(frame))
+    scores = score_splits(bundle.model, {"data": (X, y)}, bundle.task, len(bundle.classes or []) or None)
+    return {"rows": len(frame), **scores["data"]}
+
+
+def _note_extra_columns(frame: pd.DataFrame, bundle: Bundle, progress: Progress) -> None:
+    target = bundle.manifest.get("target")
+    extra = [c for c in extra_columns(frame, Schema.from_dict(bundle.features)) if c != target]
+    if extra:
+        progress.note(f"ignoring columns the model does not use: {', '.join(map(str, extra[:10]))}")

@@ -1,0 +1,224 @@
+"""The ``honing`` command: one thin command per verb of :mod:`honing.api`.
+
+Heavy libraries are imported inside the commands, so ``honing --help`` answers at once.
+User mistakes print ``error: <what> — <hint>`` and exit 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="honing",
+    help=(
+        "From a dataset and a short YAML recipe to a trained, evaluated, saved model.\n\n"
+        "Start with `honing quickstart`, then `honing init your.csv --target COL` and "
+        "`honing train recipe.yaml`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+_state = {"quiet": False, "debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"honing {version('honing')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    _state.update(quiet=quiet, debug=debug)
+
+
+def _progress():
+    from honing.progress import Progress
+
+    return Progress(quiet=_state["quiet"])
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+Overrides = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set model.type=lightgbm (repeatable).")]
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/quickstart/…).")] = None,
+) -> None:
+    """Train on the bundled **titanic** dataset end to end and show the results."""
+    from honing import api
+
+    result = api.quickstart(out=out, progress=_progress())
+    _print_run(result)
+
+
+@app.command()
+def init(
+    data: Annotated[str, typer.Argument(help="CSV/TSV/Parquet/JSONL file, or builtin:NAME.")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Column to predict.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the recipe.")] = Path("recipe.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing recipe file.")] = False,
+) -> None:
+    """Write a commented starter recipe with the inferred column types.
+
+    Example: `honing init data.csv --target price` then `honing train recipe.yaml`.
+    """
+    from honing.errors import HoningError
+    from honing.starter import starter_recipe
+    from honing.tracking import write_text
+
+    if out.exists() and not force:
+        raise HoningError(f"{out} already exists", "pass --force to overwrite it, or --out another path")
+    write_text(out, starter_recipe(data, target))
+    _console().print(f"wrote [bold]{out}[/] — review it, then run: honing train {out}")
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see docs/recipe.md).")],
+    overrides: Overrides = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run exactly here.")] = None,
+) -> None:
+    """Train the model a recipe describes; writes runs/NAME/TIMESTAMP-ID/ with the bundle.
+
+    Example: `honing train recipe.yaml --set model.type=random_forest --set seed=1`.
+    """
+    from honing import api
+
+    result = api.train(recipe, overrides or [], out=out, progress=_progress())
+    _print_run(result)
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
+    data: Annotated[str, typer.Argument(help="Labelled data with the target column.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the metrics as JSON here.")] = None,
+) -> None:
+    """Score a saved model on labelled data."""
+    from honing import api
+    from honing.tracking import write_json
+
+    metrics = api.evaluate(bundle, data, progress=_progress())
+    if out is not None:
+        write_json(out, metrics)
+    _print_metrics({"data": metrics}, f"{metrics['rows']} rows")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
+    data: Annotated[str, typer.Argument(help="Rows to score (CSV/TSV/Parquet/JSONL).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")] = ...,
+    keep: Annotated[list[str] | None, typer.Option("--keep", "-k", help="Copy this input column to the output (repeatable).")] = None,
+) -> None:
+    """Predict every row of a file; classifiers also get one probability column per class."""
+    from honing import api
+    from honing.errors import HoningError
+    from honing.tracking import atomic_write
+
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise HoningError(f"--out {out}: unknown output format", "use a .csv or .parquet file name")
+    frame = api.predict(bundle, data, keep=keep, progress=_progress())
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda p: frame.to_csv(p, index=False))
+    else:
+        atomic_write(out, lambda p: frame.to_parquet(p, index=False))
+    _console().print(f"wrote {len(frame)} predictions to [bold]{out}[/]")
+
+
+@app.command()
+def models() -> None:
+    """List the model types a recipe's `model.type` can name."""
+    from rich.table import Table
+
+    from honing.models.classic import model_table
+
+    table = Table("type", "tasks", "estimator", "description", title="model types")
+    for row in model_table():
+        table.add_row(row["name"], ", ".join(row["tasks"]), str(row["estimator"]), row["description"])
+    _console().print(table)
+
+
+@app.command()
+def verify(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
+    """Check a bundle's format version and the checksum of every file."""
+    from honing.bundle import verify_bundle
+    from honing.errors import BundleError
+
+    problems = verify_bundle(bundle)
+    if problems:
+        raise BundleError(f"{bundle}: {problems[0]}", f"{len(problems)} problem(s); re-export the bundle")
+    _console().print(f"[green]✓[/] {bundle} is intact")
+
+
+def _print_run(result: Any) -> None:
+    from rich.table import Table
+
+    console = _console()
+    metric = result.metrics["selection_metric"]
+    board = Table("model", f"validation {metric}", "fit seconds", title="leaderboard")
+    for row in result.leaderboard:
+        board.add_row(row["model"], f"{row[metric]:.4f}", f"{row['fit_seconds']:.2f}")
+    console.print(board)
+    _print_metrics({s: result.metrics[s] for s in ("validation", "test") if s in result.metrics},
+                   f"{result.model} on {result.recipe.data.source} ({result.task})",
+                   baseline=result.metrics.get("baseline", {}).get("test"))
+    console.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
+
+
+def _print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None = None) -> None:
+    from rich.table import Table
+
+    splits = list(by_split)
+    table = Table("metric", *splits, *(["baseline (test)"] if baseline else []), title=title)
+    first = by_split[splits[0]]
+    for name, value in first.items():
+        if not isinstance(value, float):
+            continue
+        cells = [f"{by_split[s].get(name, float('nan')):.4f}" for s in splits]
+        if baseline:
+            cells.append(f"{baseline.get(name, float('nan')):.4f}")
+        table.add_row(name, *cells)
+    _console().print(table)
+
+
+def main() -> None:
+    """Entry point: run the app; user mistakes exit 2 with one line, bugs exit 1."""
+    from honing.errors import HoningError
+
+    try:
+        app()
+    except HoningError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""From a recipe's ``data:`` section to split, typed, encoded data ready for the models.
+
+:func:`load_dataset` reads the source, resolves the target and task, drops duplicates and rows
+without a target, infers the column schema and splits the rows.  Class labels are encoded as
+0..K-1 in sorted order; :attr:`Dataset.classes` maps them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from honing.data.builtin import load_builtin
+from honing.data.preprocess import clean_rows, coerce_features
+from honing.data.schema import Schema, check_target, infer_schema, infer_task
+from honing.data.sources import fingerprint, read_table
+from honing.data.split import split_frame
+from honing.errors import DataError, did_you_mean
+from honing.recipe import DataConfig
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Dataset:
+    """Split rows plus everything needed to turn them into model inputs."""
+
+    task: str
+    target: str
+    schema: Schema
+    splits: dict[str, pd.DataFrame]
+    classes: list | None
+    fingerprint: str
+    n_rows: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int | None:
+        return None if self.classes is None else len(self.classes)
+
+    def features(self, split: str) -> pd.DataFrame:
+        return coerce_features(self.splits[split], self.schema)
+
+    def labels(self, split: str) -> np.ndarray:
+        return encode_target(self.splits[split][self.target], self.task, self.classes)
+
+
+def encode_target(y: pd.Series, task: str, classes: list | None) -> np.ndarray:
+    """Class labels → codes 0..K-1 (unknown labels → -1); regression targets → float."""
+    if task == "regression":
+        return pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+    lookup = {_label_key(c): i for i, c in enumerate(classes or [])}
+    return np.array([lookup.get(_label_key(v), -1) for v in y], dtype=np.int64)
+
+
+def _label_key(value) -> str:
+    """Compare labels by value, so 1, 1.0, '1' and np.int64(1) are one class."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Read, clean, type and split the data described by ``cfg``."""
+    notes: list[str] = []
+    frame, target, task = _read_with_target(cfg)
+    _check_columns(frame, cfg)
+    check_target(frame, target, task if task != "auto" else _guess_task(frame[target]))
+    frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
+    notes += cleaning
+    if task == "auto":
+        task = infer_task(frame[target])
+        notes.append(f"task inferred from target '{target}': {task} (set data.task to override)")
+    check_target(frame, target, task)
+    schema = infer_schema(frame, target=target, overrides=cfg.types, drop=cfg.drop)
+    notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
+    split = cfg.split
+    splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
+                         stratify=split.stratify, group=split.group, time=split.time, seed=seed)
+    classes = _classes(frame[target]) if task == "classification" else None
+    return Dataset(task=task, target=target, schema=schema, splits=splits, classes=classes,
+                   fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes)
+
+
+def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
+    source, target, task = cfg.source, cfg.target, cfg.task
+    if source.startswith("builtin:"):
+        builtin = load_builtin(source.removeprefix("builtin:"))
+        frame = builtin.frame
+        if target is None:
+            target = builtin.target
+            if task == "auto":
+                task = builtin.task
+    else:
+        frame = read_table(source, delimiter=cfg.read.delimiter, encoding=cfg.read.encoding)
+    if target is None:
+        raise DataError(f"{source}: no target column given",
+                        f"set data.target to one of: {', '.join(map(str, frame.columns[:10]))}")
+    return frame, target, task
+
+
+def _check_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
+    columns = [str(c) for c in frame.columns]
+    named = [("data.drop", c) for c in cfg.drop] + [("data.split.group", cfg.split.group),
+                                                     ("data.split.time", cfg.split.time)]
+    for key, column in named:
+        if column is not None and column not in columns:
+            raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, columns))
+    if cfg.target in cfg.drop:
+        raise DataError(f"data.drop: lists the target '{cfg.target}'", "remove it from data.drop")
+
+
+def _guess_task(y: pd.Series) -> str:
+    return infer_task(y.dropna()) if y.notna().any() else "classification"
+
+
+def _classes(y: pd.Series) -> list:
+    values = pd.unique(y.dropna())
+    try:
+        ordered = sorted(values)
+    except TypeError:
+        ordered = sorted(values, key=str)
+    return [v.item() if hasattr(v, "item") else v for v in ordered]

@@ -1,0 +1,84 @@
+"""Fit one model or a portfolio (``model.type: auto``) and keep the best on the validation split."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from honing.errors import ModelError
+from honing.evaluation.metrics import compute_metrics, primary_metric
+from honing.evaluation.scoring import predict_scores
+from honing.models.classic import make_baseline, make_model, resolve_candidates
+from honing.progress import SILENT, Progress
+from honing.recipe import ModelConfig
+
+
+@dataclass
+class Candidate:
+    """A fitted model and how it scored on the validation split."""
+
+    type: str
+    estimator: Any
+    fit_seconds: float
+    validation: dict[str, float] = field(default_factory=dict)
+
+    def row(self, metric: str) -> dict[str, Any]:
+        return {"model": self.type, metric: self.validation.get(metric, float("nan")),
+                "fit_seconds": round(self.fit_seconds, 3)}
+
+
+@dataclass
+class Selection:
+    """The leaderboard (best first), the chosen model, and the dummy baseline."""
+
+    metric: str
+    greater_is_better: bool
+    leaderboard: list[Candidate]
+    baseline: Candidate
+
+    @property
+    def best(self) -> Candidate:
+        return self.leaderboard[0]
+
+    def table(self) -> list[dict[str, Any]]:
+        return [c.row(self.metric) for c in self.leaderboard] + [self.baseline.row(self.metric)]
+
+
+def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
+                 n_classes: int | None, metric: str = "auto", progress: Progress = SILENT) -> Selection:
+    """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation."""
+    metric, greater = primary_metric(task, metric)
+    types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
+    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed)) for t in types]
+    X_train, y_train = data["train"]
+    X_val, y_val = data.get("validation", (X_train[:0], y_train[:0]))
+    if cfg.type == "auto" and not len(y_val):
+        raise ModelError("model.type: auto picks the best model on the validation split, which is empty",
+                         "set data.split.validation > 0, or choose one model.type")
+    fitted = []
+    for name, est in progress.track(estimators, "fitting models", total=len(estimators)):
+        fitted.append(_fit(name, est, X_train, y_train, X_val, y_val, task, n_classes))
+    baseline = _fit("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes)
+    sign = -1.0 if greater else 1.0
+    fitted.sort(key=lambda c: sign * _finite(c.validation.get(metric), greater))
+    return Selection(metric, greater, fitted, baseline)
+
+
+def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes) -> Candidate:
+    start = time.perf_counter()
+    est.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    scores = {}
+    if len(y_val):
+        y_pred, proba = predict_scores(est, X_val, task, n_classes)
+        scores = compute_metrics(task, y_val, y_pred, proba, n_classes)
+    return Candidate(name, est, seconds, scores)
+
+
+def _finite(value: float | None, greater: bool) -> float:
+    if value is None or not np.isfinite(value):
+        return -np.inf if greater else np.inf
+    return value

@@ -1,0 +1,99 @@
+"""Run directories: ``runs/<name>/<timestamp>-<id>/`` (or exactly ``--out DIR``), written atomically.
+
+A run is assembled in a hidden temporary sibling directory and renamed into place only when it is
+complete, so an interrupted or failed run leaves nothing half-written behind.  Single files written
+elsewhere (predictions, recipes) go through :func:`atomic_write`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from honing.errors import HoningError
+
+RUN_MARKERS = ("recipe.yaml", "metrics.json")
+
+
+def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / name / f"{stamp}-{secrets.token_hex(3)}"
+
+
+@contextlib.contextmanager
+def run_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``final`` when the block succeeds.
+
+    ``final`` may already hold an earlier run (it is replaced) but not other files: refusing to
+    replace a directory that is not a honing run protects the user's own data.
+    """
+    final = Path(final)
+    if final.exists() and not _replaceable(final):
+        raise HoningError(
+            f"--out {final}: exists and is not a honing run directory",
+            "choose a new or empty directory",
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replaceable(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return not any(path.iterdir()) or any((path / m).exists() for m in RUN_MARKERS)
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{secrets.token_hex(4)}"
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
+    return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

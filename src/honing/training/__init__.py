@@ -1,0 +1,1 @@
+"""Training: seeding now; the neural trainer, callbacks and optimizers arrive with it."""
