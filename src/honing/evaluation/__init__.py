@@ -1,0 +1,1 @@
+"""Evaluation: the metrics that score predictions and pick among models (:mod:`.metrics`)."""

@@ -1,0 +1,1 @@
+"""Model types: the registry of classic (scikit-learn / LightGBM) estimators in :mod:`.classic`."""

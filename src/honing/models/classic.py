@@ -1,0 +1,348 @@
+"""Classic model types: scikit-learn and LightGBM estimators, by recipe name.
+
+Every type is a factory ``(task, params, seed) -> estimator`` registered in :data:`MODELS` with the
+tasks it does (``tasks=("classification", "regression")``).  Factories apply honing's defaults
+under the user's ``model.params`` (the user wins) and seed ``random_state``.  :func:`make_model` is
+the checked entry point: an unknown type, a type that does not do the task, an unknown parameter or
+an invalid value raises a :class:`~honing.errors.ModelError` naming the recipe key.
+
+Classifiers are trained on labels encoded as 0..K-1 and all support ``predict_proba``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from numbers import Integral, Real
+from typing import Any
+
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.svm import SVC, SVR
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from honing.errors import ModelError, did_you_mean
+from honing.registry import Registry
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+BOTH = TASKS
+
+#: The model types, by recipe name (``model.type`` / ``model.candidates``).
+MODELS = Registry("model type", ModelError)
+
+#: What the candidate name ``linear`` means for each task.
+LINEAR = {CLASSIFICATION: "logistic_regression", REGRESSION: "ridge"}
+
+
+def _seeded(defaults: dict[str, Any], params: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """Defaults, then ``random_state=seed`` (when given), then the user's params on top."""
+    merged = dict(defaults)
+    if seed is not None:
+        merged["random_state"] = seed
+    merged.update(params)
+    return merged
+
+
+def _threads() -> int:
+    """Threads for LightGBM: the CPUs this process may use, at most 8 (more rarely helps)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+# --------------------------------------------------------------------------- the model types
+
+
+@MODELS.register(
+    "logistic_regression", tasks=(CLASSIFICATION,),
+    description="Linear model of the log-odds (L2-regularised); fast, a strong baseline.",
+)
+def _logistic_regression(task: str, params: dict, seed: int) -> Any:
+    return LogisticRegression(**_seeded({"max_iter": 2000}, params, seed))
+
+
+@MODELS.register(
+    "linear_regression", tasks=(REGRESSION,),
+    description="Ordinary least squares, no regularisation.",
+)
+def _linear_regression(task: str, params: dict, seed: int) -> Any:
+    return LinearRegression(**params)
+
+
+@MODELS.register(
+    "ridge", tasks=(REGRESSION,),
+    description="Least squares with an L2 penalty (alpha); robust to correlated features.",
+)
+def _ridge(task: str, params: dict, seed: int) -> Any:
+    return Ridge(**_seeded({}, params, seed))
+
+
+@MODELS.register(
+    "lasso", tasks=(REGRESSION,),
+    description="Least squares with an L1 penalty (alpha); drives weak features to zero.",
+)
+def _lasso(task: str, params: dict, seed: int) -> Any:
+    return Lasso(**_seeded({"max_iter": 10000}, params, seed))
+
+
+@MODELS.register(
+    "elastic_net", tasks=(REGRESSION,),
+    description="Least squares with a mix of L1 and L2 penalties (alpha, l1_ratio).",
+)
+def _elastic_net(task: str, params: dict, seed: int) -> Any:
+    return ElasticNet(**_seeded({"max_iter": 10000}, params, seed))
+
+
+@MODELS.register(
+    "decision_tree", tasks=BOTH,
+    description="A single decision tree; interpretable, prone to overfit without max_depth.",
+)
+def _decision_tree(task: str, params: dict, seed: int) -> Any:
+    cls = DecisionTreeClassifier if task == CLASSIFICATION else DecisionTreeRegressor
+    return cls(**_seeded({}, params, seed))
+
+
+@MODELS.register(
+    "random_forest", tasks=BOTH,
+    description="Averaged bootstrapped decision trees (200 by default); robust, little tuning.",
+)
+def _random_forest(task: str, params: dict, seed: int) -> Any:
+    cls = RandomForestClassifier if task == CLASSIFICATION else RandomForestRegressor
+    return cls(**_seeded({"n_estimators": 200, "n_jobs": -1}, params, seed))
+
+
+@MODELS.register(
+    "extra_trees", tasks=BOTH,
+    description="Extremely randomised trees (200 by default); like a random forest, faster.",
+)
+def _extra_trees(task: str, params: dict, seed: int) -> Any:
+    cls = ExtraTreesClassifier if task == CLASSIFICATION else ExtraTreesRegressor
+    return cls(**_seeded({"n_estimators": 200, "n_jobs": -1}, params, seed))
+
+
+@MODELS.register(
+    "lightgbm", tasks=BOTH,
+    description="Gradient-boosted trees (LightGBM, 300 rounds at 0.05); usually the most accurate.",
+)
+def _lightgbm(task: str, params: dict, seed: int) -> Any:
+    cls = LGBMClassifier if task == CLASSIFICATION else LGBMRegressor
+    defaults = {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "n_jobs": _threads(),
+        "verbose": -1,
+    }
+    return cls(**_seeded(defaults, params, seed))
+
+
+@MODELS.register(
+    "svm", tasks=BOTH,
+    description="Support vector machine (RBF kernel); good on small scaled data, slow on large.",
+)
+def _svm(task: str, params: dict, seed: int) -> Any:
+    if task == REGRESSION:
+        return SVR(**params)
+    # SVC(probability=True) is deprecated since scikit-learn 1.9: Platt scaling via calibration.
+    return CalibratedClassifierCV(SVC(**_seeded({}, params, seed)), ensemble=False)
+
+
+@MODELS.register(
+    "knn", tasks=BOTH,
+    description="k nearest neighbours (5 by default); no training, needs scaled features.",
+)
+def _knn(task: str, params: dict, seed: int) -> Any:
+    cls = KNeighborsClassifier if task == CLASSIFICATION else KNeighborsRegressor
+    return cls(**params)
+
+
+@MODELS.register(
+    "naive_bayes", tasks=(CLASSIFICATION,),
+    description="Gaussian naive Bayes; very fast, assumes independent normal features.",
+)
+def _naive_bayes(task: str, params: dict, seed: int) -> Any:
+    return GaussianNB(**params)
+
+
+# --------------------------------------------------------------------------- building models
+
+
+def make_model(type: str, task: str, params: dict | None = None, seed: int = 0) -> Any:
+    """An unfitted estimator of model ``type`` for ``task``, with ``params`` checked and applied.
+
+    Raises :class:`ModelError` naming ``model.type`` or ``model.params.KEY`` for user mistakes.
+    """
+    _check_task(task)
+    entry = MODELS.entry(type, key="model.type")
+    if task not in entry.meta["tasks"]:
+        raise ModelError(
+            f"model.type: '{type}' does not do {task}",
+            f"types that do: {', '.join(MODELS.names(tasks=task))}",
+        )
+    params = {str(k): v for k, v in (params or {}).items()}
+    _check_param_names(type, core_estimator(entry.obj(task, {}, seed)), params)
+    estimator = entry.obj(task, params, seed)
+    _check_param_values(core_estimator(estimator), params)
+    return estimator
+
+
+def make_baseline(task: str, seed: int = 0) -> Any:
+    """The trivial model every run is compared with: most frequent class, or the mean."""
+    _check_task(task)
+    if task == CLASSIFICATION:
+        return DummyClassifier(strategy="most_frequent", random_state=seed)
+    return DummyRegressor(strategy="mean")
+
+
+def core_estimator(estimator: Any) -> Any:
+    """The estimator whose parameters the user sets (the SVC inside the calibration wrapper)."""
+    if isinstance(estimator, CalibratedClassifierCV):
+        return estimator.estimator
+    return estimator
+
+
+def resolve_candidates(names: list[str], task: str) -> list[str]:
+    """The model types to try for ``task``: ``linear`` resolved, unknown names rejected,
+    types that do not do the task dropped, duplicates removed (first kept)."""
+    _check_task(task)
+    out: list[str] = []
+    for name in names:
+        name = LINEAR[task] if name == "linear" else str(name)
+        if name not in MODELS:
+            raise ModelError(
+                f"model.candidates: unknown model type '{name}'",
+                did_you_mean(name, [*MODELS.names(), "linear"]),
+            )
+        if task in MODELS.entry(name).meta["tasks"] and name not in out:
+            out.append(name)
+    if not out:
+        raise ModelError(
+            f"model.candidates: none of {list(names)} does {task}",
+            f"add one of: linear, {', '.join(MODELS.names(tasks=task))}",
+        )
+    return out
+
+
+def model_table() -> list[dict[str, Any]]:
+    """One row per model type (name, tasks, estimators, description), for ``honing models``."""
+    rows = []
+    for name in MODELS.names():
+        entry = MODELS.entry(name)
+        tasks = list(entry.meta["tasks"])
+        rows.append(
+            {
+                "name": name,
+                "tasks": tasks,
+                "estimators": [_class_name(entry.obj(task, {}, 0)) for task in tasks],
+                "description": entry.meta["description"],
+            }
+        )
+    return rows
+
+
+def _class_name(estimator: Any) -> str:
+    core = core_estimator(estimator)
+    if core is estimator:
+        return type(estimator).__name__
+    return f"{type(estimator).__name__}({type(core).__name__})"
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+# --------------------------------------------------------------------------- parameter checks
+
+
+def _check_param_names(type: str, default: Any, params: dict[str, Any]) -> None:
+    known = default.get_params(deep=False)
+    for key in params:
+        if key not in known:
+            raise ModelError(
+                f"model.params.{key}: not a parameter of {type}", did_you_mean(key, known)
+            )
+
+
+_SKLEARN_MESSAGE = re.compile(r"The '(?P<key>\w+)' parameter of \w+ (?P<rest>.*)", re.DOTALL)
+
+
+def _check_param_values(estimator: Any, params: dict[str, Any]) -> None:
+    """Reject invalid values with the estimator's own validation (our rules for LightGBM)."""
+    if isinstance(estimator, (LGBMClassifier, LGBMRegressor)):
+        _check_lightgbm(params)
+        return
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is None:
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).strip()
+        match = _SKLEARN_MESSAGE.match(message)
+        key = match["key"] if match else None
+        where = f"model.params.{key}" if key else "model.params"
+        what = match["rest"].rstrip(".") if match else message
+        raise ModelError(
+            f"{where}: {what}", f"see the scikit-learn documentation of {type(estimator).__name__}"
+        ) from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def _in_unit(v: Any) -> bool:
+    return _is_real(v) and 0 < v <= 1
+
+
+def _non_negative(v: Any) -> bool:
+    return _is_real(v) and v >= 0
+
+
+_LIGHTGBM_RULES: dict[str, tuple[Any, str]] = {
+    "n_estimators": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "num_leaves": (lambda v: _is_int(v) and v >= 2, "an int >= 2"),
+    "max_depth": (_is_int, "an int (<= 0 means no limit)"),
+    "learning_rate": (lambda v: _is_real(v) and v > 0, "a number > 0"),
+    "subsample": (_in_unit, "a number in (0, 1]"),
+    "colsample_bytree": (_in_unit, "a number in (0, 1]"),
+    "subsample_freq": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "subsample_for_bin": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "min_child_samples": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "min_child_weight": (_non_negative, "a number >= 0"),
+    "min_split_gain": (_non_negative, "a number >= 0"),
+    "reg_alpha": (_non_negative, "a number >= 0"),
+    "reg_lambda": (_non_negative, "a number >= 0"),
+    "n_jobs": (lambda v: v is None or _is_int(v), "an int or null"),
+    "boosting_type": (lambda v: v in ("gbdt", "dart", "rf", "goss"), "one of gbdt, dart, rf, goss"),
+    "class_weight": (lambda v: v is None or v == "balanced" or isinstance(v, dict), "'balanced', a mapping or null"),
+}
+
+
+def _check_lightgbm(params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        rule = _LIGHTGBM_RULES.get(key)
+        if rule is not None and not rule[0](value):
+            raise ModelError(
+                f"model.params.{key}: must be {rule[1]}, got {value!r}",
+                "see the LightGBM documentation of the scikit-learn API (LGBMClassifier / LGBMRegressor)",
+            )

@@ -1,0 +1,432 @@
+"""Tests for honing.bundle: round trips, checksums, tampering, untrusted types, upgrades, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import LinearSVC
+
+from honing import bundle as bmod
+from honing.bundle import (
+    FORMAT_VERSION,
+    TREE_TYPES,
+    Bundle,
+    LightGBMModel,
+    load_bundle,
+    save_bundle,
+    sha256_file,
+    verify_bundle,
+)
+from honing.errors import BundleError, HoningError
+
+FEATURES = {"a": {"kind": "numeric"}, "b": {"kind": "numeric"}, "c": {"kind": "categorical"}}
+
+
+class Payload:
+    """A custom (non-sklearn) class that must never be constructed from a bundle."""
+
+    def __init__(self):
+        self.value = 42
+
+
+def make_frame(task: str, n_classes: int = 2, n: int = 160, seed: int = 0):
+    """Synthetic features a, b (numeric) and c (string) with an integer or float target."""
+    if task == "regression":
+        X, y = make_regression(n_samples=n, n_features=2, noise=0.1, random_state=seed)
+    else:
+        X, y = make_classification(
+            n_samples=n, n_features=2, n_informative=2, n_redundant=0, n_classes=n_classes,
+            n_clusters_per_class=1, random_state=seed,
+        )
+    cats = np.random.default_rng(seed).choice(["red", "green", "blue"], size=n)
+    return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": cats}), y
+
+
+def make_preprocessor() -> ColumnTransformer:
+    """StandardScaler on a and b, one-hot encoding of c."""
+    return ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["a", "b"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["c"]),
+        ]
+    )
+
+
+CASES = {
+    "random_forest_binary": ("classification", 2, lambda: RandomForestClassifier(20, random_state=0)),
+    "random_forest_3": ("classification", 3, lambda: RandomForestClassifier(20, random_state=0)),
+    "logistic_binary": ("classification", 2, lambda: LogisticRegression()),
+    "logistic_3": ("classification", 3, lambda: LogisticRegression()),
+    "lightgbm_binary": ("classification", 2, lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)),
+    "lightgbm_3": ("classification", 3, lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)),
+    "lightgbm_regression": ("regression", None, lambda: lightgbm.LGBMRegressor(n_estimators=30, verbose=-1)),
+    "ridge_regression": ("regression", None, lambda: Ridge()),
+}
+
+
+def fit_case(name: str):
+    """(preprocessor, model, df, task, classes) for one of CASES, fitted."""
+    task, n_classes, factory = CASES[name]
+    df, y = make_frame(task, n_classes or 2)
+    pre = make_preprocessor()
+    model = factory().fit(pre.fit_transform(df), y)
+    classes = [f"class_{k}" for k in range(n_classes)] if task == "classification" else None
+    return pre, model, df, task, classes
+
+
+def save(path: Path, pre, model, task: str = "classification", classes=("no", "yes"), **kwargs) -> Path:
+    """save_bundle with defaults for the fields a test does not care about."""
+    args = {
+        "preprocessor": pre, "model": model, "task": task, "features": FEATURES,
+        "classes": list(classes) if classes is not None else None, "model_type": "test",
+        "metrics": {"score": 0.5}, "recipe": {"target": "y"}, "data_fingerprint": "abc123",
+    }
+    return save_bundle(path, **{**args, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    """A fitted binary (preprocessor, logistic model, frame)."""
+    pre, model, df, _, _ = fit_case("logistic_binary")
+    return pre, model, df
+
+
+@pytest.fixture
+def saved(tmp_path, logistic) -> Path:
+    """A saved binary logistic bundle."""
+    pre, model, _ = logistic
+    return save(tmp_path / "bundle", pre, model)
+
+
+def rewrite_manifest(path: Path, **changes) -> None:
+    """Change keys of a bundle's manifest.json in place."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(changes)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Hidden temporary entries save_bundle might have left behind."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+# ------------------------------------------------------------------------------------------ round trip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_round_trip_predictions_identical(tmp_path, case):
+    pre, model, df, task, classes = fit_case(case)
+    path = save(tmp_path / "b", pre, model, task=task, classes=classes)
+    loaded = load_bundle(path, trusted=TREE_TYPES)
+    X = pre.transform(df)
+    Xl = loaded.transform(df)
+    np.testing.assert_allclose(Xl, X, rtol=0, atol=0)
+    np.testing.assert_allclose(loaded.predict_encoded(Xl), model.predict(X), rtol=1e-12, atol=1e-12)
+    if task == "classification":
+        expected = model.predict_proba(X)
+        np.testing.assert_allclose(loaded.predict_proba_encoded(Xl), expected, rtol=1e-12, atol=1e-12)
+        proba = loaded.predict_proba(df)
+        assert list(proba.columns) == [str(c) for c in classes]
+        np.testing.assert_allclose(proba.to_numpy(), expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(loaded.predict(df), np.asarray(classes)[model.predict(X)])
+    else:
+        np.testing.assert_allclose(loaded.predict(df), model.predict(X), rtol=1e-12, atol=1e-12)
+        with pytest.raises(HoningError, match="only for classifiers"):
+            loaded.predict_proba(df)
+    expected_format = "lightgbm" if case.startswith("lightgbm") else "skops"
+    assert loaded.manifest["model_format"] == expected_format
+    assert (path / ("model.lgb.txt" if expected_format == "lightgbm" else "model.skops")).is_file()
+
+
+def test_lightgbm_manifest_records_objective(tmp_path):
+    pre, model, _, task, classes = fit_case("lightgbm_3")
+    loaded = load_bundle(save(tmp_path / "b", pre, model, task=task, classes=classes))
+    assert loaded.manifest["lightgbm"] == {"objective": "multiclass", "num_class": 3}
+    assert isinstance(loaded.model, LightGBMModel)
+    assert loaded.model.predict_proba(loaded.transform(make_frame(task, 3)[0])).shape == (160, 3)
+
+
+def test_manifest_contents_and_checksums(tmp_path, logistic):
+    pre, model, _ = logistic
+    path = save(
+        tmp_path / "b", pre, model, classes=[np.int64(0), np.int64(1)], extra={"owner": "me"},
+        trusted=["x.Y"],
+    )
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION == 1
+    assert manifest["classes"] == [0, 1] and manifest["task"] == "classification"
+    assert manifest["features"] == FEATURES and manifest["metrics"] == {"score": 0.5}
+    assert manifest["owner"] == "me" and manifest["trusted_types"] == ["x.Y"]
+    assert manifest["data_fingerprint"] == "abc123" and manifest["model_type"] == "test"
+    assert set(manifest["library_versions"]) == {"numpy", "pandas", "scikit-learn", "lightgbm", "skops", "python"}
+    assert isinstance(manifest["honing_version"], str) and manifest["honing_version"]
+    assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
+    on_disk = {p.name for p in path.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk == {"preprocess.skops", "model.skops"}
+    for name, digest in manifest["files"].items():
+        assert digest == hashlib.sha256((path / name).read_bytes()).hexdigest() == sha256_file(path / name)
+
+
+def test_bundle_attributes(saved):
+    loaded = load_bundle(saved)
+    assert isinstance(loaded, Bundle) and loaded.path == saved
+    assert loaded.task == "classification" and loaded.classes == ["no", "yes"]
+    assert loaded.features == FEATURES and loaded.recipe == {"target": "y"}
+
+
+def test_prepare_hook_runs_before_transform(saved, logistic):
+    _, _, df = logistic
+    calls = []
+
+    def prepare(frame):
+        calls.append(len(frame))
+        return frame
+
+    loaded = load_bundle(saved, prepare=prepare)
+    loaded.predict(df.head(5))
+    assert calls == [5]
+
+
+def test_classifier_without_probabilities_maps_labels(tmp_path):
+    df, y = make_frame("classification", 3)
+    pre = make_preprocessor()
+    model = LinearSVC().fit(pre.fit_transform(df), y)
+    loaded = load_bundle(save(tmp_path / "b", pre, model, classes=["x", "y", "z"]))
+    np.testing.assert_array_equal(loaded.predict(df), np.array(["x", "y", "z"])[model.predict(pre.transform(df))])
+    with pytest.raises(HoningError, match="no probabilities"):
+        loaded.predict_proba(df)
+
+
+def test_save_rejects_bad_arguments(tmp_path, logistic):
+    pre, model, _ = logistic
+    with pytest.raises(ValueError, match="task"):
+        save(tmp_path / "b", pre, model, task="ranking")
+    with pytest.raises(ValueError, match="classes"):
+        save(tmp_path / "b", pre, model, classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="override"):
+        save(tmp_path / "b", pre, model, extra={"files": {}})
+    assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------- tampering
+
+
+def test_flipped_byte_is_a_checksum_mismatch(saved):
+    data = bytearray((saved / "model.skops").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (saved / "model.skops").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch") as info:
+        load_bundle(saved)
+    assert "model.skops" in str(info.value) and str(saved) in str(info.value)
+    assert any("checksum" in p for p in verify_bundle(saved))
+
+
+def test_stray_file_is_refused(saved):
+    (saved / "extra.py").write_text("print('hi')")
+    with pytest.raises(BundleError, match="unexpected file extra.py"):
+        load_bundle(saved)
+
+
+def test_stray_file_in_subdirectory_is_refused(saved):
+    (saved / "sub").mkdir()
+    (saved / "sub" / "x.bin").write_bytes(b"x")
+    assert any("sub/x.bin" in p for p in verify_bundle(saved))
+
+
+def test_missing_listed_file(saved):
+    (saved / "preprocess.skops").unlink()
+    with pytest.raises(BundleError, match="preprocess.skops is missing"):
+        load_bundle(saved)
+
+
+def test_manifest_path_escape_is_refused(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["files"]["../outside"] = "0" * 64
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="invalid file name"):
+        load_bundle(saved)
+
+
+@pytest.mark.parametrize("how", ["missing", "file", "no_manifest"])
+def test_not_a_bundle(tmp_path, saved, how):
+    target = {"missing": tmp_path / "nope", "file": tmp_path / "f.txt", "no_manifest": saved}[how]
+    if how == "file":
+        target.write_text("x")
+    if how == "no_manifest":
+        (saved / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="does not exist|not a honing bundle") as info:
+        load_bundle(target)
+    assert str(target) in str(info.value)
+    assert len(verify_bundle(target)) == 1
+
+
+def test_invalid_json_manifest(saved):
+    (saved / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(saved)
+
+
+def test_newer_format_is_refused(saved):
+    rewrite_manifest(saved, format_version=99)
+    with pytest.raises(BundleError, match="newer honing \\(format 99\\); upgrade honing"):
+        load_bundle(saved)
+
+
+def test_verify_good_bundle(saved):
+    assert verify_bundle(saved) == []
+    assert verify_bundle(saved, trusted=[]) == []
+
+
+# ---------------------------------------------------------------------------------------------- upgrades
+
+
+def test_upgrade_step_runs_for_old_format(saved, monkeypatch):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["format_version"] = 0
+    manifest["kind"] = manifest.pop("task")  # pretend format 0 called it "kind"
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    calls = []
+
+    def step(old: dict, path: Path) -> dict:
+        calls.append(path)
+        new = dict(old)
+        new["task"] = new.pop("kind")
+        return new
+
+    monkeypatch.setattr(bmod, "UPGRADES", {0: step})
+    loaded = load_bundle(saved)
+    assert calls == [saved]
+    assert loaded.manifest["format_version"] == 1 and loaded.task == "classification"
+    assert json.loads((saved / "manifest.json").read_text())["format_version"] == 0  # not rewritten
+
+
+def test_upgrade_chain_to_newer_current_format(saved, monkeypatch):
+    monkeypatch.setattr(bmod, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(bmod, "UPGRADES", {1: lambda m, p: {**m, "upgraded": True}})
+    loaded = load_bundle(saved)
+    assert loaded.manifest["upgraded"] is True and loaded.manifest["format_version"] == 2
+
+
+def test_old_format_without_upgrade_step(saved):
+    rewrite_manifest(saved, format_version=0)
+    with pytest.raises(BundleError, match="cannot upgrade"):
+        load_bundle(saved)
+
+
+# ---------------------------------------------------------------------------------------------- security
+
+
+def test_untrusted_custom_type_is_refused(saved):
+    sio.dump(Payload(), saved / "model.skops")
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["files"]["model.skops"] = sha256_file(saved / "model.skops")  # consistent checksum
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    name = f"{Payload.__module__}.Payload"
+    with pytest.raises(BundleError, match="untrusted type") as info:
+        load_bundle(saved)
+    assert name in str(info.value) and "model.skops" in str(info.value)
+    assert any("untrusted type" in p for p in verify_bundle(saved, trusted=[]))
+    assert isinstance(load_bundle(saved, trusted=[name]).model, Payload)  # the caller may trust it
+
+
+def test_bundle_cannot_trust_itself(saved):
+    sio.dump(Payload(), saved / "model.skops")
+    name = f"{Payload.__module__}.Payload"
+    rewrite_manifest(
+        saved, trusted_types=[name],
+        files={**json.loads((saved / "manifest.json").read_text())["files"],
+               "model.skops": sha256_file(saved / "model.skops")},
+    )
+    with pytest.raises(BundleError, match="untrusted type"):
+        load_bundle(saved)
+
+
+def test_tree_models_need_the_callers_trust(tmp_path):
+    pre, model, _, task, classes = fit_case("random_forest_binary")
+    path = save(tmp_path / "b", pre, model, task=task, classes=classes, trusted=list(TREE_TYPES))
+    with pytest.raises(BundleError, match="untrusted type 'sklearn.tree._tree.Tree'"):
+        load_bundle(path)
+    assert load_bundle(path, trusted=["sklearn.tree._tree.Tree"]).model.n_estimators == 20
+
+
+# -------------------------------------------------------------------------------------------- atomicity
+
+
+def fail_dump_for(monkeypatch, victim):
+    """Make skops.io.dump raise when asked to write ``victim``."""
+    real = sio.dump
+
+    def dump(obj, file, **kwargs):
+        if obj is victim:
+            raise RuntimeError("disk full")
+        return real(obj, file, **kwargs)
+
+    monkeypatch.setattr(sio, "dump", dump)
+
+
+def test_failed_save_leaves_nothing(tmp_path, logistic, monkeypatch):
+    pre, model, _ = logistic
+    fail_dump_for(monkeypatch, model)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save(tmp_path / "b", pre, model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_old_bundle(saved, logistic, monkeypatch):
+    pre, model, _ = logistic
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    fail_dump_for(monkeypatch, model)
+    with pytest.raises(RuntimeError):
+        save(saved, pre, model, metrics={"score": 0.9})
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    assert load_bundle(saved).metrics == {"score": 0.5}
+    assert leftovers(saved.parent) == []
+
+
+def test_failed_swap_restores_the_old_bundle(saved, logistic, monkeypatch):
+    pre, model, _ = logistic
+    real, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # old bundle moved away; moving the new one in fails
+            raise OSError("rename failed")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="rename failed"):
+        save(saved, pre, model, metrics={"score": 0.9})
+    monkeypatch.undo()
+    assert load_bundle(saved).metrics == {"score": 0.5}
+    assert leftovers(saved.parent) == []
+
+
+def test_save_replaces_an_existing_bundle(saved, logistic):
+    pre, model, _ = logistic
+    save(saved, pre, model, metrics={"score": 0.9})
+    assert load_bundle(saved).metrics == {"score": 0.9}
+    assert leftovers(saved.parent) == []
+
+
+def test_save_refuses_to_replace_a_non_bundle(tmp_path, logistic):
+    pre, model, _ = logistic
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("precious")
+    with pytest.raises(BundleError, match="not a honing bundle"):
+        save(tmp_path / "docs", pre, model)
+    assert (tmp_path / "docs" / "notes.txt").read_text() == "precious"
+    assert leftovers(tmp_path) == []
