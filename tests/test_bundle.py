@@ -21,9 +21,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from honing import bundle as bmod
+from honing.models.classic import TRUSTED_TYPES as MODEL_TRUSTED_TYPES
 from honing.bundle import (
     FORMAT_VERSION,
-    TREE_TYPES,
     Bundle,
     LightGBMModel,
     load_bundle,
@@ -131,7 +131,7 @@ def leftovers(directory: Path) -> list[str]:
 def test_round_trip_predictions_identical(tmp_path, case):
     pre, model, df, task, classes = fit_case(case)
     path = save(tmp_path / "b", pre, model, task=task, classes=classes)
-    loaded = load_bundle(path, trusted=TREE_TYPES)
+    loaded = load_bundle(path, trusted=MODEL_TRUSTED_TYPES)
     X = pre.transform(df)
     Xl = loaded.transform(df)
     np.testing.assert_allclose(Xl, X, rtol=0, atol=0)
@@ -357,7 +357,7 @@ def test_bundle_cannot_trust_itself(saved):
 
 def test_tree_models_need_the_callers_trust(tmp_path):
     pre, model, _, task, classes = fit_case("random_forest_binary")
-    path = save(tmp_path / "b", pre, model, task=task, classes=classes, trusted=list(TREE_TYPES))
+    path = save(tmp_path / "b", pre, model, task=task, classes=classes, trusted=list(MODEL_TRUSTED_TYPES))
     with pytest.raises(BundleError, match="untrusted type 'sklearn.tree._tree.Tree'"):
         load_bundle(path)
     assert load_bundle(path, trusted=["sklearn.tree._tree.Tree"]).model.n_estimators == 20

@@ -7,6 +7,7 @@ logic of its own beyond wiring them together.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,21 @@ import pandas as pd
 
 from honing.bundle import Bundle, load_bundle, save_bundle
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
-from honing.data.preprocess import TRUSTED_TYPES, build_preprocessor, coerce_features, extra_columns
+from honing.data import preprocess
+from honing.data.preprocess import build_preprocessor, coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
 from honing.errors import DataError
 from honing.evaluation.scoring import score_splits
+from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.tracking import default_run_dir, run_directory, write_json, write_text
 from honing.training.seed import seed_everything
+
+#: The types a bundle may contain beyond skops' defaults: honing's own preprocessing and models.
+TRUSTED_TYPES = [*preprocess.TRUSTED_TYPES, *classic.TRUSTED_TYPES]
 
 
 @dataclass
@@ -100,8 +106,7 @@ def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> Ru
 def load(path: str | Path) -> Bundle:
     """Load a bundle as a predictor: ``predict(df)`` / ``predict_proba(df)`` on raw rows."""
     bundle = load_bundle(path, trusted=TRUSTED_TYPES)
-    schema = Schema.from_dict(bundle.features)
-    bundle.prepare = lambda df: coerce_features(df, schema)
+    bundle.prepare = partial(coerce_features, schema=Schema.from_dict(bundle.features))
     return bundle
 
 

@@ -47,7 +47,6 @@ MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM}
 TASKS = ("classification", "regression")
 #: scikit-learn tree storage types that skops deliberately does not trust by default (a crafted file
 #: can crash the process); callers pass them in ``trusted`` for bundles from a source they trust.
-TREE_TYPES = ("sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "skops")
 _RESERVED = frozenset(  # manifest keys that ``extra`` may not override
     ("format_version", "honing_version", "created", "task", "features", "classes", "model_type", "files",

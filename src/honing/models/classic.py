@@ -42,6 +42,14 @@ BOTH = TASKS
 #: The model types, by recipe name (``model.type`` / ``model.candidates``).
 MODELS = Registry("model type", ModelError)
 
+#: Types inside fitted models that skops does not trust by default but honing's own models contain;
+#: a bundle loader trusts exactly these (plus the preprocessing's), nothing a bundle claims itself.
+TRUSTED_TYPES = [
+    "sklearn.tree._tree.Tree",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+]
+
 #: What the candidate name ``linear`` means for each task.
 LINEAR = {CLASSIFICATION: "logistic_regression", REGRESSION: "ridge"}
 

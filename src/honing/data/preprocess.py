@@ -1,0 +1,330 @@
+"""Row cleaning, feature coercion and the scikit-learn preprocessor.
+
+The same three steps run at training and at prediction time:
+
+1. :func:`clean_rows` (training only) drops duplicate rows and rows without a target;
+2. :func:`coerce_features` selects the schema's feature columns and gives each the type the
+   preprocessor expects (numbers → float, categories → strings, dates → datetime64, text → str);
+3. :func:`build_preprocessor` returns an unfitted :class:`~sklearn.compose.ColumnTransformer`
+   that imputes, scales and encodes those columns into one dense float matrix.
+
+Everything in a fitted preprocessor can be saved with :func:`skops.io.dump` and loaded with
+``skops.io.load(path, trusted=TRUSTED_TYPES)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as pdt
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
+
+from honing.data.schema import Schema
+from honing.errors import DataError
+from honing.recipe import DataConfig
+
+#: Types outside skops' default trust list found in a fitted preprocessor (checked by a test).
+TRUSTED_TYPES: list[str] = ["honing.data.preprocess.DatetimeFeatures", "numpy.dtype"]
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+_SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
+_TEXT_MAX_FEATURES = 500
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def clean_rows(df: pd.DataFrame, target: str | None, duplicates: str) -> tuple[pd.DataFrame, list[str]]:
+    """Drop exact duplicate rows (``duplicates == "drop"``) and rows whose target is missing."""
+    if duplicates not in ("drop", "keep"):
+        raise DataError(f"data.clean.duplicates: unknown value '{duplicates}'", "use drop or keep")
+    notes = []
+    if duplicates == "drop":
+        dup = df.duplicated()
+        if (count := int(dup.sum())) > 0:
+            df = df.loc[~dup]
+            notes.append(f"dropped {_rows(count)} that duplicated earlier rows")
+    if target is not None and target in df.columns:
+        missing = df[target].isna()
+        if (count := int(missing.sum())) > 0:
+            df = df.loc[~missing]
+            notes.append(f"dropped {_rows(count)} whose target '{target}' is missing")
+    return df.reset_index(drop=True), notes
+
+
+def _rows(count: int) -> str:
+    """"N row(s)" with the right plural."""
+    return f"{count} row{'s' if count != 1 else ''}"
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def feature_names(schema: Schema) -> list[str]:
+    """The schema's feature names; DataError when none are left."""
+    names = schema.feature_names
+    if not names:
+        raise DataError(
+            "no feature columns left (every column is the target, an identifier or dropped)",
+            "check data.drop and data.types (identifier columns are dropped)",
+        )
+    return names
+
+
+def extra_columns(df: pd.DataFrame, schema: Schema) -> list[str]:
+    """Columns of ``df`` the schema has never seen (neither a schema column nor in data.drop)."""
+    known = {c.name for c in schema.columns} | set(schema.dropped)
+    return [str(c) for c in df.columns if str(c) not in known]
+
+
+def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The schema's feature columns of ``df``, in schema order, each cast for the preprocessor."""
+    names = feature_names(schema)
+    lacking = [n for n in names if n not in df.columns]
+    if lacking:
+        raise DataError(
+            f"input lacks columns: {', '.join(lacking)}",
+            "the data must have every feature column the model was trained on",
+        )
+    out = {}
+    for name in names:
+        kind = schema.column(name).kind
+        out[name] = _COERCERS[kind](df[name])
+    return pd.DataFrame(out, index=df.index)
+
+
+def _to_float(s: pd.Series) -> pd.Series:
+    """Numbers as float64; anything unparsable becomes NaN."""
+    if pdt.is_bool_dtype(s):
+        return s.astype("float64")
+    if not pdt.is_numeric_dtype(s):
+        s = s.map(lambda v: v.strip().replace("\u2212", "-") if isinstance(v, str) else v)
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def _to_category(s: pd.Series) -> pd.Series:
+    """Values as strings (1, 1.0 and "1" → "1"; True → "true"); missing stays NaN."""
+    return pd.Series([_category_string(v) for v in s.tolist()], index=s.index, dtype=object)
+
+
+def _to_boolean(s: pd.Series) -> pd.Series:
+    """Yes/no values as "true"/"false" (other values kept as strings); missing stays NaN."""
+    values = [_category_string(v) for v in s.tolist()]
+    out = []
+    for v in values:
+        low = v.lower() if isinstance(v, str) else v
+        out.append("true" if low in _TRUE else "false" if low in _FALSE else v)
+    return pd.Series(out, index=s.index, dtype=object)
+
+
+def _category_string(value: Any) -> Any:
+    """A canonical string for one category value (NaN for missing)."""
+    if _is_missing(value):
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value).strip()
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, NaT or NA."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _to_datetime(s: pd.Series) -> pd.Series:
+    """Datetimes (naive, UTC for time-zone-aware input); unparsable values become NaT."""
+    if pdt.is_datetime64_any_dtype(s):
+        parsed = s
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(s, errors="coerce", format="mixed", utc=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def _to_text(s: pd.Series) -> pd.Series:
+    """Strings, with missing values as the empty string."""
+    return pd.Series(["" if _is_missing(v) else str(v) for v in s.tolist()], index=s.index, dtype=object)
+
+
+_COERCERS = {
+    "numeric": _to_float,
+    "categorical": _to_category,
+    "boolean": _to_boolean,
+    "datetime": _to_datetime,
+    "text": _to_text,
+}
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator):
+    """Datetime columns → year, month, day, dayofweek, [hour,] and a timestamp in seconds.
+
+    ``hour`` is produced for a column only when its training values have a non-zero time of day.
+    Missing or unparsable dates give NaN in every output.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> DatetimeFeatures:
+        """Remember the column names and whether each has a time of day."""
+        frame = self._frame(X)
+        self.columns_ = [str(c) for c in getattr(X, "columns", range(frame.shape[1]))]
+        self.with_hour_ = [bool((frame[c].dt.hour.fillna(0) != 0).any()) for c in frame.columns]
+        self.n_features_in_ = len(self.columns_)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The date parts and timestamp of every column, as floats (NaN for missing)."""
+        frame = self._frame(X)
+        if frame.shape[1] != len(self.columns_):
+            raise ValueError(f"DatetimeFeatures was fitted on {len(self.columns_)} columns, got {frame.shape[1]}")
+        blocks = []
+        for position, with_hour in enumerate(self.with_hour_):
+            t = frame.iloc[:, position]
+            parts = [t.dt.year, t.dt.month, t.dt.day, t.dt.day_of_week] + ([t.dt.hour] if with_hour else [])
+            parts.append((t - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1))
+            blocks.extend(p.to_numpy(dtype="float64", na_value=np.nan) for p in parts)
+        return np.column_stack(blocks) if blocks else np.empty((len(frame), 0))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """``COLUMN_PART`` for every output column."""
+        names = []
+        for column, with_hour in zip(self.columns_, self.with_hour_):
+            parts = ["year", "month", "day", "dayofweek"] + (["hour"] if with_hour else []) + ["timestamp"]
+            names.extend(f"{column}_{p}" for p in parts)
+        return np.asarray(names, dtype=object)
+
+    @staticmethod
+    def _frame(X: Any) -> pd.DataFrame:
+        """``X`` as a frame of naive datetime64 columns."""
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+        return pd.DataFrame({i: _to_datetime(frame.iloc[:, i]).reset_index(drop=True) for i in range(frame.shape[1])})
+
+
+def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
+    """An unfitted ColumnTransformer for :func:`coerce_features` output → dense float matrix."""
+    feature_names(schema)
+    by_kind: dict[str, list[str]] = {}
+    for column in schema.features:
+        by_kind.setdefault(column.kind, []).append(column.name)
+    steps: list[tuple[str, Any, Any]] = []
+    if by_kind.get("numeric"):
+        steps.append(("numeric", _numeric_pipeline(cfg), by_kind["numeric"]))
+    categorical = by_kind.get("categorical", []) + by_kind.get("boolean", [])
+    if categorical:
+        steps.append(("categorical", _categorical_pipeline(cfg), categorical))
+        if cfg.clean.missing.indicator:
+            indicator = MissingIndicator(features="missing-only", error_on_new=False)
+            steps.append(("categorical_missing", indicator, categorical))
+    if by_kind.get("datetime"):
+        datetime_steps = [("parts", DatetimeFeatures()), ("impute", _imputer("median", None, False))]
+        steps.append(("datetime", Pipeline(datetime_steps + _scaler(cfg)), by_kind["datetime"]))
+    if cfg.text == "tfidf":
+        for name in by_kind.get("text", []):
+            steps.append((_step_name(f"text_{name}", steps), _tfidf(), name))
+    if not steps:
+        raise DataError(
+            "no feature columns left (only text columns remain and data.text is 'drop')",
+            "set data.text: tfidf, or check data.drop and data.types",
+        )
+    return ColumnTransformer(
+        steps,
+        remainder="drop",
+        sparse_threshold=0.0,
+        verbose_feature_names_out=_names_may_clash(schema, cfg, by_kind),
+    )
+
+
+def _names_may_clash(schema: Schema, cfg: DataConfig, by_kind: dict[str, list[str]]) -> bool:
+    """Whether unprefixed output names could repeat (always assumed with TF-IDF vocabularies)."""
+    if cfg.text == "tfidf" and by_kind.get("text"):
+        return True
+    categorical = by_kind.get("categorical", []) + by_kind.get("boolean", [])
+    names = list(by_kind.get("numeric", []))
+    for name in categorical:
+        if cfg.encode == "ordinal":
+            names.append(name)
+            continue
+        column = schema.column(name)
+        coerce = _COERCERS[column.kind]
+        values = list(coerce(pd.Series(column.categories or [], dtype=object)).dropna())
+        names += [f"{name}_{v}" for v in dict.fromkeys(values + ["missing", "infrequent_sklearn"])]
+    if cfg.clean.missing.indicator:
+        names += [f"missingindicator_{n}" for n in by_kind.get("numeric", []) + categorical]
+    for name in by_kind.get("datetime", []):
+        names += [f"{name}_{p}" for p in ("year", "month", "day", "dayofweek", "hour", "timestamp")]
+    return len(names) != len(set(names))
+
+
+def _step_name(wanted: str, steps: list[tuple[str, Any, Any]]) -> str:
+    """``wanted`` made valid for a ColumnTransformer: no ``__``, not already taken."""
+    base = name = wanted.replace("__", "_")
+    taken = {step[0] for step in steps}
+    number = 2
+    while name in taken:
+        name, number = f"{base}_{number}", number + 1
+    return name
+
+
+def _numeric_pipeline(cfg: DataConfig) -> Pipeline:
+    """Impute (optionally with indicator columns), then scale."""
+    missing = cfg.clean.missing
+    fill = _numeric_fill(missing.fill_value) if missing.numeric == "constant" else None
+    return Pipeline([("impute", _imputer(missing.numeric, fill, missing.indicator))] + _scaler(cfg))
+
+
+def _categorical_pipeline(cfg: DataConfig) -> Pipeline:
+    """Impute, then one-hot or ordinal encode (unseen values never raise)."""
+    missing = cfg.clean.missing
+    fill = None
+    if missing.categorical == "constant":
+        fill = "missing" if missing.fill_value is None else _category_string(missing.fill_value)
+    if cfg.encode == "ordinal":
+        encoder: Any = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    else:
+        encoder = OneHotEncoder(
+            handle_unknown="infrequent_if_exist", max_categories=cfg.max_categories, sparse_output=False
+        )
+    return Pipeline([("impute", _imputer(missing.categorical, fill, False)), ("encode", encoder)])
+
+
+def _imputer(strategy: str, fill: Any, indicator: bool) -> SimpleImputer:
+    """A SimpleImputer that keeps all-missing columns (stable output width)."""
+    return SimpleImputer(strategy=strategy, fill_value=fill, add_indicator=indicator, keep_empty_features=True)
+
+
+def _numeric_fill(value: Any) -> float:
+    """The numeric constant for imputation: ``fill_value`` when it is a number, else 0."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _scaler(cfg: DataConfig) -> list[tuple[str, Any]]:
+    """The scaling step for ``cfg.scale`` (none for "none")."""
+    return [("scale", _SCALERS[cfg.scale]())] if cfg.scale in _SCALERS else []
+
+
+def _tfidf() -> TfidfVectorizer:
+    """TF-IDF features for one text column (at most 500 terms)."""
+    return TfidfVectorizer(max_features=_TEXT_MAX_FEATURES, sublinear_tf=True, strip_accents="unicode", dtype=np.float64)

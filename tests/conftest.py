@@ -1,0 +1,57 @@
+"""Shared fixtures: run the CLI in-process as a user would, and small CSV datasets."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``honing ARGS…`` through the real entry point (honing.cli.main); return code and output."""
+    from honing import cli as cli_module
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["honing", *map(str, args)])
+        monkeypatch.setitem(cli_module._state, "quiet", False)
+        monkeypatch.setitem(cli_module._state, "debug", False)
+        code = 0
+        try:
+            cli_module.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def houses_csv(tmp_path):
+    """A small regression CSV with numeric, categorical, boolean, date and id columns, and a target."""
+    rng = np.random.default_rng(0)
+    n = 300
+    area = rng.uniform(40, 200, n)
+    rooms = rng.integers(1, 6, n)
+    city = rng.choice(["north", "south", "east"], n)
+    garden = rng.choice(["yes", "no"], n)
+    price = 1000 * area + 5000 * rooms + np.where(city == "north", 30000, 0) + rng.normal(0, 5000, n)
+    frame = pd.DataFrame({
+        "house_id": np.arange(1000, 1000 + n), "area": area.round(1), "rooms": rooms, "city": city,
+        "garden": garden, "listed": pd.date_range("2020-01-01", periods=n, freq="D").astype(str),
+        "price": price.round(0),
+    })
+    path = tmp_path / "houses.csv"
+    frame.to_csv(path, index=False)
+    return path

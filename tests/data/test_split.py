@@ -1,0 +1,160 @@
+"""Train / validation / test splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from honing.data.split import split_frame
+from honing.errors import DataError
+
+
+def _frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "row": np.arange(rows),
+            "x": rng.normal(size=rows),
+            "y": rng.choice(["a", "b", "c"], size=rows, p=[0.6, 0.3, 0.1]),
+            "patient": rng.integers(0, 40, size=rows),
+            "when": pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.permutation(rows), unit="D"),
+        }
+    )
+
+
+def _split(df: pd.DataFrame, **kwargs) -> dict[str, pd.DataFrame]:
+    args = {"target": "y", "task": "classification", "validation": 0.15, "test": 0.2, "stratify": None,
+            "group": None, "time": None, "seed": 7}
+    args.update(kwargs)
+    return split_frame(df, **args)
+
+
+def _rows(parts: dict[str, pd.DataFrame]) -> list[set]:
+    return [set(parts[name]["row"]) for name in ("train", "validation", "test")]
+
+
+@pytest.mark.parametrize("rows, validation, test", [(200, 0.15, 0.2), (101, 0.1, 0.1), (57, 0.3, 0.0), (33, 0.0, 0.25)])
+@pytest.mark.parametrize("stratify", [False, None])
+@pytest.mark.filterwarnings("ignore:cannot stratify")
+def test_fractions_and_partition(rows, validation, test, stratify):
+    df = _frame(rows)
+    parts = _split(df, validation=validation, test=test, stratify=stratify)
+    assert abs(len(parts["validation"]) - rows * validation) <= 1
+    assert abs(len(parts["test"]) - rows * test) <= 1
+    train, val, tst = _rows(parts)
+    assert train | val | tst == set(range(rows))
+    assert len(train) + len(val) + len(tst) == rows
+    for part in parts.values():
+        assert list(part.columns) == list(df.columns)
+        assert part.index.equals(pd.RangeIndex(len(part)))
+
+
+def test_stratified_keeps_class_proportions():
+    df = _frame(1000)
+    parts = _split(df, validation=0.2, test=0.2, stratify=True)
+    overall = df["y"].value_counts(normalize=True)
+    for part in parts.values():
+        share = part["y"].value_counts(normalize=True).reindex(overall.index)
+        assert np.allclose(share, overall, atol=0.006)
+
+
+def test_random_split_is_not_stratified_for_regression():
+    df = _frame(1000)
+    parts = _split(df, task="regression", target="x")
+    assert abs(len(parts["test"]) - 200) <= 1
+
+
+def test_stratified_regression_bins_the_target():
+    df = _frame(1000)
+    parts = _split(df, task="regression", target="x", stratify=True)
+    medians = [part["x"].median() for part in parts.values()]
+    assert max(medians) - min(medians) < 0.1
+
+
+def test_rare_class_falls_back_with_a_warning():
+    df = _frame(100)
+    df.loc[0, "y"] = "lonely"
+    with pytest.warns(UserWarning, match="cannot stratify by 'y'.*only 1 row"):
+        parts = _split(df)
+    assert sum(len(p) for p in parts.values()) == 100
+
+
+def test_grouped_split_keeps_groups_apart():
+    df = _frame(400)
+    parts = _split(df, group="patient", validation=0.2, test=0.2)
+    groups = [set(parts[name]["patient"]) for name in ("train", "validation", "test")]
+    assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
+    assert sum(len(p) for p in parts.values()) == 400
+    # about 80 rows each (groups hold about 10 rows)
+    assert abs(len(parts["test"]) - 80) <= 20 and abs(len(parts["validation"]) - 80) <= 20
+
+
+def test_grouped_split_needs_enough_groups():
+    df = _frame(50)
+    df["patient"] = df["row"] % 2
+    with pytest.raises(DataError, match="2 distinct value"):
+        _split(df, group="patient")
+
+
+def test_time_split_orders_rows():
+    df = _frame(300)
+    parts = _split(df, time="when", validation=0.2, test=0.1)
+    train, val, test = (parts[name]["when"] for name in ("train", "validation", "test"))
+    assert train.max() <= val.min() <= val.max() <= test.min()
+    assert len(test) == 30 and len(val) == 60
+
+
+def test_time_split_parses_text_dates():
+    df = _frame(100)
+    df["when"] = df["when"].dt.strftime("%d %b %Y")
+    parts = _split(df, time="when")
+    train = pd.to_datetime(parts["train"]["when"], format="%d %b %Y")
+    test = pd.to_datetime(parts["test"]["when"], format="%d %b %Y")
+    assert train.max() < test.min()
+
+
+def test_time_split_on_numbers():
+    df = _frame(100)
+    parts = _split(df, time="x", validation=0.0)
+    assert parts["train"]["x"].max() <= parts["test"]["x"].min()
+    assert parts["validation"].empty
+
+
+def test_time_column_without_dates():
+    df = _frame(50)
+    df["when"] = "soon"
+    with pytest.raises(DataError, match="data.split.time"):
+        _split(df, time="when")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"stratify": False}, {"group": "patient"}, {"task": "regression", "target": "x"}])
+def test_seeded(kwargs):
+    df = _frame(300)
+    first, again, other = (_split(df, seed=seed, **kwargs) for seed in (1, 1, 2))
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], again[name])
+    assert _rows(first) != _rows(other)
+
+
+@pytest.mark.parametrize("key, kwargs", [("data.split.group", {"group": "patiant"}),
+                                         ("data.split.time", {"time": "wen"})])
+def test_unknown_columns(key, kwargs):
+    with pytest.raises(DataError, match=f"{key}: no column") as err:
+        _split(_frame(), **kwargs)
+    assert "did you mean" in err.value.hint
+
+
+def test_too_few_rows():
+    with pytest.raises(DataError, match="empty test split"):
+        _split(_frame(3), validation=0.0, test=0.1)
+    with pytest.raises(DataError, match="leave 1 for training"):
+        _split(_frame(3), validation=0.3, test=0.3, stratify=False)
+
+
+def test_zero_fractions_give_empty_frames():
+    df = _frame(20)
+    parts = _split(df, validation=0.0, test=0.0)
+    assert len(parts["train"]) == 20
+    assert parts["validation"].empty and parts["test"].empty
+    assert list(parts["test"].columns) == list(df.columns)

@@ -1,0 +1,145 @@
+"""Every user mistake: one line on stderr naming the file/column/key, exit code 2, no traceback,
+nothing half-written."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+
+def assert_user_error(result, *words):
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def write_recipe(path, source, **data):
+    import yaml
+
+    path.write_text(yaml.safe_dump({"recipe_version": 1, "name": "t",
+                                    "data": {"source": str(source), **data}}))
+    return path
+
+
+@pytest.fixture
+def trained(cli, houses_csv, tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    recipe = write_recipe(run.parent / "r.yaml", houses_csv, target="price")
+    assert cli("train", recipe, "--set", "model.type=ridge", "--out", run).code == 0
+    return run
+
+
+def test_missing_file(cli, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "nope.csv", target="y")
+    out = tmp_path / "run"
+    assert_user_error(cli("train", recipe, "--out", out), "nope.csv", "not found")
+    assert not out.exists()
+
+
+def test_directory_instead_of_file(cli, tmp_path):
+    (tmp_path / "adir").mkdir()
+    assert_user_error(cli("init", tmp_path / "adir", "--target", "y", "--out", tmp_path / "r.yaml"), "adir")
+    assert not (tmp_path / "r.yaml").exists()
+
+
+def test_unknown_format(cli, tmp_path):
+    (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "data.xlsx", target="y")
+    assert_user_error(cli("train", recipe), "data.xlsx")
+
+
+def test_empty_file(cli, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "empty.csv", target="y")
+    assert_user_error(cli("train", recipe), "empty.csv")
+    (tmp_path / "header.csv").write_text("a,b,y\n")
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "header.csv", target="y")
+    assert_user_error(cli("train", recipe), "header.csv", "no rows")
+
+
+def test_target_missing_suggests_close_match(cli, houses_csv, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", houses_csv, target="Price")
+    assert_user_error(cli("train", recipe), "Price", "'price'")
+
+
+def test_single_class_target(cli, tmp_path):
+    pd.DataFrame({"x": range(20), "y": ["a"] * 20}).to_csv(tmp_path / "one.csv", index=False)
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "one.csv", target="y", task="classification")
+    assert_user_error(cli("train", recipe), "single class")
+
+
+def test_all_missing_target(cli, tmp_path):
+    pd.DataFrame({"x": range(20), "y": [None] * 20}).to_csv(tmp_path / "nan.csv", index=False)
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "nan.csv", target="y")
+    assert_user_error(cli("train", recipe), "'y'", "missing")
+
+
+def test_recipe_wrong_type_and_unknown_key(cli, houses_csv, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", houses_csv, target="price")
+    assert_user_error(cli("train", recipe, "--set", "data.split.test=lots"), "data.split.test")
+    text = recipe.read_text().replace("target:", "targett:")
+    (tmp_path / "typo.yaml").write_text(text)
+    assert_user_error(cli("train", tmp_path / "typo.yaml"), "typo.yaml", "data.targett", "did you mean 'target'")
+
+
+def test_unknown_model_type_and_param(cli, houses_csv, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", houses_csv, target="price")
+    assert_user_error(cli("train", recipe, "--set", "model.type=random_forrest"), "model.type", "random_forest")
+    assert_user_error(cli("train", recipe, "--set", "model.type=random_forest",
+                          "--set", "model.params.n_estimator=5"), "model.params.n_estimator", "n_estimators")
+
+
+def test_predict_data_lacking_columns(cli, trained, houses_csv, tmp_path):
+    frame = pd.read_csv(houses_csv).drop(columns=["area", "city"])
+    frame.to_csv(tmp_path / "less.csv", index=False)
+    out = tmp_path / "p.csv"
+    assert_user_error(cli("predict", trained / "bundle", tmp_path / "less.csv", "-o", out), "area", "city")
+    assert not out.exists()
+
+
+def test_tampered_bundle(cli, trained, houses_csv, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "bundle", bundle)
+    model = next(p for p in bundle.iterdir() if p.name.startswith("model."))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    assert_user_error(cli("predict", bundle, houses_csv, "-o", tmp_path / "p.csv"), "checksum")
+    assert_user_error(cli("verify", bundle), "checksum")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_unknown_bundle_format_version(cli, trained, houses_csv, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "bundle", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert_user_error(cli("evaluate", bundle, houses_csv), "newer")
+
+
+def test_not_a_bundle(cli, houses_csv, tmp_path):
+    assert_user_error(cli("predict", tmp_path, houses_csv, "-o", tmp_path / "p.csv"), "bundle")
+
+
+def test_init_refuses_to_overwrite(cli, houses_csv, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("mine")
+    assert_user_error(cli("init", houses_csv, "--target", "price", "--out", recipe), "--force")
+    assert recipe.read_text() == "mine"
+
+
+def test_bad_output_format(cli, trained, houses_csv, tmp_path):
+    assert_user_error(cli("predict", trained / "bundle", houses_csv, "-o", tmp_path / "p.xlsx"), ".csv")
+
+
+def test_debug_shows_traceback(cli, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "nope.csv", target="y")
+    from honing.errors import HoningError
+
+    with pytest.raises(HoningError):
+        cli("--debug", "train", recipe)

@@ -1,0 +1,49 @@
+"""Run directories appear whole or not at all; other people's directories are never replaced."""
+
+import json
+
+import pytest
+
+from honing.errors import HoningError
+from honing.tracking import default_run_dir, run_directory, write_json
+
+
+def test_run_directory_appears_only_on_success(tmp_path):
+    final = tmp_path / "runs" / "r1"
+    with pytest.raises(RuntimeError):
+        with run_directory(final) as tmp:
+            (tmp / "metrics.json").write_text("{}")
+            raise RuntimeError("boom")
+    assert not final.exists()
+    assert list((tmp_path / "runs").iterdir()) == []  # no temporary left behind
+    with run_directory(final) as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    assert (final / "metrics.json").exists()
+
+
+def test_rerun_replaces_a_run_but_not_user_data(tmp_path):
+    final = tmp_path / "out"
+    with run_directory(final) as tmp:
+        (tmp / "metrics.json").write_text("1")
+    with run_directory(final) as tmp:
+        (tmp / "metrics.json").write_text("2")
+    assert (final / "metrics.json").read_text() == "2"
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("…")
+    with pytest.raises(HoningError, match="not a honing run directory"):
+        with run_directory(precious):
+            pass
+    assert (precious / "thesis.tex").exists()
+
+
+def test_default_run_dirs_are_unique_and_named():
+    a, b = default_run_dir("titanic"), default_run_dir("titanic")
+    assert a != b and a.parent.name == "titanic" and a.parent.parent.name == "runs"
+
+
+def test_write_json_handles_numpy(tmp_path):
+    import numpy as np
+
+    path = write_json(tmp_path / "m.json", {"a": np.float64(0.5), "b": np.arange(3)})
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2]}
