@@ -25,6 +25,7 @@ test: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -c "from honing.recipe import reference_markdown as r; open('docs/recipe.md','w').write(r())"
+	COLUMNS=100 $(BIN)/python -c "from honing.cli import reference_markdown as r; open('docs/cli.md','w').write(r())"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tabular.py

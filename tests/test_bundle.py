@@ -21,7 +21,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from honing import bundle as bmod
-from honing.models.classic import TRUSTED_TYPES as MODEL_TRUSTED_TYPES
 from honing.bundle import (
     FORMAT_VERSION,
     Bundle,
@@ -32,6 +31,7 @@ from honing.bundle import (
     verify_bundle,
 )
 from honing.errors import BundleError, HoningError
+from honing.models.classic import TRUSTED_TYPES as MODEL_TRUSTED_TYPES
 
 FEATURES = {"a": {"kind": "numeric"}, "b": {"kind": "numeric"}, "c": {"kind": "categorical"}}
 

@@ -10,10 +10,9 @@ from honing.tracking import default_run_dir, run_directory, write_json
 
 def test_run_directory_appears_only_on_success(tmp_path):
     final = tmp_path / "runs" / "r1"
-    with pytest.raises(RuntimeError):
-        with run_directory(final) as tmp:
-            (tmp / "metrics.json").write_text("{}")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), run_directory(final) as tmp:
+        (tmp / "metrics.json").write_text("{}")
+        raise RuntimeError("boom")
     assert not final.exists()
     assert list((tmp_path / "runs").iterdir()) == []  # no temporary left behind
     with run_directory(final) as tmp:
@@ -31,9 +30,8 @@ def test_rerun_replaces_a_run_but_not_user_data(tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("…")
-    with pytest.raises(HoningError, match="not a honing run directory"):
-        with run_directory(precious):
-            pass
+    with pytest.raises(HoningError, match="not a honing run directory"), run_directory(precious):
+        pass
     assert (precious / "thesis.tex").exists()
 
 

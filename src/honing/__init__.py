@@ -31,7 +31,7 @@ _PUBLIC = {
     "HoningError": "honing.errors",
 }
 
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str):

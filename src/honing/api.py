@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from honing.bundle import Bundle, load_bundle, save_bundle
-from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
 from honing.data import preprocess
+from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
 from honing.data.preprocess import build_preprocessor, coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
@@ -99,7 +99,7 @@ def _metrics(selection: Selection, dataset: Dataset, data: dict) -> dict[str, An
 
 def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
     """Train on the bundled titanic data with a default recipe."""
-    recipe = {"name": "quickstart", "data": {"source": "builtin:titanic", "drop": ["PassengerId"]}}
+    recipe = {"name": "quickstart", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]}}
     return train(recipe, out=out, progress=progress)
 
 

@@ -46,10 +46,10 @@ def _options(
     _state.update(quiet=quiet, debug=debug)
 
 
-def _progress():
+def _progress(quiet: bool = False):
     from honing.progress import Progress
 
-    return Progress(quiet=_state["quiet"])
+    return Progress(quiet=quiet or _state["quiet"])
 
 
 def _console():
@@ -58,6 +58,7 @@ def _console():
     return Console(highlight=False)
 
 
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set model.type=lightgbm (repeatable).")]
 
@@ -65,11 +66,12 @@ Overrides = Annotated[list[str] | None, typer.Option(
 @app.command()
 def quickstart(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/quickstart/…).")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Train on the bundled **titanic** dataset end to end and show the results."""
     from honing import api
 
-    result = api.quickstart(out=out, progress=_progress())
+    result = api.quickstart(out=out, progress=_progress(quiet))
     _print_run(result)
 
 
@@ -99,6 +101,7 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see docs/recipe.md).")],
     overrides: Overrides = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run exactly here.")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Train the model a recipe describes; writes runs/NAME/TIMESTAMP-ID/ with the bundle.
 
@@ -106,7 +109,7 @@ def train(
     """
     from honing import api
 
-    result = api.train(recipe, overrides or [], out=out, progress=_progress())
+    result = api.train(recipe, overrides or [], out=out, progress=_progress(quiet))
     _print_run(result)
 
 
@@ -115,12 +118,13 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
     data: Annotated[str, typer.Argument(help="Labelled data with the target column.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the metrics as JSON here.")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Score a saved model on labelled data."""
     from honing import api
     from honing.tracking import write_json
 
-    metrics = api.evaluate(bundle, data, progress=_progress())
+    metrics = api.evaluate(bundle, data, progress=_progress(quiet))
     if out is not None:
         write_json(out, metrics)
     _print_metrics({"data": metrics}, f"{metrics['rows']} rows")
@@ -132,6 +136,7 @@ def predict(
     data: Annotated[str, typer.Argument(help="Rows to score (CSV/TSV/Parquet/JSONL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")] = ...,
     keep: Annotated[list[str] | None, typer.Option("--keep", "-k", help="Copy this input column to the output (repeatable).")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Predict every row of a file; classifiers also get one probability column per class."""
     from honing import api
@@ -140,7 +145,7 @@ def predict(
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise HoningError(f"--out {out}: unknown output format", "use a .csv or .parquet file name")
-    frame = api.predict(bundle, data, keep=keep, progress=_progress())
+    frame = api.predict(bundle, data, keep=keep, progress=_progress(quiet))
     if out.suffix.lower() == ".csv":
         atomic_write(out, lambda p: frame.to_csv(p, index=False))
     else:
@@ -155,9 +160,13 @@ def models() -> None:
 
     from honing.models.classic import model_table
 
-    table = Table("type", "tasks", "estimator", "description", title="model types")
+    table = Table(title="model types (model.type)")
+    table.add_column("type", no_wrap=True)
+    table.add_column("tasks")
+    table.add_column("estimator", overflow="fold")
+    table.add_column("description")
     for row in model_table():
-        table.add_row(row["name"], ", ".join(row["tasks"]), str(row["estimator"]), row["description"])
+        table.add_row(row["name"], ", ".join(row["tasks"]), ", ".join(row["estimators"]), row["description"])
     _console().print(table)
 
 

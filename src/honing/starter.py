@@ -61,6 +61,6 @@ def _header(source: str, rows: int, schema: Schema, target: str, task: str) -> s
     for c in schema.columns:
         role = "target" if c.name == target else c.kind
         extra = f"  {c.note}" if c.note else ""
-        lines.append(f"#   {str(c.name):<{width}}  {role:<11} missing {c.missing:5.1%}  "
+        lines.append(f"#   {c.name!s:<{width}}  {role:<11} missing {c.missing:5.1%}  "
                      f"unique {c.unique}{extra}")
     return "\n".join(lines) + "\n\n"

@@ -9,12 +9,13 @@ import pytest
 
 
 def assert_user_error(result, *words):
+    """Exit 2 and one `error:` line, the last on stderr (progress lines may come before it)."""
     assert result.code == 2, (result.code, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.err.strip().splitlines()[-1] == errors[0], result.err
     assert "Traceback" not in result.err
     for word in words:
-        assert word in lines[0], (word, lines[0])
+        assert word in errors[0], (word, errors[0])
 
 
 def write_recipe(path, source, **data):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def titanic_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("titanic") / "run"
-    return honing.train({"name": "titanic", "data": {"source": "builtin:titanic", "drop": ["PassengerId"]}},
+    return honing.train({"name": "titanic", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]}},
                         out=out)
 
 

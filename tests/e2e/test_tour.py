@@ -70,7 +70,16 @@ def test_help_is_lazy():
 
 
 def test_console_script_help_and_version():
-    out = subprocess.run([sys.executable, "-m", "honing.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "honing.cli", "--help"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "quickstart" in out.stdout and "train" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "honing.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "honing.cli", "--version"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.startswith("honing ")
+
+
+def test_models_lists_every_type(cli):
+    from honing.models.classic import MODELS
+
+    result = cli("models")
+    assert result.code == 0, result.err
+    for name in MODELS.names():
+        assert name in result.out

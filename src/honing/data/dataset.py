@@ -70,14 +70,13 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, clean, type and split the data described by ``cfg``."""
     notes: list[str] = []
     frame, target, task = _read_with_target(cfg)
-    _check_columns(frame, cfg)
-    check_target(frame, target, task if task != "auto" else _guess_task(frame[target]))
-    frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
-    notes += cleaning
+    _check_columns(frame, target, cfg)
     if task == "auto":
         task = infer_task(frame[target])
         notes.append(f"task inferred from target '{target}': {task} (set data.task to override)")
     check_target(frame, target, task)
+    frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
+    notes += cleaning
     schema = infer_schema(frame, target=target, overrides=cfg.types, drop=cfg.drop)
     notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
     split = cfg.split
@@ -105,19 +104,16 @@ def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
     return frame, target, task
 
 
-def _check_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
+def _check_columns(frame: pd.DataFrame, target: str, cfg: DataConfig) -> None:
     columns = [str(c) for c in frame.columns]
-    named = [("data.drop", c) for c in cfg.drop] + [("data.split.group", cfg.split.group),
+    named = [("data.target", target)] + [("data.drop", c) for c in cfg.drop] + [
+        ("data.split.group", cfg.split.group),
                                                      ("data.split.time", cfg.split.time)]
     for key, column in named:
         if column is not None and column not in columns:
             raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, columns))
-    if cfg.target in cfg.drop:
-        raise DataError(f"data.drop: lists the target '{cfg.target}'", "remove it from data.drop")
-
-
-def _guess_task(y: pd.Series) -> str:
-    return infer_task(y.dropna()) if y.notna().any() else "classification"
+    if target in cfg.drop:
+        raise DataError(f"data.drop: lists the target '{target}'", "remove it from data.drop")
 
 
 def _classes(y: pd.Series) -> list:
