@@ -31,7 +31,10 @@ _PUBLIC = {
     "HoningError": "honing.errors",
 }
 
-__all__ = [*_PUBLIC, "__version__"]
+__all__ = [  # noqa: PLE0604 (the lazy names)
+    *_PUBLIC,
+    "__version__",
+]
 
 
 def __getattr__(name: str):
