@@ -31,6 +31,7 @@ from honing.bundle import (
     verify_bundle,
 )
 from honing.errors import BundleError, HoningError
+from honing.models.classic import MODELS
 from honing.models.classic import TRUSTED_TYPES as MODEL_TRUSTED_TYPES
 
 FEATURES = {"a": {"kind": "numeric"}, "b": {"kind": "numeric"}, "c": {"kind": "categorical"}}
@@ -430,3 +431,25 @@ def test_save_refuses_to_replace_a_non_bundle(tmp_path, logistic):
         save(tmp_path / "docs", pre, model)
     assert (tmp_path / "docs" / "notes.txt").read_text() == "precious"
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_type_round_trips_with_the_trusted_list(name, tmp_path):
+    """Each registered type, for each task it does, loads with exactly api.TRUSTED_TYPES."""
+    from honing.api import TRUSTED_TYPES
+    from honing.models.classic import make_model
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    pre = ColumnTransformer([("num", StandardScaler(), ["a", "b"])]).fit(frame)
+    X = pre.transform(frame)
+    for task in MODELS.entry(name).meta["tasks"]:
+        y = (frame["a"] > 0).astype(int).to_numpy() if task == "classification" else frame["a"].to_numpy() * 3
+        model = make_model(name, task, seed=0).fit(X, y)
+        classes = [0, 1] if task == "classification" else None
+        path = save_bundle(tmp_path / f"{name}-{task}", preprocessor=pre, model=model, task=task, features={},
+                           classes=classes, model_type=name, metrics={}, recipe={}, data_fingerprint="x")
+        loaded = load_bundle(path, trusted=TRUSTED_TYPES)
+        expected = model.predict_proba(X) if classes else model.predict(X)
+        got = loaded.predict_proba_encoded(X) if classes else loaded.predict_encoded(X)
+        np.testing.assert_allclose(got, expected, rtol=1e-9)

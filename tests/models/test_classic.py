@@ -77,6 +77,15 @@ def test_same_seed_same_model(name, task, cls_data, reg_data):
     np.testing.assert_allclose(getattr(first, out)(X), getattr(second, out)(X), rtol=1e-12, atol=1e-12)
 
 
+def test_target_scale_does_not_change_scale_sensitive_regressors(reg_data):
+    """lasso / elastic_net / svm fit a standardised target: dollars or millions, same fit."""
+    X, y = reg_data
+    for name in ("lasso", "elastic_net", "svm"):
+        small = make_model(name, "regression").fit(X, y).predict(X)
+        large = make_model(name, "regression").fit(X, y * 1e5).predict(X)
+        np.testing.assert_allclose(large, small * 1e5, rtol=1e-4, atol=1e-3 * 1e5 * np.std(y))
+
+
 def test_seed_reaches_the_estimator(cls_data):
     X, y = cls_data
     assert make_model("random_forest", "classification", seed=3).random_state == 3
@@ -169,6 +178,6 @@ def test_model_table():
     rows = {row["name"]: row for row in model_table()}
     assert set(rows) == set(MODELS.names())
     assert rows["random_forest"]["estimators"] == ["RandomForestClassifier", "RandomForestRegressor"]
-    assert rows["svm"]["estimators"] == ["CalibratedClassifierCV(SVC)", "SVR"]
+    assert rows["svm"]["estimators"] == ["CalibratedClassifierCV(SVC)", "TransformedTargetRegressor(SVR)"]
     assert rows["lasso"]["tasks"] == ["regression"]
     assert all(row["description"] for row in rows.values())

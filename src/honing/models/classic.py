@@ -18,6 +18,7 @@ from typing import Any
 
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -28,6 +29,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
@@ -48,6 +50,9 @@ TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    *(f"sklearn.metrics._dist_metrics.{m}Distance64" for m in ("Euclidean", "Manhattan", "Chebyshev", "Minkowski")),
 ]
 
 #: What the candidate name ``linear`` means for each task.
@@ -104,7 +109,7 @@ def _ridge(task: str, params: dict, seed: int) -> Any:
     description="Least squares with an L1 penalty (alpha); drives weak features to zero.",
 )
 def _lasso(task: str, params: dict, seed: int) -> Any:
-    return Lasso(**_seeded({"max_iter": 10000}, params, seed))
+    return _standardised_target(Lasso(**_seeded({"alpha": 0.01, "max_iter": 10000}, params, seed)))
 
 
 @MODELS.register(
@@ -112,7 +117,8 @@ def _lasso(task: str, params: dict, seed: int) -> Any:
     description="Least squares with a mix of L1 and L2 penalties (alpha, l1_ratio).",
 )
 def _elastic_net(task: str, params: dict, seed: int) -> Any:
-    return ElasticNet(**_seeded({"max_iter": 10000}, params, seed))
+    return _standardised_target(
+        ElasticNet(**_seeded({"alpha": 0.01, "max_iter": 10000}, params, seed)))
 
 
 @MODELS.register(
@@ -164,7 +170,7 @@ def _lightgbm(task: str, params: dict, seed: int) -> Any:
 )
 def _svm(task: str, params: dict, seed: int) -> Any:
     if task == REGRESSION:
-        return SVR(**params)
+        return _standardised_target(SVR(**params))
     # SVC(probability=True) is deprecated since scikit-learn 1.9: Platt scaling via calibration.
     return CalibratedClassifierCV(SVC(**_seeded({}, params, seed)), ensemble=False)
 
@@ -216,10 +222,18 @@ def make_baseline(task: str, seed: int = 0) -> Any:
     return DummyRegressor(strategy="mean")
 
 
+def _standardised_target(regressor: Any) -> TransformedTargetRegressor:
+    """Fit on a standardised target, so defaults like alpha=1 or epsilon=0.1 mean the same whatever
+    the target's units (an SVR on house prices in dollars would otherwise predict nearly a constant)."""
+    return TransformedTargetRegressor(regressor=regressor, transformer=StandardScaler())
+
+
 def core_estimator(estimator: Any) -> Any:
-    """The estimator whose parameters the user sets (the SVC inside the calibration wrapper)."""
+    """The estimator whose parameters the user sets (inside the calibration / target wrappers)."""
     if isinstance(estimator, CalibratedClassifierCV):
         return estimator.estimator
+    if isinstance(estimator, TransformedTargetRegressor):
+        return estimator.regressor
     return estimator
 
 
