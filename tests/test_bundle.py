@@ -1,10 +1,13 @@
-"""Tests for honing.bundle: round trips, checksums, tampering, untrusted types, upgrades, atomicity."""
+"""Tests for honing.bundle: round trips, checksums, tampering, manifest validation, untrusted types,
+upgrades, atomicity."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -113,11 +116,28 @@ def saved(tmp_path, logistic) -> Path:
     return save(tmp_path / "bundle", pre, model)
 
 
-def rewrite_manifest(path: Path, **changes) -> None:
-    """Change keys of a bundle's manifest.json in place."""
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(changes)
+def canonical_sha256(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without manifest_sha256 (written independently of honing)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_manifest(path: Path) -> dict:
+    """A bundle's manifest.json, parsed."""
+    return json.loads((path / "manifest.json").read_text())
+
+
+def write_manifest(path: Path, manifest: dict, *, sign: bool = True) -> None:
+    """Write a bundle's manifest.json; ``sign`` recomputes manifest_sha256 as save_bundle would."""
+    manifest = dict(manifest)
+    if sign:
+        manifest["manifest_sha256"] = canonical_sha256(manifest)
     (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def rewrite_manifest(path: Path, *, sign: bool = True, **changes) -> None:
+    """Change keys of a bundle's manifest.json in place (re-signing it unless ``sign`` is False)."""
+    write_manifest(path, {**read_manifest(path), **changes}, sign=sign)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -255,9 +275,9 @@ def test_missing_listed_file(saved):
 
 
 def test_manifest_path_escape_is_refused(saved):
-    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest = read_manifest(saved)
     manifest["files"]["../outside"] = "0" * 64
-    (saved / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(saved, manifest)
     with pytest.raises(BundleError, match="invalid file name"):
         load_bundle(saved)
 
@@ -272,7 +292,7 @@ def test_not_a_bundle(tmp_path, saved, how):
     with pytest.raises(BundleError, match="does not exist|not a honing bundle") as info:
         load_bundle(target)
     assert str(target) in str(info.value)
-    assert len(verify_bundle(target)) == 1
+    assert verify_bundle(target) == ["does not exist" if how == "missing" else "is not a honing bundle"]
 
 
 def test_invalid_json_manifest(saved):
@@ -292,14 +312,196 @@ def test_verify_good_bundle(saved):
     assert verify_bundle(saved, trusted=[]) == []
 
 
+# ------------------------------------------------------------------------------------ manifest checksum
+
+MANIFEST_MODIFIED = "manifest.json was modified after the bundle was saved (checksum mismatch)"
+
+
+def test_manifest_records_its_own_checksum(saved):
+    manifest = read_manifest(saved)
+    assert manifest["manifest_sha256"] == canonical_sha256(manifest)
+    assert "manifest_sha256" not in load_bundle(saved).features
+
+
+def test_manifest_checksum_round_trips_awkward_values(tmp_path, logistic):
+    pre, model, _ = logistic
+    metrics = {
+        "nan": float("nan"), "np_nan": np.float64("nan"), "inf": float("inf"), "neg_inf": -np.inf,
+        "third": 1 / 3, "f32": np.float32(0.1), "neg_zero": -0.0, "big": 1e300, "tiny": 5e-324,
+        "int": np.int64(7), "array": np.array([0.1, np.nan]), "whole": 2.0,
+        "nested": {"x": [0.30000000000000004]},
+    }
+    features = {"größe": {"kind": "numeric"}, "城市": {"kind": "categorical"}, "\ud800": {"kind": "text"}}
+    path = save(tmp_path / "b", pre, model, metrics=metrics, features=features,
+                recipe={"tuple": (1, 2.5), "none": None, "flag": True}, extra={"note": "café ✓"})
+    assert verify_bundle(path) == []
+    loaded = load_bundle(path)
+    assert math.isnan(loaded.metrics["nan"]) and math.isnan(loaded.metrics["np_nan"])
+    assert loaded.metrics["inf"] == math.inf and loaded.metrics["neg_inf"] == -math.inf
+    assert loaded.metrics["third"] == 1 / 3 and loaded.metrics["f32"] == float(np.float32(0.1))
+    assert math.copysign(1, loaded.metrics["neg_zero"]) == -1 and loaded.metrics["tiny"] == 5e-324
+    assert loaded.features == features and loaded.recipe["tuple"] == [1, 2.5]
+    manifest = read_manifest(path)
+    assert manifest["manifest_sha256"] == canonical_sha256(manifest)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"classes": ["yes", "no"]},  # swapped: predictions would silently flip
+        {"task": "regression", "classes": None},
+        {"metrics": {"score": 0.99}},
+        {"features": {"a": {"kind": "numeric"}}},
+    ],
+    ids=["swapped_classes", "task", "metrics", "features"],
+)
+def test_edited_manifest_is_a_checksum_mismatch(saved, changes):
+    rewrite_manifest(saved, sign=False, **changes)
+    with pytest.raises(BundleError) as info:
+        load_bundle(saved)
+    message = str(info.value)
+    assert MANIFEST_MODIFIED in message and str(saved / "manifest.json") in message and "re-export" in message
+    assert verify_bundle(saved) == [MANIFEST_MODIFIED]
+
+
+def test_whitespace_only_manifest_edit_is_accepted(saved):
+    (saved / "manifest.json").write_text(json.dumps(read_manifest(saved), indent=4, sort_keys=True))
+    assert verify_bundle(saved) == [] and load_bundle(saved).classes == ["no", "yes"]
+
+
+@pytest.mark.parametrize("value", ["missing", None, 12])
+def test_manifest_without_checksum_is_refused(saved, value):
+    manifest = read_manifest(saved)
+    if value == "missing":
+        del manifest["manifest_sha256"]
+    else:
+        manifest["manifest_sha256"] = value
+    write_manifest(saved, manifest, sign=False)
+    with pytest.raises(BundleError, match="has no manifest_sha256 checksum"):
+        load_bundle(saved)
+    assert verify_bundle(saved)[0].startswith("manifest.json has no manifest_sha256 checksum")
+
+
+def test_resigned_manifest_with_wrong_class_count_is_refused(saved):
+    rewrite_manifest(saved, classes=["low", "mid", "high"])  # consistent checksum, but the model has 2
+    with pytest.raises(BundleError, match="the model has 2 classes but the manifest lists 3") as info:
+        load_bundle(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_resigned_regression_manifest_on_a_classifier_is_refused(saved):
+    rewrite_manifest(saved, task="regression", classes=None)
+    with pytest.raises(BundleError, match="classifier but the manifest says regression"):
+        load_bundle(saved)
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["classes_only", "classes_and_num_class"])
+def test_resigned_lightgbm_manifest_with_wrong_class_count_is_refused(tmp_path, both):
+    pre, model, _, task, classes = fit_case("lightgbm_binary")
+    path = save(tmp_path / "b", pre, model, task=task, classes=classes)
+    changes = {"classes": ["a", "b", "c"]}
+    if both:
+        changes["lightgbm"] = {**read_manifest(path)["lightgbm"], "num_class": 3}
+    rewrite_manifest(path, **changes)
+    if both:  # the manifest agrees with itself, but not with the booster
+        with pytest.raises(BundleError, match="LightGBM model does not match the manifest's 3 classes"):
+            load_bundle(path)
+    else:
+        problem = "manifest.json is malformed: the LightGBM model has 2 classes but the manifest lists 3"
+        with pytest.raises(BundleError, match=problem):
+            load_bundle(path)
+        assert verify_bundle(path) == [problem]
+
+
+# ------------------------------------------------------------------------------------ malformed manifests
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda m: m.pop("features"), "the required key 'features' is missing"),
+        (lambda m: m.pop("files"), "the required key 'files' is missing"),
+        (lambda m: m.update(classes="high"), "'classes' must be a list or null, not a string"),
+        (lambda m: m.update(classes=None), "a classification bundle must list at least two classes"),
+        (lambda m: m.update(classes=["only"]), "a classification bundle must list at least two classes"),
+        (lambda m: m.update(features=["a", "b"]), "'features' must be an object, not a list"),
+        (lambda m: m.update(metrics=None), "'metrics' must be an object, not null"),
+        (lambda m: m.update(recipe=3), "'recipe' must be an object, not a number"),
+        (lambda m: m.update(task=True), "'task' must be a string, not a boolean"),
+        (lambda m: m.update(task="ranking"), "the task 'ranking' is not one of classification, regression"),
+        (lambda m: m.update(files=["model.skops"]), "'files' must be an object, not a list"),
+        (lambda m: m["files"].update({"model.skops": 1}), "'files' must map file names to sha256 strings"),
+        (lambda m: m["files"].pop("preprocess.skops"), "'files' does not list preprocess.skops"),
+        (lambda m: m.update(model_format="onnx"), "the model_format 'onnx' is not one of skops, lightgbm"),
+        (lambda m: m.update(format_version="1"), "'format_version' must be an integer, not a string"),
+    ],
+)
+def test_malformed_manifest_is_refused(saved, edit, expected):
+    manifest = read_manifest(saved)
+    edit(manifest)
+    write_manifest(saved, manifest)  # correctly signed: the bundle was written wrongly
+    with pytest.raises(BundleError) as info:
+        load_bundle(saved)
+    message = str(info.value)
+    assert f"{saved / 'manifest.json'} is malformed: {expected}" in message
+    assert message.endswith(" — re-export the bundle")
+    assert verify_bundle(saved) == [f"manifest.json is malformed: {expected}"]
+
+
+def test_malformed_lightgbm_section_is_refused(tmp_path):
+    pre, model, _, task, classes = fit_case("lightgbm_regression")
+    path = save(tmp_path / "b", pre, model, task=task, classes=classes)
+    rewrite_manifest(path, lightgbm={"objective": "regression"})
+    with pytest.raises(BundleError, match="'lightgbm' must be an object with an integer num_class"):
+        load_bundle(path)
+
+
+# ------------------------------------------------------------------------------ verify_bundle's problems
+
+
+def untrusted_model(path: Path) -> None:
+    """Replace the model by a custom type, with consistent checksums."""
+    sio.dump(Payload(), path / "model.skops")
+    files = {**read_manifest(path)["files"], "model.skops": sha256_file(path / "model.skops")}
+    rewrite_manifest(path, files=files)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expected"),
+    [
+        (lambda p: shutil.rmtree(p), "does not exist"),
+        (lambda p: (p / "model.skops").write_bytes(b"x"),
+         "file model.skops was modified after the bundle was saved (checksum mismatch)"),
+        (lambda p: (p / "preprocess.skops").unlink(), "file preprocess.skops is missing"),
+        (lambda p: (p / "stray.txt").write_text("x"),
+         "unexpected file stray.txt (not listed in the manifest)"),
+        (lambda p: rewrite_manifest(p, sign=False, classes=["yes", "no"]), MANIFEST_MODIFIED),
+        (lambda p: (p / "manifest.json").write_text("[]"), "manifest.json is not a JSON object"),
+        (lambda p: rewrite_manifest(p, format_version=99),
+         "was made by a newer honing (format 99); upgrade honing"),
+        (untrusted_model, f"refusing to load untrusted type '{Payload.__module__}.Payload' from model.skops"),
+    ],
+    ids=["missing", "modified", "deleted", "stray", "manifest", "not_object", "newer", "untrusted"],
+)
+def test_verify_problems_name_neither_path_nor_hint(saved, spoil, expected):
+    spoil(saved)
+    problems = verify_bundle(saved, trusted=[])
+    assert problems == [expected]
+    assert not any(p.startswith(str(saved)) or str(saved) in p or " — " in p for p in problems)
+    with pytest.raises(BundleError) as info:  # load_bundle still names the path and gives a hint
+        load_bundle(saved)
+    assert str(saved) in str(info.value) and info.value.hint
+
+
 # ---------------------------------------------------------------------------------------------- upgrades
 
 
 def test_upgrade_step_runs_for_old_format(saved, monkeypatch):
-    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest = read_manifest(saved)
     manifest["format_version"] = 0
     manifest["kind"] = manifest.pop("task")  # pretend format 0 called it "kind"
-    (saved / "manifest.json").write_text(json.dumps(manifest))
+    del manifest["manifest_sha256"]  # format 0 had no manifest checksum
+    write_manifest(saved, manifest, sign=False)
     calls = []
 
     def step(old: dict, path: Path) -> dict:
@@ -333,9 +535,9 @@ def test_old_format_without_upgrade_step(saved):
 
 def test_untrusted_custom_type_is_refused(saved):
     sio.dump(Payload(), saved / "model.skops")
-    manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["files"]["model.skops"] = sha256_file(saved / "model.skops")  # consistent checksum
-    (saved / "manifest.json").write_text(json.dumps(manifest))
+    manifest = read_manifest(saved)
+    manifest["files"]["model.skops"] = sha256_file(saved / "model.skops")  # consistent checksums
+    write_manifest(saved, manifest)
     name = f"{Payload.__module__}.Payload"
     with pytest.raises(BundleError, match="untrusted type") as info:
         load_bundle(saved)
@@ -349,8 +551,7 @@ def test_bundle_cannot_trust_itself(saved):
     name = f"{Payload.__module__}.Payload"
     rewrite_manifest(
         saved, trusted_types=[name],
-        files={**json.loads((saved / "manifest.json").read_text())["files"],
-               "model.skops": sha256_file(saved / "model.skops")},
+        files={**read_manifest(saved)["files"], "model.skops": sha256_file(saved / "model.skops")},
     )
     with pytest.raises(BundleError, match="untrusted type"):
         load_bundle(saved)

@@ -45,3 +45,18 @@ def test_write_json_handles_numpy(tmp_path):
 
     path = write_json(tmp_path / "m.json", {"a": np.float64(0.5), "b": np.arange(3)})
     assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2]}
+
+
+def test_atomic_write_refuses_directories_and_bad_parents(tmp_path):
+    from honing.tracking import write_text
+
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(HoningError, match="is a directory"):
+        write_text(tmp_path / "adir", "x")
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(HoningError, match="cannot write"):
+        write_text(tmp_path / "afile" / "sub" / "r.yaml", "x")
+    assert (tmp_path / "afile").read_text() == "mine"
+    with pytest.raises(HoningError, match="cannot create the run directory"):
+        with run_directory(tmp_path / "afile" / "run"):
+            pass

@@ -10,6 +10,7 @@ The public surface is imported lazily so that ``import honing`` (and ``honing --
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
@@ -17,6 +18,12 @@ try:
     __version__ = version("honing")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+# LightGBM and scikit-learn run OpenMP threads whose default busy-waiting makes training 10-50x slower
+# whenever another process competes for the cores (parallel tests, a server beside a training job);
+# passive waiting costs next to nothing on an idle machine (benchmarks/bench_tabular.py). It must be
+# set before those libraries load; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _PUBLIC = {
     "Recipe": "honing.recipe",

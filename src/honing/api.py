@@ -6,6 +6,8 @@ logic of its own beyond wiring them together.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,6 +55,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
           out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
     """Train the model a recipe describes; write the run directory (bundle, metrics, recipe)."""
     recipe = load_recipe(recipe, overrides)
+    classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
     seed_everything(recipe.seed)
     with progress.step(f"loading {recipe.data.source}"):
         dataset = load_dataset(recipe.data, recipe.seed)
@@ -62,7 +65,8 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     with progress.step("fitting preprocessing on the training split"):
         preprocessor = build_preprocessor(dataset.schema, resolved.data)
         preprocessor.fit(dataset.features("train"))
-        data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s)) for s in SPLITS}
+        data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s))
+                for s in SPLITS if len(dataset.splits[s])}
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
                              resolved.evaluate.metric, progress)
     metrics = _metrics(selection, dataset, data)
@@ -87,10 +91,9 @@ def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
 
 
 def _metrics(selection: Selection, dataset: Dataset, data: dict) -> dict[str, Any]:
-    scores = score_splits(selection.best.estimator, {s: data[s] for s in ("validation", "test")},
-                          dataset.task, dataset.n_classes)
-    baseline = score_splits(selection.baseline.estimator, {s: data[s] for s in ("validation", "test")},
-                            dataset.task, dataset.n_classes)
+    held_out = {s: data[s] for s in ("validation", "test") if s in data}
+    scores = score_splits(selection.best.estimator, held_out, dataset.task, dataset.n_classes)
+    baseline = score_splits(selection.baseline.estimator, held_out, dataset.task, dataset.n_classes)
     return {"task": dataset.task, "target": dataset.target, "model": selection.best.type,
             "selection_metric": selection.metric, "classes": dataset.classes,
             "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **scores, "baseline": baseline,
@@ -113,9 +116,13 @@ def load(path: str | Path) -> Bundle:
 def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
             keep: list[str] | None = None, progress: Progress = SILENT) -> pd.DataFrame:
     """Predictions (and class probabilities) for every row of ``data``."""
-    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    bundle, frame = _open(bundle, data)
     _note_extra_columns(frame, bundle, progress)
+    with _naming(data):
+        return _predict_frame(bundle, frame, keep)
+
+
+def _predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None) -> pd.DataFrame:
     missing_keep = [c for c in keep or [] if c not in frame.columns]
     if missing_keep:
         raise DataError(f"--keep: no column {', '.join(missing_keep)} in the data", "check the column names")
@@ -131,8 +138,12 @@ def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
 def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
              progress: Progress = SILENT) -> dict[str, Any]:
     """Metrics of a bundle on labelled data (rows without a target are skipped)."""
-    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    bundle, frame = _open(bundle, data)
+    with _naming(data):
+        return _evaluate_frame(bundle, frame, progress)
+
+
+def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> dict[str, Any]:
     target = bundle.manifest["target"]
     if target not in frame.columns:
         raise DataError(f"the data has no target column '{target}'", "evaluate needs labelled rows")
@@ -148,6 +159,22 @@ def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
     X = bundle.transform(bundle.prepare(frame))
     scores = score_splits(bundle.model, {"data": (X, y)}, bundle.task, len(bundle.classes or []) or None)
     return {"rows": len(frame), **scores["data"]}
+
+
+def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame) -> tuple[Bundle, pd.DataFrame]:
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+    return bundle, data if isinstance(data, pd.DataFrame) else read_table(data)
+
+
+@contextmanager
+def _naming(data: Any) -> Iterator[None]:
+    """Prefix data errors with the file they are about (a DataFrame has no name to give)."""
+    try:
+        yield
+    except DataError as exc:
+        if isinstance(data, pd.DataFrame) or str(data) in exc.what:
+            raise
+        raise DataError(f"{data}: {exc.what}", exc.hint) from None
 
 
 def _note_extra_columns(frame: pd.DataFrame, bundle: Bundle, progress: Progress) -> None:

@@ -8,9 +8,12 @@ Layout::
     model.skops        scikit-learn style models (skops format), or
     model.lgb.txt      LightGBM models, in LightGBM's own text format
 
-Saving is atomic (a temporary sibling directory renamed into place).  Loading verifies every
-checksum, refuses files the manifest does not list, and only constructs types that skops trusts by
-default or that the *caller* trusts; what a bundle says about itself is never trusted.
+Saving is atomic (a temporary sibling directory renamed into place).  The manifest carries its own
+checksum (``manifest_sha256``, over its canonical JSON without that key), so editing it — swapping the
+classes, changing the task — is detected.  Loading verifies every checksum, validates the manifest's
+fields, refuses files the manifest does not list, checks that the model's number of classes matches
+the manifest, and only constructs types that skops trusts by default or that the *caller* trusts;
+what a bundle says about itself is never trusted.
 """
 
 from __future__ import annotations
@@ -50,9 +53,20 @@ TASKS = ("classification", "regression")
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "skops")
 _RESERVED = frozenset(  # manifest keys that ``extra`` may not override
     ("format_version", "honing_version", "created", "task", "features", "classes", "model_type", "files",
-     "model_format", "lightgbm", "metrics", "recipe", "data_fingerprint", "library_versions", "trusted_types")
+     "model_format", "lightgbm", "metrics", "recipe", "data_fingerprint", "library_versions", "trusted_types",
+     "manifest_sha256")
 )
 _REEXPORT = "re-export the bundle or restore it"
+#: The manifest key holding the sha256 of the manifest's canonical JSON without that key.
+MANIFEST_CHECKSUM = "manifest_sha256"
+#: The first format whose manifests carry (and must carry) ``manifest_sha256``.
+_CHECKSUMMED_FROM = 1
+#: Required manifest keys (after upgrading) and the JSON types they must have.
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "task": (str,), "features": (dict,), "classes": (list, type(None)), "files": (dict,),
+    "metrics": (dict,), "recipe": (dict,), "model_format": (str,),
+}
+_JSON_TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", type(None): "null", int: "an integer"}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -93,13 +107,28 @@ def save_bundle(
             **(extra or {}),
         }
         manifest["files"] = {name: sha256_file(tmp / name) for name in _list_files(tmp)}
-        text = json.dumps(manifest, indent=2, default=_json_default) + "\n"
+        # Sign what a reader will parse back (tuples → lists, numpy → Python, …), not the dict above.
+        manifest = json.loads(json.dumps(manifest, default=_json_default))
+        manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
+        text = json.dumps(manifest, indent=2) + "\n"
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         _swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """The sha256 hex digest of ``manifest``'s canonical JSON, leaving out ``manifest_sha256``.
+
+    Canonical: sorted keys, no whitespace, non-ASCII characters as ``\\u`` escapes (so any string,
+    even a lone surrogate, hashes), floats in Python's shortest round-trip form and NaN/±Infinity as
+    JSON's usual extensions, so a manifest parsed back from disk gives the same digest as the one saved.
+    """
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _check_save_args(task: str, classes: list | None, model: Any, extra: dict | None) -> list | None:
@@ -216,19 +245,22 @@ def load_bundle(
         model = _load_lightgbm(path, manifest)
     else:
         model = _load_skops(path, MODEL_SKOPS, trusted)
+        _check_model_classes(path, manifest, model)
     return Bundle(path, manifest, preprocessor, model, prepare=prepare)
 
 
 def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = None) -> list[str]:
     """Problems with the bundle at ``path`` (empty when fine), found without loading any model.
 
-    With ``trusted`` given, skops files holding other untrusted types are reported too.
+    Each problem says only *what* is wrong: it does not start with the path and carries no hint (the
+    caller names the bundle and says what to do).  With ``trusted`` given, skops files holding other
+    untrusted types are reported too.
     """
     path = Path(path)
     try:
         manifest = _open_manifest(path)
     except BundleError as exc:
-        return [str(exc)]
+        return [_problem_of(exc)]
     problems = _file_problems(path, manifest)
     checked = [n for n in (PREPROCESS_FILE, MODEL_SKOPS) if n in manifest["files"]] if not problems else []
     for name in checked if trusted is not None else []:
@@ -236,40 +268,82 @@ def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = No
             _check_types(path, name, _type_names(trusted))
         except BundleError as exc:
             problems.append(exc)
-    return [str(p) for p in problems]
+    return [_problem_of(p) for p in problems]
+
+
+def _error(path: Path, problem: str, hint: str | None, *, what: str | None = None) -> BundleError:
+    """A BundleError saying ``{path}: {problem}`` (or ``what``), remembering the bare ``problem``.
+
+    :func:`verify_bundle` reports the bare problem; :func:`load_bundle` raises the full error.
+    """
+    error = BundleError(what if what is not None else f"{path}: {problem}", hint)
+    error.problem = problem
+    return error
+
+
+def _manifest_error(path: Path, problem: str, hint: str | None) -> BundleError:
+    """A BundleError about the manifest file: ``{path}/manifest.json {problem}``."""
+    return _error(path, f"{MANIFEST} {problem}", hint, what=f"{path / MANIFEST} {problem}")
+
+
+def _problem_of(error: BundleError) -> str:
+    """The bare problem of an error made by :func:`_error` (its ``what`` otherwise, never the hint)."""
+    return getattr(error, "problem", None) or error.what
 
 
 def _open_manifest(path: Path) -> dict:
-    """Read manifest.json, upgrade it to the current format and check its required keys."""
+    """Read manifest.json, check its checksum, upgrade it to the current format and validate it."""
     if not path.is_dir() or not (path / MANIFEST).is_file():
         why = "does not exist" if not path.exists() else "is not a honing bundle"
-        raise BundleError(f"{path} {why}", "give the directory written by 'honing train'")
+        raise _error(path, why, "give the directory written by 'honing train'", what=f"{path} {why}")
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST} is not valid JSON ({exc})", _REEXPORT) from None
+        raise _manifest_error(path, f"is not valid JSON ({exc})", _REEXPORT) from None
     if not isinstance(manifest, dict):
-        raise BundleError(f"{path / MANIFEST} is not a JSON object", _REEXPORT)
-    manifest = _upgrade(manifest, path)
+        raise _manifest_error(path, "is not a JSON object", _REEXPORT)
+    version = _format_version(manifest, path)
+    if version >= _CHECKSUMMED_FROM:
+        _check_manifest_checksum(manifest, path)
+    manifest = _upgrade(manifest, path, version)
     problem = _manifest_problem(manifest)
     if problem:
-        raise BundleError(f"{path / MANIFEST} {problem}", _REEXPORT)
+        raise _manifest_error(path, f"is malformed: {problem}", "re-export the bundle")
     return manifest
 
 
-def _upgrade(manifest: dict, path: Path) -> dict:
-    """Apply the registered upgrade steps until the manifest is of the current format."""
+def _format_version(manifest: dict, path: Path) -> int:
+    """The manifest's format_version; raise unless it is an integer this honing can read."""
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise BundleError(f"{path / MANIFEST} has no valid format_version", _REEXPORT)
+        problem = f"is malformed: 'format_version' must be an integer, not {_json_type(version)}"
+        raise _manifest_error(path, problem, "re-export the bundle")
     if version > FORMAT_VERSION:
         hint = f"this honing reads bundle formats up to {FORMAT_VERSION}"
-        raise BundleError(f"{path} was made by a newer honing (format {version}); upgrade honing", hint)
+        what = f"{path} was made by a newer honing (format {version}); upgrade honing"
+        raise _error(path, f"was made by a newer honing (format {version}); upgrade honing", hint, what=what)
+    return version
+
+
+def _check_manifest_checksum(manifest: dict, path: Path) -> None:
+    """Raise unless ``manifest_sha256`` is present and matches the rest of the manifest."""
+    recorded = manifest.get(MANIFEST_CHECKSUM)
+    if not isinstance(recorded, str):
+        problem = f"has no {MANIFEST_CHECKSUM} checksum (or it is not a string)"
+        raise _manifest_error(path, problem, "re-export the bundle with this honing version")
+    if manifest_checksum(manifest) != recorded.lower():
+        problem = "was modified after the bundle was saved (checksum mismatch)"
+        raise _manifest_error(path, problem, _REEXPORT)
+
+
+def _upgrade(manifest: dict, path: Path, version: int) -> dict:
+    """Apply the registered upgrade steps until the format-``version`` manifest is of the current format."""
     while version < FORMAT_VERSION:
         step = UPGRADES.get(version)
         if step is None:
             what = f"{path} is of bundle format {version}, which this honing cannot upgrade"
-            raise BundleError(what, "re-export the bundle with this honing version")
+            problem = f"is of bundle format {version}, which this honing cannot upgrade"
+            raise _error(path, problem, "re-export the bundle with this honing version", what=what)
         manifest = dict(step(dict(manifest), path))
         version += 1
         manifest["format_version"] = version
@@ -277,20 +351,68 @@ def _upgrade(manifest: dict, path: Path) -> dict:
 
 
 def _manifest_problem(manifest: dict) -> str | None:
-    """What is wrong with the keys that loading relies on, or None."""
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return "has no valid 'files' checksums"
-    if manifest.get("task") not in TASKS:
-        return f"has an invalid task {manifest.get('task')!r}"
-    model_file = MODEL_FILES.get(manifest.get("model_format"))
+    """What is wrong with the keys and types that loading relies on, or None."""
+    for key, types in _REQUIRED.items():
+        if key not in manifest:
+            return f"the required key '{key}' is missing"
+        if not isinstance(manifest[key], types):
+            expected = " or ".join(_JSON_TYPE_NAMES[t] for t in types)
+            return f"'{key}' must be {expected}, not {_json_type(manifest[key])}"
+    files = manifest["files"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return "'files' must map file names to sha256 strings"
+    task = manifest["task"]
+    if task not in TASKS:
+        return f"the task {task!r} is not one of {', '.join(TASKS)}"
+    model_file = MODEL_FILES.get(manifest["model_format"])
     if model_file is None:
-        return f"has an unknown model_format {manifest.get('model_format')!r}"
-    classes = manifest.get("classes")
-    if manifest["task"] == "classification" and (not isinstance(classes, list) or len(classes) < 2):
-        return "lists no classes for a classification model"
+        return f"the model_format {manifest['model_format']!r} is not one of {', '.join(MODEL_FILES)}"
     missing = [name for name in (PREPROCESS_FILE, model_file) if name not in files]
-    return f"does not list {missing[0]}" if missing else None
+    if missing:
+        return f"'files' does not list {missing[0]}"
+    classes = manifest["classes"]
+    if task == "classification" and (classes is None or len(classes) < 2):
+        return "a classification bundle must list at least two classes"
+    if task == "regression" and classes is not None:
+        return "a regression bundle must not list classes"
+    if manifest["model_format"] == "lightgbm":
+        return _lightgbm_problem(manifest)
+    return None
+
+
+def _lightgbm_problem(manifest: dict) -> str | None:
+    """What is wrong with the 'lightgbm' section of a LightGBM manifest, or None."""
+    info = manifest.get("lightgbm")
+    num_class = info.get("num_class") if isinstance(info, dict) else None
+    if not isinstance(num_class, int) or isinstance(num_class, bool) or num_class < 1:
+        return "'lightgbm' must be an object with an integer num_class"
+    classes = manifest["classes"]
+    if manifest["task"] == "classification" and num_class != len(classes):
+        return f"the LightGBM model has {num_class} classes but the manifest lists {len(classes)}"
+    if manifest["task"] == "regression" and num_class != 1:
+        return f"a LightGBM regression model must have num_class 1, not {num_class}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name of a parsed value (for messages)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _check_model_classes(path: Path, manifest: dict, model: Any) -> None:
+    """Raise unless a loaded (skops) model has as many classes as the manifest lists (none for regression)."""
+    model_classes = getattr(model, "classes_", None)
+    if model_classes is None:
+        return
+    if manifest["task"] == "regression":
+        raise _error(path, "the model is a classifier but the manifest says regression", _REEXPORT)
+    if len(model_classes) != len(manifest["classes"]):
+        counts = f"{len(model_classes)} classes but the manifest lists {len(manifest['classes'])}"
+        raise _error(path, f"the model has {counts}", _REEXPORT)
 
 
 def _file_problems(path: Path, manifest: dict) -> list[BundleError]:
@@ -309,10 +431,10 @@ def _file_problems(path: Path, manifest: dict) -> list[BundleError]:
             problem = f"file {name} was modified after the bundle was saved (checksum mismatch)"
         else:
             continue
-        problems.append(BundleError(f"{path}: {problem}", _REEXPORT))
+        problems.append(_error(path, problem, _REEXPORT))
     hint = "remove it; a bundle must not be changed after it is saved"
     unlisted = [name for name in _list_files(path) if name not in listed]
-    problems += [BundleError(f"{path}: unexpected file {n} (not listed in the manifest)", hint) for n in unlisted]
+    problems += [_error(path, f"unexpected file {n} (not listed in the manifest)", hint) for n in unlisted]
     return problems
 
 
@@ -321,11 +443,11 @@ def _check_types(path: Path, name: str, trusted: list[str]) -> None:
     try:
         untrusted = sio.get_untrusted_types(file=path / name)
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unreadable file
-        raise BundleError(f"{path}: cannot read {name} ({exc})", _REEXPORT) from None
+        raise _error(path, f"cannot read {name} ({exc})", _REEXPORT) from None
     refused = [t for t in untrusted if t not in trusted]
     if refused:
-        raise BundleError(
-            f"{path}: refusing to load untrusted type '{refused[0]}' from {name}",
+        raise _error(
+            path, f"refusing to load untrusted type '{refused[0]}' from {name}",
             f"load it only if you trust the bundle's source, passing trusted=['{refused[0]}']",
         )
 
@@ -348,11 +470,11 @@ def _load_lightgbm(path: Path, manifest: dict) -> LightGBMModel:
         booster = lightgbm.Booster(model_file=str(path / MODEL_LIGHTGBM))
     except Exception as exc:  # noqa: BLE001 - reported as a bundle problem
         raise BundleError(f"{path}: cannot load {MODEL_LIGHTGBM} ({exc})", _REEXPORT) from None
-    num_class = int((manifest.get("lightgbm") or {}).get("num_class", 1))
-    if manifest["task"] == "classification":
-        per_iteration = 1 if num_class == 2 else num_class
-        if len(manifest["classes"]) != num_class or booster.num_model_per_iteration() != per_iteration:
-            raise BundleError(f"{path}: the LightGBM model does not match the manifest's classes", _REEXPORT)
+    num_class = manifest["lightgbm"]["num_class"]  # validated against the classes by _open_manifest
+    per_iteration = 1 if manifest["task"] == "regression" or num_class == 2 else num_class
+    if booster.num_model_per_iteration() != per_iteration:
+        problem = f"the LightGBM model does not match the manifest's {len(manifest['classes'] or [])} classes"
+        raise _error(path, problem, _REEXPORT)
     return LightGBMModel(booster, manifest["task"], num_class)
 
 

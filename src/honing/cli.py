@@ -178,7 +178,8 @@ def verify(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) ->
 
     problems = verify_bundle(bundle)
     if problems:
-        raise BundleError(f"{bundle}: {problems[0]}", f"{len(problems)} problem(s); re-export the bundle")
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise BundleError(f"{bundle}: {problems[0]}{more}", "re-export the bundle, or restore it from a copy")
     _console().print(f"[green]✓[/] {bundle} is intact")
 
 
@@ -241,10 +242,19 @@ def _param_rows(params: list) -> list[str]:
     return rows
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (`warning: …`), not Python's two lines of source location."""
+    text = " ".join(str(message).split())
+    typer.echo(f"warning: {text}", err=True)
+
+
 def main() -> None:
     """Entry point: run the app; user mistakes exit 2 with one line, bugs exit 1."""
+    import warnings
+
     from honing.errors import HoningError
 
+    warnings.showwarning = _show_warning
     try:
         app()
     except HoningError as exc:

@@ -40,9 +40,12 @@ def run_directory(final: Path) -> Iterator[Path]:
             f"--out {final}: exists and is not a honing run directory",
             "choose a new or empty directory",
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise HoningError(f"cannot create the run directory {final}: {exc.strerror or exc}",
+                          "check the --out path and its permissions") from exc
     try:
         yield tmp
         _swap_into_place(tmp, final)
@@ -70,13 +73,18 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise HoningError(f"{path} is a directory", "give a file name to write to")
     tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise HoningError(f"cannot write {path}: {exc.strerror or exc}", "check the path and its permissions") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 

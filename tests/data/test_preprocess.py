@@ -98,9 +98,46 @@ def test_coercion_maps_equivalent_values_together():
 def test_coercion_of_bad_values():
     train = pd.DataFrame({"n": [1.5, 2.5, 3.5], "d": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": [0, 1, 0]})
     schema = infer_schema(train, target="y")
-    x = coerce_features(pd.DataFrame({"n": ["2,5", "7", None], "d": ["soon", "2021-05-06", None]}), schema)
+    with pytest.warns(UserWarning) as caught:
+        x = coerce_features(pd.DataFrame({"n": ["2,5", "7", None], "d": ["soon", "2021-05-06", None]}), schema)
+    assert [str(w.message) for w in caught] == [
+        "column 'n': 1 value is not a number (e.g. '2,5'); treated as missing",
+        "column 'd': 1 value is not a date (e.g. 'soon'); treated as missing",
+    ]
     assert np.isnan(x["n"].iloc[0]) and x["n"].iloc[1] == 7.0 and np.isnan(x["n"].iloc[2])
     assert pd.isna(x["d"].iloc[0]) and x["d"].iloc[1] == pd.Timestamp("2021-05-06")
+
+
+def test_unparsable_numbers_warn_once_per_column():
+    train = pd.DataFrame({"area": [50.0, 72.5, 105.0], "rooms": [1, 2, 3], "y": [0, 1, 0]})
+    schema = infer_schema(train, target="y")
+    new = pd.DataFrame({"area": ["105.2 m2", "80", "n/a", "big\nflat", None, "  "], "rooms": [1, 2, 3, 4, 5, 6]})
+    with pytest.warns(UserWarning) as caught:
+        x = coerce_features(new, schema)
+    assert [str(w.message) for w in caught] == [
+        "column 'area': 3 values are not numbers (e.g. '105.2 m2'); treated as missing"
+    ]
+    assert caught[0].filename == __file__  # stacklevel points at the caller
+    assert x["area"].isna().tolist() == [True, False, True, True, True, True]
+
+
+def test_unparsable_dates_warn_on_one_line():
+    train = pd.DataFrame({"d": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": [0, 1, 0]})
+    schema = infer_schema(train, target="y")
+    long_value = "not a date\n" + "x" * 100
+    with pytest.warns(UserWarning, match=r"^column 'd': 2 values are not dates \(e\.g\. 'not a date x+…'\); treated as"):
+        x = coerce_features(pd.DataFrame({"d": [long_value, "2021-05-06", "later", None]}), schema)
+    assert x["d"].isna().tolist() == [True, False, True, True]
+
+
+def test_clean_values_do_not_warn(recwarn):
+    df = _frame()
+    schema = infer_schema(df, target="y")
+    coerce_features(df, schema)
+    blanks = df.assign(num=[""] * len(df), when=[None] * len(df))
+    coerce_features(blanks, schema)
+    coerce_features(df.iloc[:0], schema)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
 
 def test_missing_columns_are_listed():

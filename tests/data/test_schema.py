@@ -245,3 +245,72 @@ def test_valid_targets_pass_with_missing_rows():
 def test_dates_and_look_alikes(values, kind):
     df = pd.DataFrame({"c": values * 10})
     assert infer_schema(df).column("c").kind == kind
+
+
+# --------------------------------------------------------------------------- dirty and label-like targets
+
+
+def _prices(rows: int = 300, bad: int = 0) -> pd.Series:
+    values: list = [str(round(100 + 3.7 * i, 1)) for i in range(rows - bad)]
+    values += ["about 300"] + ["n/a?"] * (bad - 1) if bad else []
+    return pd.Series(values + [None], name="price", dtype=object)
+
+
+def test_mostly_numeric_target_is_refused():
+    with pytest.raises(DataError) as err:
+        infer_task(_prices(bad=10))
+    assert err.value.what == "target 'price' is mostly numbers but has 10 values that are not (e.g. 'about 300')"
+    assert err.value.hint == "clean those values, or set data.task: classification if the target is really a label"
+    with pytest.raises(DataError, match="has 1 value that is not"):
+        infer_task(_prices(bad=1))
+    frame = _prices(bad=10).to_frame()
+    with pytest.raises(DataError, match="mostly numbers"):
+        check_target(frame, "price", "regression")
+
+
+def test_mostly_text_target_is_still_classification():
+    # 1 label in 5 is a number: labels, not dirty numbers
+    y = pd.Series(["a", "b", "c", "1", "a"] * 10, name="y")
+    assert infer_task(y) == "classification"
+
+
+def test_numbers_written_as_text_count_as_numbers():
+    y = pd.Series([1.5, "2.25", " 3.0", 4, "5.5"] * 4, name="y", dtype=object)
+    assert infer_task(y) == "regression"
+    check_target(y.to_frame(), "y", "regression")
+    labels = pd.Series(["1", "2", 3, "1"] * 5, name="y", dtype=object)
+    assert infer_task(labels) == "classification"
+
+
+def test_booleans_are_not_numbers_for_regression():
+    df = pd.DataFrame({"y": [True, False, True]})
+    with pytest.raises(DataError, match="not numeric"):
+        check_target(df, "y", "regression")
+
+
+def test_too_many_classes():
+    names = pd.DataFrame({"name": [f"person {i % 258}" for i in range(300)]})
+    with pytest.raises(DataError) as err:
+        check_target(names, "name", infer_task(names["name"]))
+    assert err.value.what == "target 'name' has 258 distinct values in 300 rows — too many classes to learn"
+    assert err.value.hint == "set data.task: regression for a number, or choose another data.target"
+    numbers = pd.DataFrame({"n": np.arange(300) % 201})
+    with pytest.raises(DataError, match="201 distinct values in 300 rows"):
+        check_target(numbers, "n", "classification")
+
+
+def test_enough_rows_per_class_passes():
+    check_target(pd.DataFrame({"c": np.arange(1000) % 200}), "c", "classification")  # 200 classes, 5 rows each
+    check_target(pd.DataFrame({"c": np.arange(100) % 50}), "c", "classification")  # exactly half unique
+    check_target(pd.DataFrame({"c": np.arange(49)}), "c", "classification")  # under 50 rows: not judged
+
+
+@pytest.mark.parametrize("name", ["titanic", "iris", "digits", "breast_cancer", "wine_quality",
+                                  "california_housing", "diabetes"])
+def test_builtin_targets_pass(name):
+    builtin = load_builtin(name)
+    y = builtin.frame[builtin.target]
+    check_target(builtin.frame, builtin.target, builtin.task)
+    if name != "wine_quality":  # 6 integer grades read as classes; its builtin task is regression
+        assert infer_task(y) == builtin.task
+    check_target(builtin.frame, builtin.target, infer_task(y))

@@ -231,3 +231,53 @@ def test_titanic_with_other_delimiters(tmp_path, sep, suffix):
     path = tmp_path / f"titanic{suffix}"
     frame.to_csv(path, sep=sep, index=False, encoding="cp1252")
     pd.testing.assert_frame_equal(read_table(path), frame)
+
+
+# --------------------------------------------------------------------------- duplicate column names
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("dup.csv", "a,a,y\n1,2,3\n"),
+        ("dup.tsv", "a\ta\ty\n1\t2\t3\n"),
+        ("dup.txt", "a;y;a\n1;2;3\n4;5;6\n"),
+        ("quoted.csv", '"a",b,"a"\n1,2,3\n'),
+        ("dup.jsonl", '{"a": 1, "a": 2, "y": 3}\n'),
+        ("dup.json", '[{"y": 0, "a": 1}, {"a": 1, "y": 2, "a": 3}]'),
+    ],
+)
+def test_duplicate_column_names(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    assert err.value.what == f"data file '{path}': duplicate column name 'a'"
+    assert err.value.hint == "rename one of the columns"
+
+
+def test_duplicate_column_names_in_gzipped_csv(tmp_path):
+    path = tmp_path / "dup.csv.gz"
+    path.write_bytes(gzip.compress(b"\n\nx,y,x\n1,2,3\n"))
+    assert "duplicate column name 'x'" in _error(path)
+
+
+def test_duplicate_column_names_in_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([[1], [2], [3]], names=["a", "a", "y"]), path)
+    assert "duplicate column name 'a'" in _error(path)
+
+
+def test_names_that_only_look_renamed_are_kept(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text("a,a.1,,y\n1,2,3,4\n", encoding="utf-8")
+    assert list(read_table(path).columns) == ["a", "a.1", "Unnamed: 2", "y"]
+
+
+def test_repeated_keys_in_nested_json_are_not_columns(tmp_path):
+    path = tmp_path / "nested.jsonl"
+    path.write_text('{"a": {"k": 1, "k": 2}, "y": 1}\n', encoding="utf-8")
+    assert read_table(path).to_dict("list") == {"a": ['{"k": 2}'], "y": [1]}

@@ -158,3 +158,70 @@ def test_zero_fractions_give_empty_frames():
     assert len(parts["train"]) == 20
     assert parts["validation"].empty and parts["test"].empty
     assert list(parts["test"].columns) == list(df.columns)
+
+
+# --------------------------------------------------------------------------- rare classes
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.filterwarnings("ignore:cannot stratify")
+def test_rare_classes_keep_a_training_row(seed):
+    df = _frame(60)
+    df.loc[[3], "y"] = "single"
+    df.loc[[10, 11], "y"] = "pair"
+    parts = _split(df, seed=seed, validation=0.2, test=0.3)
+    assert set(parts["train"]["y"]) == set(df["y"])
+    assert [len(parts[name]) for name in ("train", "validation", "test")] == [30, 12, 18]
+    assert set().union(*_rows(parts)) == set(range(60))
+
+
+def test_rare_class_fallback_is_seeded():
+    df = _frame(50)
+    df.loc[0, "y"] = "lonely"
+    with pytest.warns(UserWarning, match="keeps a row of every class in training"):
+        first = _split(df, seed=3)
+    with pytest.warns(UserWarning):
+        again = _split(df, seed=3)
+    assert _rows(first) == _rows(again)
+
+
+def test_without_stratification_a_singleton_can_miss_training():
+    df = _frame(40)
+    df.loc[0, "y"] = "lonely"
+    missed = [seed for seed in range(30) if "lonely" not in set(_split(df, stratify=False, seed=seed)["train"]["y"])]
+    assert missed  # load_dataset turns this into a DataError (tests/data/test_dataset.py)
+
+
+def test_more_classes_than_training_rows_keeps_the_rarest():
+    df = pd.DataFrame({"row": range(10), "y": ["a"] * 4 + ["b", "c", "d", "e", "f", "g"]})
+    with pytest.warns(UserWarning, match="cannot stratify"):
+        parts = _split(df, validation=0.3, test=0.4)
+    assert len(parts["train"]) == 3 and "a" not in set(parts["train"]["y"])
+
+
+# --------------------------------------------------------------------------- empty splits
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"stratify": False}, {"group": "patient"}, {"time": "when"},
+                                    {"task": "regression", "target": "x", "stratify": True}])
+@pytest.mark.parametrize("validation, test", [(0.0, 0.0), (0.2, 0.0), (0.0, 0.2)])
+def test_empty_splits_keep_columns_and_dtypes(kwargs, validation, test):
+    from honing.data.preprocess import coerce_features
+    from honing.data.schema import infer_schema
+
+    df = _frame(120)
+    df["note"] = [f"some words for row {i}" for i in range(120)]
+    df["flag"] = np.where(df["row"] % 3 == 0, "yes", "no")
+    df["colour"] = np.array(["red", "green", "blue"])[df["row"] % 3]
+    df["when_text"] = df["when"].dt.strftime("%Y-%m-%d")
+    parts = _split(df, validation=validation, test=test, **kwargs)
+    schema = infer_schema(df, target="y", drop=["row"])
+    kinds = {c.kind for c in schema.features}
+    assert kinds == {"numeric", "categorical", "boolean", "datetime", "text"}
+    for name, fraction in (("validation", validation), ("test", test)):
+        part = parts[name]
+        assert (len(part) == 0) == (fraction == 0)
+        assert list(part.columns) == list(df.columns)
+        assert part.dtypes.equals(df.dtypes)
+        x = coerce_features(part, schema)
+        assert list(x.columns) == schema.feature_names and len(x) == len(part)

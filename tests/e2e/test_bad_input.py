@@ -144,3 +144,31 @@ def test_debug_shows_traceback(cli, tmp_path):
 
     with pytest.raises(HoningError):
         cli("--debug", "train", recipe)
+
+
+def test_model_names_are_checked_before_reading_data(cli, tmp_path):
+    """A typo in the model section fails at once: no data is read (the source does not even exist)."""
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "not-there.csv", target="y")
+    result = cli("train", recipe, "--set", "model.type=lightgbn")
+    assert_user_error(result, "model.type", "lightgbm")
+    assert result.err.count("\n") == 1
+    assert_user_error(cli("train", recipe, "--set", "model.candidates=[linear, forest]"), "model.candidates")
+
+
+def test_outputs_that_are_directories(cli, trained, houses_csv, tmp_path):
+    (tmp_path / "mine").mkdir()
+    assert_user_error(cli("evaluate", trained / "bundle", houses_csv, "-o", tmp_path / "mine"), "is a directory")
+    (tmp_path / "d.csv").mkdir()
+    assert_user_error(cli("predict", trained / "bundle", houses_csv, "-o", tmp_path / "d.csv"), "is a directory")
+
+
+def test_warnings_are_one_line(cli, trained, houses_csv, tmp_path):
+    frame = pd.read_csv(houses_csv)
+    frame["area"] = frame["area"].astype(str)
+    frame.loc[0, "area"] = "105.2 m2"
+    frame.to_csv(tmp_path / "odd.csv", index=False)
+    result = cli("predict", trained / "bundle", tmp_path / "odd.csv", "-o", tmp_path / "p.csv")
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning: ")]
+    assert any("area" in w and "105.2 m2" in w for w in warnings), result.err
+    assert "warnings.warn" not in result.err

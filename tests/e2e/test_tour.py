@@ -83,3 +83,20 @@ def test_models_lists_every_type(cli):
     assert result.code == 0, result.err
     for name in MODELS.names():
         assert name in result.out
+
+
+def test_train_without_validation_or_test_split(cli, houses_csv, tmp_path):
+    import yaml as _yaml
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(_yaml.safe_dump({"data": {"source": str(houses_csv), "target": "price"},
+                                       "model": {"type": "ridge"}}))
+    run = tmp_path / "noval"
+    result = cli("train", recipe, "--set", "data.split.validation=0", "--out", run)
+    assert result.code == 0, result.err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "validation" not in metrics and metrics["test"]["r2"] > 0.9
+    result = cli("train", recipe, "--set", "data.split.test=0", "--out", tmp_path / "notest")
+    assert result.code == 0, result.err
+    result = cli("train", recipe, "--set", "data.split.validation=0", "--set", "model.type=auto")
+    assert result.code == 2 and "validation split" in result.err

@@ -115,7 +115,10 @@ def test_breast_cancer_binary_lightgbm():
 
 def test_baselines(cls_data, reg_data):
     X, y = cls_data
-    assert (make_baseline("classification").fit(X, y).predict(X) == np.bincount(y).argmax()).all()
+    baseline = make_baseline("classification").fit(X, y)
+    assert (baseline.predict(X) == np.bincount(y).argmax()).all()
+    # probabilities are the class frequencies, so the log loss is the entropy of the labels
+    np.testing.assert_allclose(baseline.predict_proba(X), np.tile(np.bincount(y) / len(y), (len(y), 1)))
     Xr, yr = reg_data
     np.testing.assert_allclose(make_baseline("regression").fit(Xr, yr).predict(Xr), yr.mean())
 

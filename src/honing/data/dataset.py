@@ -83,6 +83,8 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
                          stratify=split.stratify, group=split.group, time=split.time, seed=seed)
     classes = _classes(frame[target]) if task == "classification" else None
+    if classes is not None:
+        _check_train_classes(frame[target], splits["train"][target], target)
     return Dataset(task=task, target=target, schema=schema, splits=splits, classes=classes,
                    fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes)
 
@@ -123,3 +125,20 @@ def _classes(y: pd.Series) -> list:
     except TypeError:
         ordered = sorted(values, key=str)
     return [v.item() if hasattr(v, "item") else v for v in ordered]
+
+
+def _check_train_classes(y: pd.Series, train: pd.Series, target: str) -> None:
+    """DataError when a class of the target has no row in the training split (the rarest is named)."""
+    keys = y.dropna().map(_label_key)
+    seen = set(train.dropna().map(_label_key))
+    missing = [(count, key) for key, count in keys.value_counts(sort=False).items() if key not in seen]
+    if not missing:
+        return
+    count, key = min(missing)
+    label = y.dropna()[keys == key].iloc[0]
+    label = label.item() if hasattr(label, "item") else label
+    rows = f"{count} row{'s' if count != 1 else ''}"
+    raise DataError(
+        f"class '{label}' of target '{target}' has {rows} and none is in the training split",
+        "drop or merge rare classes, or add rows",
+    )

@@ -100,7 +100,31 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     for name in names:
         kind = schema.column(name).kind
         out[name] = _COERCERS[kind](df[name])
+        if kind in _UNPARSED_WORDS and (message := _unparsed_message(name, df[name], out[name], kind)):
+            warnings.warn(message, UserWarning, stacklevel=2)
     return pd.DataFrame(out, index=df.index)
+
+
+_UNPARSED_WORDS = {"numeric": ("number", "numbers"), "datetime": ("date", "dates")}
+
+
+def _unparsed_message(name: str, raw: pd.Series, coerced: pd.Series, kind: str) -> str | None:
+    """A one-line warning when values that were present (not blank) became missing, else None."""
+    candidates = raw[coerced.isna().to_numpy() & raw.notna().to_numpy()]
+    lost = candidates[~candidates.map(_is_blank).to_numpy(dtype=bool)]
+    count = len(lost)
+    if count == 0:
+        return None
+    example = " ".join(str(lost.iloc[0]).split())
+    example = example if len(example) <= 40 else example[:39] + "…"
+    one, many = _UNPARSED_WORDS[kind]
+    values = f"1 value is not a {one}" if count == 1 else f"{count} values are not {many}"
+    return f"column '{name}': {values} (e.g. '{example}'); treated as missing"
+
+
+def _is_blank(value: Any) -> bool:
+    """Missing, or a string of only whitespace."""
+    return _is_missing(value) or (isinstance(value, str) and not value.strip())
 
 
 def _to_float(s: pd.Series) -> pd.Series:

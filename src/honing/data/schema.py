@@ -25,7 +25,11 @@ not features.  The target is inferred like any column but is never an identifier
 
 :func:`infer_task`: classification when the target is not numeric, is boolean, or is integer-valued
 with at most 2 distinct values, or at most 20 distinct values that are at most half the rows;
-regression otherwise.
+regression otherwise.  Text values that all read as numbers count as numbers; text values of which
+at least 90% (but not all) read as numbers raise :class:`DataError` (they are probably dirty numbers).
+
+:func:`check_target` also refuses a classification target with more than 200 classes, or more
+distinct values than half its rows (when it has at least 50 rows).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ _BOOLEAN_PAIRS = [{"0", "1"}, {"yes", "no"}, {"true", "false"}, {"y", "n"}, {"t"
 _ID_WORDS = {"id", "uuid", "guid", "key"}
 _MIN_ID_ROWS = 20
 _DATE_SAMPLE = 200
+MAX_CLASSES = 200
+_MIN_ROWS_FOR_UNIQUE = 50
+_MAX_UNIQUE_SHARE = 0.5
+_MOSTLY_NUMBERS = 0.9
 
 __all__ = ["KINDS", "Column", "ColumnKind", "Schema", "check_target", "infer_schema", "infer_task"]
 
@@ -269,9 +277,20 @@ def infer_task(y: pd.Series) -> str:
     values = y.dropna()
     if values.empty:
         raise DataError(f"target '{y.name}' has no values (every row is missing)", "check data.target")
-    if pdt.is_bool_dtype(values) or not pdt.is_numeric_dtype(values):
+    if pdt.is_bool_dtype(values):
         return "classification"
-    numbers = values.to_numpy(dtype="float64")
+    if not pdt.is_numeric_dtype(values):
+        numbers, bad = _parse_numbers(values)
+        if bad.empty:
+            return _task_of_numbers(numbers.to_numpy(dtype="float64"))
+        if len(bad) <= (1 - _MOSTLY_NUMBERS) * len(values):
+            raise _mostly_numbers(y.name, bad)
+        return "classification"
+    return _task_of_numbers(values.to_numpy(dtype="float64"))
+
+
+def _task_of_numbers(numbers: np.ndarray) -> str:
+    """The task for numeric target values: integers with few distinct values are classes."""
     if not np.all(np.isfinite(numbers)) or not np.all(numbers == np.round(numbers)):
         return "regression"
     unique = len(np.unique(numbers))
@@ -289,20 +308,61 @@ def check_target(df: pd.DataFrame, target: str, task: str) -> None:
     if values.empty:
         raise DataError(f"target '{target}' has no values (every row is missing)", "check data.target, or the data")
     if task == "classification":
-        classes = values.unique()
-        if len(classes) < 2:
-            raise DataError(
-                f"target '{target}' has a single class '{_python_scalar(classes[0])}'; a classifier needs at least two",
-                "check data.target, or the rows in the data",
-            )
+        _check_classes(values, target)
     elif task == "regression":
-        if pdt.is_bool_dtype(values) or not pdt.is_numeric_dtype(values):
+        bad = _not_numbers(values)
+        if not bad.empty and len(bad) <= (1 - _MOSTLY_NUMBERS) * len(values):
+            raise _mostly_numbers(target, bad)
+        if not bad.empty:
             raise DataError(
                 f"target '{target}' is not numeric (dtype {df[target].dtype}); regression needs numbers",
                 "set data.task: classification, or choose a numeric data.target",
             )
     else:
         raise DataError(f"data.task: unknown task '{task}'", "use classification or regression")
+
+
+def _check_classes(values: pd.Series, target: str) -> None:
+    """DataError for a single class, or for so many classes that they cannot be learned."""
+    classes = values.unique()
+    if len(classes) < 2:
+        raise DataError(
+            f"target '{target}' has a single class '{_python_scalar(classes[0])}'; a classifier needs at least two",
+            "check data.target, or the rows in the data",
+        )
+    rows = len(values)
+    if len(classes) > MAX_CLASSES or (rows >= _MIN_ROWS_FOR_UNIQUE and len(classes) > _MAX_UNIQUE_SHARE * rows):
+        raise DataError(
+            f"target '{target}' has {len(classes)} distinct values in {rows} rows — too many classes to learn",
+            "set data.task: regression for a number, or choose another data.target",
+        )
+
+
+def _not_numbers(values: pd.Series) -> pd.Series:
+    """The non-missing values that do not read as numbers (booleans are not numbers)."""
+    if pdt.is_bool_dtype(values):
+        return values
+    if pdt.is_numeric_dtype(values):
+        return values.iloc[:0]
+    return _parse_numbers(values)[1]
+
+
+def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Non-missing text values as numbers, and the values that are not numbers."""
+    cleaned = values.map(lambda v: np.nan if isinstance(v, (bool, np.bool_)) else v)
+    numbers = pd.to_numeric(cleaned, errors="coerce")
+    return numbers.dropna(), values[numbers.isna()]
+
+
+def _mostly_numbers(target: Any, bad: pd.Series) -> DataError:
+    """The error for a target whose values are numbers except for a few."""
+    count = len(bad)
+    example = str(bad.iloc[0]).replace("\n", " ")[:40]
+    verb = "value that is" if count == 1 else "values that are"
+    return DataError(
+        f"target '{target}' is mostly numbers but has {count} {verb} not (e.g. '{example}')",
+        "clean those values, or set data.task: classification if the target is really a label",
+    )
 
 
 def _missing_target(target: str, names: list[str]) -> DataError:

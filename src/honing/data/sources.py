@@ -71,9 +71,30 @@ def read_table(
         else:
             sep = delimiter or ("\t" if fmt == ".tsv" else sniff_delimiter(text))
             df = _read_csv(text, path, sep)
+    _check_unique_columns(df.columns, path)
     if len(df) == 0:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row")
     return df
+
+
+def _check_unique_columns(names, path: Path) -> None:
+    """DataError naming the first column name that occurs twice (blank names are not compared)."""
+    seen: set[str] = set()
+    for name in map(str, names):
+        if name in seen:
+            raise DataError(f"data file '{path}': duplicate column name '{name}'", "rename one of the columns")
+        if name.strip():
+            seen.add(name)
+
+
+def _raw_header(text: str, sep: str) -> list[str]:
+    """The first non-blank record of delimited text, as written (before pandas renames duplicates)."""
+    if len(sep) != 1:
+        return []
+    try:
+        return next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    except csv.Error:
+        return []
 
 
 def _format_of(path: Path) -> tuple[str, str | None]:
@@ -174,7 +195,7 @@ def _read_csv(text: str, path: Path, sep: str) -> pd.DataFrame:
     if not text.strip():
         raise DataError(f"data file '{path}' has no rows (it is blank)", "the file must have a header and at least one row")
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep)
+        df = pd.read_csv(io.StringIO(text), sep=sep)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -183,6 +204,8 @@ def _read_csv(text: str, path: Path, sep: str) -> pd.DataFrame:
             f"data file '{path}' cannot be parsed as a table ({first})",
             f"check the file; the delimiter used was {sep!r} (set data.read.delimiter to change it)",
         ) from None
+    _check_unique_columns(_raw_header(text, sep), path)
+    return df
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -190,9 +213,20 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
+        _check_unique_columns(_parquet_names(path), path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.replace(f" '{path}'", "").replace(str(path), "the file")
         raise DataError(f"data file '{path}' is not a valid Parquet file ({first})", "check the file") from None
+
+
+def _parquet_names(path: Path) -> list[str]:
+    """The column names in a Parquet file's schema (none when the schema cannot be read)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except Exception:  # noqa: BLE001 - not readable as Parquet: reported by the caller
+        return []
 
 
 def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
@@ -202,7 +236,7 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_json_object)
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"data file '{path}': line {number} is not valid JSON ({exc.msg})",
@@ -210,6 +244,7 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
             ) from None
         if not isinstance(record, dict):
             raise DataError(f"data file '{path}': line {number} is not a JSON object", "JSON Lines files hold one JSON object per line")
+        _check_record_keys(record, path)
         records.append(record)
     return _frame_from_records(records)
 
@@ -217,12 +252,40 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
 def _read_json_array(text: str, path: Path) -> pd.DataFrame:
     """A JSON array of objects (one per row)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise DataError(f"data file '{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", "check the file") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError(f"data file '{path}' is not a JSON array of objects", "use [{\"col\": value, …}, …] or JSON Lines")
+    for record in data:
+        _check_record_keys(record, path)
     return _frame_from_records(data)
+
+
+class _JsonObject(dict):
+    """A decoded JSON object that remembers the first key it held twice."""
+
+    duplicate: str | None = None
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
+    """``json.loads`` object hook: a :class:`_JsonObject`, noting a repeated key."""
+    obj = _JsonObject(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                obj.duplicate = key
+                break
+            seen.add(key)
+    return obj
+
+
+def _check_record_keys(record: object, path: Path) -> None:
+    """DataError when a row object repeats a key (nested objects are not rows and are not checked)."""
+    duplicate = getattr(record, "duplicate", None)
+    if duplicate is not None:
+        raise DataError(f"data file '{path}': duplicate column name '{duplicate}'", "rename one of the columns")
 
 
 def _frame_from_records(records: list[dict]) -> pd.DataFrame:

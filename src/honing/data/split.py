@@ -7,7 +7,8 @@ splits are in time order.
 
 * **stratified** (``stratify`` true, or unset and the task is classification): class proportions
   are kept in every split (a regression target asked to stratify is binned into quantiles).  When
-  a class is too rare, a :class:`UserWarning` is issued and the split is random.
+  a class is too rare, a :class:`UserWarning` is issued and the split is random, except that one
+  row of every class is kept in the training split first (when the sizes allow it).
 * **grouped** (``group``): whole groups go to one split (missing values form one group); groups
   are shuffled and cut where the row counts come closest to the fractions.
 * **time** (``time``): rows are sorted by the column (numbers, datetimes, or text parsed as dates);
@@ -105,16 +106,34 @@ def _random_split(
         try:
             rest, test_rows = _take(positions, n_test, labels, seed)
             train, val = _take(rest, n_val, labels[rest], seed + 1)
-            return [np.sort(train), np.sort(val), np.sort(test_rows)]
         except ValueError as exc:
             warnings.warn(
-                f"cannot stratify by '{target}' ({_reason(labels, exc)}); using a random split",
+                f"cannot stratify by '{target}' ({_reason(labels, exc)}); using a random split "
+                "that keeps a row of every class in training",
                 UserWarning,
                 stacklevel=3,
             )
+            return _anchored_split(rows, n_val, n_test, labels, seed)
+        if len(np.unique(labels[train])) < len(np.unique(labels)):
+            return _anchored_split(rows, n_val, n_test, labels, seed)
+        return [np.sort(train), np.sort(val), np.sort(test_rows)]
     rest, test_rows = _take(positions, n_test, None, seed)
     train, val = _take(rest, n_val, None, seed + 1)
     return [np.sort(train), np.sort(val), np.sort(test_rows)]
+
+
+def _anchored_split(rows: int, n_val: int, n_test: int, labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """A random split that first sets aside one random row of every class for training.
+
+    When the training split is too small for a row of every class, the rarest classes go first.
+    """
+    shuffled = np.random.default_rng(seed).permutation(rows)
+    _, first, counts = np.unique(labels[shuffled], return_index=True, return_counts=True)
+    anchors = shuffled[first[np.argsort(counts, kind="stable")]][: rows - n_val - n_test]
+    rest = np.setdiff1d(np.arange(rows), anchors)
+    rest, test_rows = _take(rest, n_test, None, seed)
+    train, val = _take(rest, n_val, None, seed + 1)
+    return [np.sort(np.concatenate([train, anchors])), np.sort(val), np.sort(test_rows)]
 
 
 def _take(positions: np.ndarray, k: int, labels: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:

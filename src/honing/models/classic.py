@@ -214,11 +214,30 @@ def make_model(type: str, task: str, params: dict | None = None, seed: int = 0) 
     return estimator
 
 
+def check_model_names(type: str, candidates: list[str], params: dict | None = None) -> None:
+    """Fail fast, before any data is read, on an unknown model type, candidate or parameter name
+    (parameter names are checked against every task the type does; the task is not known yet)."""
+    if type == "auto":
+        for name in candidates:
+            if name != "linear":
+                MODELS.entry(name, key="model.candidates")
+        return
+    entry = MODELS.entry(type, key="model.type")
+    known: set[str] = set()
+    for task in entry.meta["tasks"]:
+        known |= set(core_estimator(entry.obj(task, {}, 0)).get_params(deep=False))
+    for key in params or {}:
+        if str(key) not in known:
+            raise ModelError(f"model.params.{key}: not a parameter of {type}", did_you_mean(str(key), known))
+
+
 def make_baseline(task: str, seed: int = 0) -> Any:
     """The trivial model every run is compared with: most frequent class, or the mean."""
     _check_task(task)
     if task == CLASSIFICATION:
-        return DummyClassifier(strategy="most_frequent", random_state=seed)
+        # "prior": predicts the most frequent class, with the class frequencies as probabilities
+        # (so its log loss and ROC-AUC are those of an honest know-nothing model)
+        return DummyClassifier(strategy="prior", random_state=seed)
     return DummyRegressor(strategy="mean")
 
 

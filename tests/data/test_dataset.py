@@ -1,0 +1,124 @@
+"""load_dataset: from a recipe's data section to checked, split data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from honing.data.dataset import load_dataset
+from honing.errors import DataError
+from honing.recipe import DataConfig
+
+
+def _labelled(rows: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.normal(size=rows).round(3),
+        "colour": rng.choice(["red", "green", "blue"], rows),
+        "label": rng.choice(["common", "usual"], rows),
+    })
+
+
+def _config(path, **kwargs) -> DataConfig:
+    return DataConfig(source=str(path), target=kwargs.pop("target", "label"), **kwargs)
+
+
+def _write(tmp_path, frame: pd.DataFrame, name: str = "data.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_loads_and_splits(tmp_path):
+    dataset = load_dataset(_config(_write(tmp_path, _labelled())), seed=1)
+    assert dataset.task == "classification" and dataset.classes == ["common", "usual"]
+    assert sum(len(part) for part in dataset.splits.values()) == dataset.n_rows == 60
+    assert list(dataset.features("test").columns) == ["x", "colour"]
+
+
+def test_rare_class_is_kept_in_training_when_stratifying(tmp_path):
+    frame = _labelled()
+    frame.loc[7, "label"] = "rare"
+    path = _write(tmp_path, frame)
+    for seed in range(10):
+        with pytest.warns(UserWarning, match="cannot stratify by 'label'"):
+            dataset = load_dataset(_config(path), seed=seed)
+        assert "rare" in set(dataset.splits["train"]["label"])
+        assert dataset.labels("train").max() == 2 and dataset.n_classes == 3
+
+
+def test_class_missing_from_training_is_an_error(tmp_path):
+    frame = _labelled(40)
+    frame.loc[0, "label"] = "rare"
+    path = _write(tmp_path, frame)
+    errors = []
+    for seed in range(30):
+        try:
+            dataset = load_dataset(_config(path, split={"stratify": False}), seed=seed)
+        except DataError as exc:
+            errors.append(exc)
+        else:
+            assert "rare" in set(dataset.splits["train"]["label"])
+    assert errors, "some seed should leave the single 'rare' row out of training"
+    assert errors[0].what == "class 'rare' of target 'label' has 1 row and none is in the training split"
+    assert errors[0].hint == "drop or merge rare classes, or add rows"
+
+
+def test_class_missing_from_a_grouped_training_split(tmp_path):
+    frame = _labelled(60)
+    frame["site"] = np.arange(60) // 6
+    frame.loc[frame["site"] == 0, "label"] = "local"
+    path = _write(tmp_path, frame)
+    outcomes = set()
+    for seed in range(20):
+        try:
+            load_dataset(_config(path, split={"group": "site"}), seed=seed)
+            outcomes.add("ok")
+        except DataError as exc:
+            assert exc.what == "class 'local' of target 'label' has 6 rows and none is in the training split"
+            outcomes.add("error")
+    assert outcomes == {"ok", "error"}
+
+
+def test_mostly_numeric_target(tmp_path):
+    frame = pd.DataFrame({"area": np.arange(100) + 40.0, "price": (np.arange(100) * 1234.5).astype(str)})
+    frame.loc[[3, 50, 77], "price"] = ["about 300", "ask", "300k"]
+    path = _write(tmp_path, frame)
+    with pytest.raises(DataError, match=r"target 'price' is mostly numbers but has 3 values that are not \(e\.g\. 'about 300'\)"):
+        load_dataset(_config(path, target="price"), seed=0)
+    with pytest.raises(DataError, match="mostly numbers"):
+        load_dataset(_config(path, target="price", task="regression"), seed=0)
+
+
+def test_too_many_classes(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(300.0), "name": [f"customer {i % 258}" for i in range(300)]})
+    path = _write(tmp_path, frame)
+    with pytest.raises(DataError, match="target 'name' has 258 distinct values in 300 rows"):
+        load_dataset(_config(path, target="name"), seed=0)
+
+
+def test_duplicate_column_names(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,label\n1,2,x\n3,4,y\n", encoding="utf-8")
+    with pytest.raises(DataError, match="duplicate column name 'a'"):
+        load_dataset(_config(path), seed=0)
+
+
+@pytest.mark.parametrize("name, task", [("titanic", "classification"), ("iris", "classification"),
+                                        ("digits", "classification"), ("breast_cancer", "classification"),
+                                        ("wine_quality", "regression")])
+def test_builtins_load(name, task):
+    dataset = load_dataset(DataConfig(source=f"builtin:{name}"), seed=0)
+    assert dataset.task == task
+    if task == "classification":
+        assert set(dataset.labels("train")) == set(range(dataset.n_classes))
+
+
+def test_zero_fractions_give_usable_empty_splits(tmp_path):
+    path = _write(tmp_path, _labelled())
+    dataset = load_dataset(_config(path, split={"validation": 0.0, "test": 0.0}), seed=0)
+    assert len(dataset.splits["train"]) == 60
+    for name in ("validation", "test"):
+        assert list(dataset.splits[name].columns) == ["x", "colour", "label"]
+        assert dataset.features(name).shape == (0, 2) and dataset.labels(name).shape == (0,)
