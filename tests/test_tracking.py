@@ -57,6 +57,6 @@ def test_atomic_write_refuses_directories_and_bad_parents(tmp_path):
     with pytest.raises(HoningError, match="cannot write"):
         write_text(tmp_path / "afile" / "sub" / "r.yaml", "x")
     assert (tmp_path / "afile").read_text() == "mine"
-    with pytest.raises(HoningError, match="cannot create the run directory"):
-        with run_directory(tmp_path / "afile" / "run"):
-            pass
+    with pytest.raises(HoningError, match="cannot create the run directory"), \
+            run_directory(tmp_path / "afile" / "run"):
+        pass
