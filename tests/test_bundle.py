@@ -23,7 +23,6 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from honing import bundle as bmod
 from honing.bundle import (
     FORMAT_VERSION,
     Bundle,
@@ -33,6 +32,7 @@ from honing.bundle import (
     sha256_file,
     verify_bundle,
 )
+from honing.bundle import manifest as manifest_mod
 from honing.errors import BundleError, HoningError
 from honing.models.classic import MODELS
 from honing.models.classic import TRUSTED_TYPES as MODEL_TRUSTED_TYPES
@@ -510,7 +510,7 @@ def test_upgrade_step_runs_for_old_format(saved, monkeypatch):
         new["task"] = new.pop("kind")
         return new
 
-    monkeypatch.setattr(bmod, "UPGRADES", {0: step})
+    monkeypatch.setattr(manifest_mod, "UPGRADES", {0: step})
     loaded = load_bundle(saved)
     assert calls == [saved]
     assert loaded.manifest["format_version"] == 1 and loaded.task == "classification"
@@ -518,8 +518,8 @@ def test_upgrade_step_runs_for_old_format(saved, monkeypatch):
 
 
 def test_upgrade_chain_to_newer_current_format(saved, monkeypatch):
-    monkeypatch.setattr(bmod, "FORMAT_VERSION", 2)
-    monkeypatch.setattr(bmod, "UPGRADES", {1: lambda m, p: {**m, "upgraded": True}})
+    monkeypatch.setattr(manifest_mod, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(manifest_mod, "UPGRADES", {1: lambda m, p: {**m, "upgraded": True}})
     loaded = load_bundle(saved)
     assert loaded.manifest["upgraded"] is True and loaded.manifest["format_version"] == 2
 

@@ -1,0 +1,279 @@
+"""Bundles on disk: saving (atomically), loading and verifying them, file checksums, trusted-type checks,
+and reading the skops and LightGBM model files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+
+from honing.bundle.manifest import (
+    _REEXPORT,
+    _RESERVED,
+    MANIFEST,
+    MODEL_LIGHTGBM,
+    MODEL_SKOPS,
+    PREPROCESS_FILE,
+    TASKS,
+    _error,
+    _open_manifest,
+    _problem_of,
+    new_manifest,
+    sign_manifest,
+)
+from honing.bundle.predictor import Bundle, LightGBMModel
+from honing.errors import BundleError
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's contents, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- saving
+
+
+def save_bundle(
+    path: str | os.PathLike, *, preprocessor: Any, model: Any, task: str, features: dict,
+    classes: list | None, model_type: str, metrics: dict, recipe: dict, data_fingerprint: str,
+    trusted: Iterable[str] = (), extra: dict | None = None,
+) -> Path:
+    """Write a bundle to ``path`` atomically and return the path.
+
+    Everything goes into a temporary sibling directory first, renamed into place once complete; an
+    existing bundle at ``path`` is replaced only then.  On failure nothing is left behind and an
+    existing bundle is untouched.  ``trusted`` is recorded (``trusted_types``) for information only.
+    """
+    path = Path(path)
+    classes = _check_save_args(task, classes, model, extra)
+    _check_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
+    tmp.mkdir()
+    try:
+        sio.dump(preprocessor, tmp / PREPROCESS_FILE)
+        model_info = _write_model(tmp, model, task)
+        manifest = new_manifest(
+            task=task, features=features, classes=classes, model_type=model_type, model_info=model_info,
+            metrics=metrics, recipe=recipe, data_fingerprint=data_fingerprint,
+            trusted_types=sorted(_type_names(trusted)), extra=extra,
+        )
+        manifest["files"] = {name: sha256_file(tmp / name) for name in _list_files(tmp)}
+        manifest = sign_manifest(manifest)
+        text = json.dumps(manifest, indent=2) + "\n"
+        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _check_save_args(task: str, classes: list | None, model: Any, extra: dict | None) -> list | None:
+    """Validate the caller's arguments (mistakes raise ValueError); return classes as JSON scalars."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    clash = sorted(_RESERVED & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra must not override manifest keys: {clash}")
+    if task == "regression":
+        return None
+    if classes is None or len(classes) < 2:
+        raise ValueError("a classification bundle needs the list of (at least two) classes")
+    classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
+    model_classes = getattr(model, "classes_", None)
+    if model_classes is not None and len(model_classes) != len(classes):
+        raise ValueError(f"the model has {len(model_classes)} classes but {len(classes)} were given")
+    return classes
+
+
+def _check_target(path: Path) -> None:
+    """Refuse to replace anything at ``path`` that is not a bundle (or an empty directory)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    is_bundle_or_empty = path.is_dir() and ((path / MANIFEST).is_file() or not any(path.iterdir()))
+    if path.is_symlink() or not is_bundle_or_empty:
+        raise BundleError(f"{path} exists and is not a honing bundle", "choose another path or remove it")
+
+
+def _write_model(directory: Path, model: Any, task: str) -> dict:
+    """Write the model file into ``directory``; return the manifest keys describing its format."""
+    lightgbm = sys.modules.get("lightgbm")  # an LGBM model implies lightgbm is imported
+    if lightgbm is None or not isinstance(model, (lightgbm.LGBMClassifier, lightgbm.LGBMRegressor)):
+        sio.dump(model, directory / MODEL_SKOPS)
+        return {"model_format": "skops"}
+    objective = getattr(model, "objective_", None)
+    if not isinstance(objective, str):
+        raise TypeError("LightGBM models with a custom (callable) objective cannot be bundled")
+    num_class = int(model.n_classes_) if task == "classification" else 1
+    model.booster_.save_model(str(directory / MODEL_LIGHTGBM))
+    return {"model_format": "lightgbm", "lightgbm": {"objective": objective, "num_class": num_class}}
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename the finished ``tmp`` to ``path``, replacing an existing bundle only at the very end."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    _check_target(path)
+    old = path.parent / f".{path.name}.old-{secrets.token_hex(6)}"
+    os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _list_files(root: Path) -> list[str]:
+    """Every file (or symlink) below ``root`` as sorted posix relative paths, except the manifest."""
+    found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink() or not p.is_dir())
+    return sorted(name for name in found if name != MANIFEST)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_bundle(
+    path: str | os.PathLike, *, trusted: Iterable[str] = (), prepare: Callable[[pd.DataFrame], Any] | None = None
+) -> Bundle:
+    """Verify and load the bundle at ``path``; raise :class:`BundleError` on any problem.
+
+    skops files may only contain skops' default trusted types and the types in ``trusted``.
+    """
+    path = Path(path)
+    manifest = _open_manifest(path)
+    problems = _file_problems(path, manifest)
+    if problems:
+        raise problems[0]
+    trusted = _type_names(trusted)
+    preprocessor = _load_skops(path, PREPROCESS_FILE, trusted)
+    if manifest["model_format"] == "lightgbm":
+        model = _load_lightgbm(path, manifest)
+    else:
+        model = _load_skops(path, MODEL_SKOPS, trusted)
+        _check_model_classes(path, manifest, model)
+    return Bundle(path, manifest, preprocessor, model, prepare=prepare)
+
+
+def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = None) -> list[str]:
+    """Problems with the bundle at ``path`` (empty when fine), found without loading any model.
+
+    Each problem says only *what* is wrong: it does not start with the path and carries no hint (the
+    caller names the bundle and says what to do).  With ``trusted`` given, skops files holding other
+    untrusted types are reported too.
+    """
+    path = Path(path)
+    try:
+        manifest = _open_manifest(path)
+    except BundleError as exc:
+        return [_problem_of(exc)]
+    problems = _file_problems(path, manifest)
+    checked = [n for n in (PREPROCESS_FILE, MODEL_SKOPS) if n in manifest["files"]] if not problems else []
+    for name in checked if trusted is not None else []:
+        try:
+            _check_types(path, name, _type_names(trusted))
+        except BundleError as exc:
+            problems.append(exc)
+    return [_problem_of(p) for p in problems]
+
+
+def _check_model_classes(path: Path, manifest: dict, model: Any) -> None:
+    """Raise unless a loaded (skops) model has as many classes as the manifest lists (none for regression)."""
+    model_classes = getattr(model, "classes_", None)
+    if model_classes is None:
+        return
+    if manifest["task"] == "regression":
+        raise _error(path, "the model is a classifier but the manifest says regression", _REEXPORT)
+    if len(model_classes) != len(manifest["classes"]):
+        counts = f"{len(model_classes)} classes but the manifest lists {len(manifest['classes'])}"
+        raise _error(path, f"the model has {counts}", _REEXPORT)
+
+
+def _file_problems(path: Path, manifest: dict) -> list[BundleError]:
+    """Missing, modified, unsafe and unlisted files of the bundle."""
+    problems = []
+    listed = manifest["files"]
+    for name, digest in listed.items():
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or ".." in rel.parts or name in ("", MANIFEST):
+            problem = f"the manifest lists an invalid file name {name!r}"
+        elif (path / rel).is_symlink():
+            problem = f"file {name} is a symbolic link"
+        elif not (path / rel).is_file():
+            problem = f"file {name} is missing"
+        elif sha256_file(path / rel) != digest.lower():
+            problem = f"file {name} was modified after the bundle was saved (checksum mismatch)"
+        else:
+            continue
+        problems.append(_error(path, problem, _REEXPORT))
+    hint = "remove it; a bundle must not be changed after it is saved"
+    unlisted = [name for name in _list_files(path) if name not in listed]
+    problems += [_error(path, f"unexpected file {n} (not listed in the manifest)", hint) for n in unlisted]
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- trusted types
+# Only types that skops trusts by default or that the *caller* trusts are ever constructed.  skops
+# deliberately does not trust scikit-learn's tree storage types by default (a crafted file can crash the
+# process); callers pass them in ``trusted`` for bundles from a source they trust.
+
+
+def _type_names(types: Iterable[Any]) -> list[str]:
+    """Fully qualified names of types given as names or as type objects."""
+    return [t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}" for t in types]
+
+
+def _check_types(path: Path, name: str, trusted: list[str]) -> None:
+    """Raise unless every type in skops file ``name`` is trusted by skops or by the caller."""
+    try:
+        untrusted = sio.get_untrusted_types(file=path / name)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unreadable file
+        raise _error(path, f"cannot read {name} ({exc})", _REEXPORT) from None
+    refused = [t for t in untrusted if t not in trusted]
+    if refused:
+        raise _error(
+            path, f"refusing to load untrusted type '{refused[0]}' from {name}",
+            f"load it only if you trust the bundle's source, passing trusted=['{refused[0]}']",
+        )
+
+
+def _load_skops(path: Path, name: str, trusted: list[str]) -> Any:
+    """Load a skops file after checking that it only holds trusted types."""
+    _check_types(path, name, trusted)
+    try:
+        return sio.load(path / name, trusted=list(trusted))
+    except Exception as exc:  # noqa: BLE001 - reported as a bundle problem
+        hint = "it may need the library versions in the manifest; re-export the bundle"
+        raise BundleError(f"{path}: cannot load {name} ({type(exc).__name__}: {exc})", hint) from None
+
+
+def _load_lightgbm(path: Path, manifest: dict) -> LightGBMModel:
+    """Load the native LightGBM model and wrap it in a :class:`LightGBMModel`."""
+    import lightgbm
+
+    try:
+        booster = lightgbm.Booster(model_file=str(path / MODEL_LIGHTGBM))
+    except Exception as exc:  # noqa: BLE001 - reported as a bundle problem
+        raise BundleError(f"{path}: cannot load {MODEL_LIGHTGBM} ({exc})", _REEXPORT) from None
+    num_class = manifest["lightgbm"]["num_class"]  # validated against the classes by _open_manifest
+    per_iteration = 1 if manifest["task"] == "regression" or num_class == 2 else num_class
+    if booster.num_model_per_iteration() != per_iteration:
+        problem = f"the LightGBM model does not match the manifest's {len(manifest['classes'] or [])} classes"
+        raise _error(path, problem, _REEXPORT)
+    return LightGBMModel(booster, manifest["task"], num_class)
