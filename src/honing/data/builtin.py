@@ -1,7 +1,8 @@
 """Builtin datasets, used as ``data.source: builtin:NAME`` (no download needed).
 
-Three CSVs ship inside the package (``honing/data/builtin/NAME.csv``, provenance in
-``NAME.SOURCE.md``); four more come from :mod:`sklearn.datasets`, which bundles them.
+Three CSVs and MNIST's test set (gzipped IDX files) ship inside the package
+(``honing/data/builtin/``, provenance in ``NAME.SOURCE.md``); four more come from
+:mod:`sklearn.datasets`, which bundles them.
 
 =====================  ======================  ==============  ======================================
 name                   target                  task            notes
@@ -15,6 +16,8 @@ iris                   species (setosa, …)     classification  sklearn's 0/1/2
                                                                species names
 digits                 target (0..9)           classification  8x8 images as 64 pixel columns
 diabetes               target                  regression      sklearn's scaled features
+mnist_test             label (0..9)            classification  the official MNIST test set: 10,000
+                                                               28x28 images as 784 pixel columns
 =====================  ======================  ==============  ======================================
 
 Every call to :func:`load_builtin` returns a fresh copy of the frame.
@@ -22,11 +25,13 @@ Every call to :func:`load_builtin` returns a fresh copy of the frame.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+import numpy as np
 import pandas as pd
 
 from honing.errors import DataError
@@ -176,4 +181,40 @@ def _diabetes() -> Builtin:
         task="regression",
         description="Diabetes patients (442 rows): disease progression after one year from 10 baseline variables.",
         source="Efron et al. (2004) 'Least Angle Regression' diabetes data, bundled with scikit-learn",
+    )
+
+
+def read_idx(raw: bytes) -> np.ndarray:
+    """An IDX array (the MNIST file format): magic (0, 0, dtype code, ndim), big-endian sizes, data."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError("not an unsigned-byte IDX file", "MNIST-style .idx files start with 0x0000 08")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"IDX file holds {data.size} values, its header says {shape}", "the file is truncated")
+    return data.reshape(shape)
+
+
+@cache
+def _mnist_test() -> pd.DataFrame:
+    folder = files("honing.data") / "builtin"
+    images = read_idx(gzip.decompress((folder / "mnist_test-images-idx3-ubyte.gz").read_bytes()))
+    labels = read_idx(gzip.decompress((folder / "mnist_test-labels-idx1-ubyte.gz").read_bytes()))
+    pixels = images.reshape(len(images), -1)
+    frame = pd.DataFrame(pixels, columns=[f"px{i}" for i in range(pixels.shape[1])])
+    frame["label"] = labels.astype(np.int64)
+    return frame
+
+
+@BUILTINS.register("mnist_test", task="classification")
+def _mnist() -> Builtin:
+    """The MNIST test set (28x28 images as 784 pixel columns px0..px783, row by row)."""
+    return Builtin(
+        "mnist_test",
+        _mnist_test(),
+        target="label",
+        task="classification",
+        description="MNIST handwritten digits, official test set (10,000 rows): the digit from 28x28 pixels.",
+        source="LeCun, Cortes & Burges, MNIST database (t10k files), via RahulBaboota/MNIST",
     )
