@@ -1,0 +1,269 @@
+"""The neural training loop: :class:`Trainer`, readable from :meth:`Trainer.fit` down.
+
+In-memory tensors are batched by slicing with a seeded permutation (no per-sample DataLoader).
+Everything beyond the bare loop is a callback (:mod:`honing.training.callbacks`); the trainer adds
+a :class:`History` and, when ``train.early_stopping`` is set, an :class:`EarlyStopping` itself.
+
+Label smoothing (``train.label_smoothing``) is not applied here: the estimator builds its
+``nn.CrossEntropyLoss(label_smoothing=...)`` and hands it over as ``loss_fn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from honing.errors import HoningError, RecipeError
+from honing.recipe import TrainConfig
+from honing.training.callbacks import Callback, EarlyStopping, History, monitor_mode
+from honing.training.optim import Schedule, init_weights, l1_penalty, make_optimizer, make_schedule
+
+Metric = Callable[[Tensor, Tensor], float]
+
+
+class TrainingDiverged(HoningError):
+    """The loss became NaN or infinite; the model was given back its last good weights."""
+
+
+class Trainer:
+    """Trains ``model`` on in-memory tensors as ``cfg`` (the recipe's ``train`` section) says.
+
+    ``loss_fn(outputs, targets)`` returns a scalar tensor; ``metrics`` maps a name to
+    ``fn(outputs, targets) -> float``, computed on the validation split and logged as ``val_<name>``.
+    ``seed`` seeds the generator of the batch order; dropout and the like draw from torch's global
+    generator (seed it with :func:`honing.training.seed.seed_everything`).  Epochs and batches are
+    numbered from 1.  ``fit`` continues from :attr:`epoch`, so loading a checkpoint resumes.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], cfg: TrainConfig, *,
+                 callbacks: Iterable[Callback] = (), metrics: dict[str, Metric] | None = None,
+                 device: str | None = None, seed: int = 0):
+        self.cfg = cfg
+        self.device = resolve_device(device or cfg.device)
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise RecipeError(f"train.precision: fp16 needs CUDA (training runs on {self.device.type})",
+                              "use train.precision: bf16 or fp32 on a CPU")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.model = model.to(self.device)
+        init_weights(self.model, cfg.init)
+        self.loss_fn = loss_fn
+        self.metrics = dict(metrics or {})
+        self.optimizer = make_optimizer(self.model.parameters(), cfg.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.schedule: Schedule | None = None  # built by fit, once the steps per epoch are known
+        self.steps_per_epoch: int | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.callbacks = _with_default_callbacks(callbacks, cfg)
+        self.history = next(cb for cb in self.callbacks if isinstance(cb, History))
+        es = cfg.early_stopping
+        self.monitor = es.monitor if es else "val_loss"
+        self.epoch = 0  # epochs completed
+        self.stop = False  # set by a callback to end fit after the current epoch
+        self._good_state: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, X: Tensor, y: Tensor, X_val: Tensor | None = None, y_val: Tensor | None = None) -> History:
+        """Train until ``cfg.epochs`` or until a callback sets :attr:`stop`; return the history."""
+        X, y = X.to(self.device), y.to(self.device)
+        val = None if X_val is None else (X_val.to(self.device), y_val.to(self.device))
+        if self.schedule is None:
+            self._build_schedule(math.ceil(math.ceil(len(X) / self.cfg.batch_size) / self.cfg.accumulate))
+        self.stop = False
+        self._call("on_fit_start")
+        while self.epoch < self.cfg.epochs and not self.stop:
+            epoch = self.epoch + 1
+            self._call("on_epoch_start", epoch)
+            self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            start = time.perf_counter()
+            loss = self._train_epoch(X, y, epoch)
+            train_seconds = time.perf_counter() - start
+            logs = {"epoch": epoch, "loss": loss, **self._validate(val)}
+            logs.update(lr=self.schedule.lr, seconds=time.perf_counter() - start,
+                        samples_per_s=len(X) / max(train_seconds, 1e-9))
+            self.schedule.step_epoch(self._monitored_value(logs))
+            self.epoch = epoch
+            self._call("on_epoch_end", epoch, logs)
+        self._call("on_fit_end")
+        return self.history
+
+    def _train_epoch(self, X: Tensor, y: Tensor, epoch: int) -> float:
+        """One pass over the shuffled rows; returns the mean training loss (without the L1 term)."""
+        self.model.train()
+        n, size, accumulate = len(X), self.cfg.batch_size, self.cfg.accumulate
+        perm = torch.randperm(n, generator=self.generator).to(self.device)
+        batches = math.ceil(n / size)
+        total = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch in range(1, batches + 1):
+            idx = perm[(batch - 1) * size: batch * size]
+            group = min(accumulate, batches - (batch - 1) // accumulate * accumulate)  # batches in this step
+            loss = self._backward(X[idx], y[idx], group, epoch, batch)
+            if batch % accumulate == 0 or batch == batches:
+                self._optimizer_step()
+            total += loss * len(idx)
+            self._call("on_batch_end", batch, loss)
+        self._check_weights(epoch, batches)
+        return total / n
+
+    def _backward(self, xb: Tensor, yb: Tensor, group: int, epoch: int, batch: int) -> float:
+        """Forward, loss (+ L1), and gradients scaled by 1/group; returns the batch loss."""
+        with self._autocast():
+            loss = self.loss_fn(self.model(xb), yb)
+            objective = loss + self.cfg.l1 * l1_penalty(self.model) if self.cfg.l1 else loss
+        value = loss.item()
+        if not math.isfinite(value):
+            self._diverged(f"loss became {value}", epoch, batch)
+        objective = objective / group
+        (self.scaler.scale(objective) if self.scaler else objective).backward()
+        return value
+
+    def _optimizer_step(self) -> None:
+        """Clip the gradients, step the optimizer and the per-step schedule, clear the gradients."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip.norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip.norm)
+        if self.cfg.clip.value:
+            nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip.value)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step_batch()
+
+    def _validate(self, val: tuple[Tensor, Tensor] | None) -> dict[str, float]:
+        if val is None:
+            return {}
+        X_val, y_val = val
+        outputs = self._outputs(X_val)
+        logs = {"val_loss": float(self.loss_fn(outputs, y_val))}
+        for name, metric in self.metrics.items():
+            logs[f"val_{name}"] = float(metric(outputs, y_val))
+        return logs
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(self, X: Tensor) -> Tensor:
+        """The model's outputs for ``X`` (eval mode, batched, no gradients), on the CPU."""
+        return self._outputs(X).cpu()
+
+    @torch.no_grad()
+    def _outputs(self, X: Tensor) -> Tensor:
+        self.model.eval()
+        size = self.cfg.batch_size
+        with self._autocast():
+            parts = [self.model(X[i: i + size].to(self.device)) for i in range(0, len(X), size)]
+        out = torch.cat(parts)
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _build_schedule(self, steps_per_epoch: int) -> None:
+        es = self.cfg.early_stopping
+        mode = monitor_mode(self.monitor, es.mode if es else "auto")
+        self.steps_per_epoch = steps_per_epoch
+        self.schedule = make_schedule(self.optimizer, self.cfg.schedule, steps_per_epoch, self.cfg.epochs, mode)
+
+    def _monitored_value(self, logs: dict) -> float | None:
+        """The metric a plateau schedule follows: the monitored one (loss when there is no validation)."""
+        if self.monitor == "val_loss" and "val_loss" not in logs:
+            return logs["loss"]
+        return logs.get(self.monitor)
+
+    def _check_weights(self, epoch: int, batch: int) -> None:
+        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all()
+        if not bool(finite):
+            self._diverged("weights became nan or inf", epoch, batch)
+
+    def _diverged(self, what: str, epoch: int, batch: int) -> None:
+        if self._good_state is not None:
+            self.model.load_state_dict(self._good_state)
+        raise TrainingDiverged(f"{what} at epoch {epoch}, batch {batch}",
+                               "lower train.optimizer.lr, or set train.clip.norm")
+
+    def _call(self, hook: str, *args: object) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # ------------------------------------------------------------------ state (checkpoints)
+
+    def state_dict(self) -> dict:
+        """Everything a resume needs: tensors and plain Python values only (loadable with weights_only)."""
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "schedule": self.schedule.state_dict() if self.schedule else {},
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "generator": self.generator.get_state(),
+            "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "callbacks": {key: cb.state_dict() for key, cb in _keyed(self.callbacks)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; callbacks are matched by class (extra ones keep their state)."""
+        self.model.load_state_dict(state["model"])
+        if self.schedule is None and state["steps_per_epoch"]:
+            self._build_schedule(int(state["steps_per_epoch"]))  # before the optimizer: it resets the lr
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["cpu_rng"])
+        if self.device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = int(state["epoch"])
+        saved = state["callbacks"]
+        for key, callback in _keyed(self.callbacks):
+            if key in saved:
+                callback.load_state_dict(saved[key])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; asking for cuda without it is a recipe error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError("train.device: cuda is not available on this machine", "set train.device: auto or cpu")
+    return torch.device(name)
+
+
+def _with_default_callbacks(callbacks: Iterable[Callback], cfg: TrainConfig) -> list[Callback]:
+    """The given callbacks plus a History and the recipe's EarlyStopping, sorted by ``order``."""
+    callbacks = list(callbacks)
+    if not any(isinstance(cb, History) for cb in callbacks):
+        callbacks.insert(0, History())
+    es = cfg.early_stopping
+    if es is not None and not any(isinstance(cb, EarlyStopping) for cb in callbacks):
+        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+    return sorted(callbacks, key=lambda cb: cb.order)
+
+
+def _keyed(callbacks: list[Callback]) -> list[tuple[str, Callback]]:
+    """Stable keys for callback states: the class name, with ``#2``, ``#3``… for repeats."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for callback in callbacks:
+        name = type(callback).__name__
+        seen[name] = seen.get(name, 0) + 1
+        keyed.append((name if seen[name] == 1 else f"{name}#{seen[name]}", callback))
+    return keyed
