@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Tests run as two pytest-xdist workers on two cores: one thread each for torch, LightGBM and BLAS,
+# or the threads of the two workers fight over the cores (a 10-50x slowdown). Set before they load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @dataclass

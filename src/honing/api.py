@@ -27,6 +27,7 @@ from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
+from honing.report.plots import learning_curve
 from honing.tracking import default_run_dir, run_directory, write_json, write_text
 from honing.training.seed import seed_everything
 
@@ -68,8 +69,11 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
         data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s))
                 for s in SPLITS if len(dataset.splits[s])}
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress)
+                             resolved.evaluate.metric, progress, resolved.train)
     metrics = _metrics(selection, dataset, data)
+    history = getattr(selection.best.estimator, "history_", None)
+    if history is not None:
+        metrics["diagnostics"] = _diagnostics(selection.best.estimator, progress)
     run_dir = Path(out) if out is not None else default_run_dir(resolved.name)
     with progress.step(f"writing {run_dir}"), run_directory(run_dir) as tmp:
         save_bundle(tmp / "bundle", preprocessor=preprocessor, model=selection.best.estimator,
@@ -81,8 +85,22 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "schema.json", dataset.schema.to_dict())
         pd.DataFrame(selection.table()).to_csv(tmp / "leaderboard.csv", index=False)
+        if history is not None:
+            pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
+            learning_curve(history, tmp / "plots" / "learning_curve.png",
+                           f"{selection.best.type} on {resolved.data.source}")
     return RunResult(run_dir, resolved, dataset.task, selection.best.type, metrics, selection.table(),
                      dataset.notes)
+
+
+def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
+    """Training-health findings of a neural model, shown on the console and kept in metrics.json."""
+    from honing.training.diagnostics import format_findings
+
+    findings = estimator.diagnose()
+    for line in format_findings(findings):
+        progress.note(line)
+    return [f.to_dict() for f in findings]
 
 
 def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:

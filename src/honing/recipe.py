@@ -71,7 +71,7 @@ class CleanConfig(_Section):
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
-    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes).")
+    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test).")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
     task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers classification vs regression from the target.")
     drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
@@ -93,6 +93,63 @@ class ModelConfig(_Section):
     candidates: list[str] = Field(default_factory=lambda: ["linear", "random_forest", "lightgbm"], description="Model types tried by type: auto ('linear' = logistic or linear regression by task).")
 
 
+class OptimizerConfig(_Section):
+    """The optimizer of neural models."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate (the peak rate when a schedule warms up).")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty / decoupled weight decay (adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (sgd, rmsprop).")
+    nesterov: bool = Field(False, description="Nesterov momentum (sgd).")
+
+
+class ScheduleConfig(_Section):
+    """How the learning rate changes during training."""
+
+    name: Literal["none", "step", "exponential", "cosine", "warmup_cosine", "warmup_linear", "onecycle", "plateau"] = Field(
+        "none", description="Learning-rate schedule.")
+    warmup: float = Field(0.05, ge=0, lt=1, description="Fraction of all steps spent warming up linearly (warmup_*).")
+    step_size: int = Field(10, ge=1, description="Epochs between decays (step).")
+    gamma: float = Field(0.1, gt=0, le=1, description="Decay factor (step, exponential per epoch, plateau).")
+    patience: int = Field(5, ge=0, description="Epochs without improvement before the rate drops (plateau).")
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when a monitored metric stops improving, and restore the best weights."""
+
+    monitor: str = Field("val_loss", description="Logged metric to watch (val_loss, loss, val_accuracy, …).")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy/f1/auc/r2, else min.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+
+
+class ClipConfig(_Section):
+    """Gradient clipping."""
+
+    norm: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
+    value: float | None = Field(None, gt=0, description="Clip every gradient element to [-value, value].")
+
+
+class TrainConfig(_Section):
+    """How neural models are trained (classic models ignore this section)."""
+
+    epochs: int = Field(100, ge=1, description="Most passes over the training split.")
+    batch_size: int = Field(256, ge=1, description="Rows per optimizer step (per process).")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Optimizer.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig, description="Early stopping; null turns it off.")
+    init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"] = Field(
+        "default", description="Weight initialization of linear/conv/recurrent layers.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss.")
+    clip: ClipConfig = Field(default_factory=ClipConfig, description="Gradient clipping.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification losses.")
+    accumulate: int = Field(1, ge=1, description="Batches whose gradients are summed before each optimizer step.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, or mixed precision: bf16 (CPU/CUDA), fp16 (CUDA, with a grad scaler).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: the CPUs available).")
+
+
+
 class EvaluateConfig(_Section):
     """How models are compared."""
 
@@ -107,6 +164,7 @@ class Recipe(_Section):
     seed: int = Field(42, description="Seeds Python, NumPy, every split and every model.")
     data: DataConfig = Field(..., description="Data source and preparation.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model choice.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training of neural models.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison.")
 
     def to_yaml(self) -> str:

@@ -17,8 +17,9 @@ from honing.models.classic import (
     resolve_candidates,
 )
 
-CLASSIFIERS = MODELS.names(tasks="classification")
-REGRESSORS = MODELS.names(tasks="regression")
+# classic types only; the neural ones (mlp, cnn) are tested in test_estimators.py
+CLASSIFIERS = [n for n in MODELS.names(tasks="classification") if not MODELS.entry(n).meta.get("neural")]
+REGRESSORS = [n for n in MODELS.names(tasks="regression") if not MODELS.entry(n).meta.get("neural")]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def test_registry_has_every_contract_type():
     assert set(MODELS.names()) == {
         "logistic_regression", "linear_regression", "ridge", "lasso", "elastic_net",
         "decision_tree", "random_forest", "extra_trees", "lightgbm", "svm", "knn", "naive_bayes",
+        "mlp", "cnn",
     }
     assert "lasso" not in CLASSIFIERS and "naive_bayes" not in REGRESSORS
 

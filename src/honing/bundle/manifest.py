@@ -27,12 +27,13 @@ MANIFEST = "manifest.json"
 PREPROCESS_FILE = "preprocess.skops"
 MODEL_SKOPS = "model.skops"
 MODEL_LIGHTGBM = "model.lgb.txt"
-MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM}
+MODEL_TORCH = "model.safetensors"
+MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM, "torch": MODEL_TORCH}
 TASKS = ("classification", "regression")
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "skops")
 _RESERVED = frozenset(  # manifest keys that ``extra`` may not override
     ("format_version", "honing_version", "created", "task", "features", "classes", "model_type", "files",
-     "model_format", "lightgbm", "metrics", "recipe", "data_fingerprint", "library_versions", "trusted_types",
+     "model_format", "lightgbm", "torch", "metrics", "recipe", "data_fingerprint", "library_versions", "trusted_types",
      "manifest_sha256")
 )
 _REEXPORT = "re-export the bundle or restore it"
@@ -235,6 +236,8 @@ def _manifest_problem(manifest: dict) -> str | None:
         return "a regression bundle must not list classes"
     if manifest["model_format"] == "lightgbm":
         return _lightgbm_problem(manifest)
+    if manifest["model_format"] == "torch" and not isinstance(manifest.get("torch"), dict):
+        return "a torch bundle needs a 'torch' object describing the network"
     return None
 
 

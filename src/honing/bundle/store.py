@@ -23,6 +23,7 @@ from honing.bundle.manifest import (
     MANIFEST,
     MODEL_LIGHTGBM,
     MODEL_SKOPS,
+    MODEL_TORCH,
     PREPROCESS_FILE,
     TASKS,
     _error,
@@ -112,6 +113,12 @@ def _check_target(path: Path) -> None:
 
 def _write_model(directory: Path, model: Any, task: str) -> dict:
     """Write the model file into ``directory``; return the manifest keys describing its format."""
+    if hasattr(model, "export_state"):  # a honing neural estimator: weights as safetensors
+        from safetensors.torch import save_file
+
+        tensors, meta = model.export_state()
+        save_file(tensors, str(directory / MODEL_TORCH))
+        return {"model_format": "torch", "torch": meta}
     lightgbm = sys.modules.get("lightgbm")  # an LGBM model implies lightgbm is imported
     if lightgbm is None or not isinstance(model, (lightgbm.LGBMClassifier, lightgbm.LGBMRegressor)):
         sio.dump(model, directory / MODEL_SKOPS)
@@ -165,6 +172,9 @@ def load_bundle(
     preprocessor = _load_skops(path, PREPROCESS_FILE, trusted)
     if manifest["model_format"] == "lightgbm":
         model = _load_lightgbm(path, manifest)
+    elif manifest["model_format"] == "torch":
+        model = _load_torch(path, manifest)
+        _check_model_classes(path, manifest, model)
     else:
         model = _load_skops(path, MODEL_SKOPS, trusted)
         _check_model_classes(path, manifest, model)
@@ -261,6 +271,18 @@ def _load_skops(path: Path, name: str, trusted: list[str]) -> Any:
     except Exception as exc:  # noqa: BLE001 - reported as a bundle problem
         hint = "it may need the library versions in the manifest; re-export the bundle"
         raise BundleError(f"{path}: cannot load {name} ({type(exc).__name__}: {exc})", hint) from None
+
+
+def _load_torch(path: Path, manifest: dict) -> Any:
+    """Rebuild a neural estimator from its description and safetensors weights (no pickle involved)."""
+    from safetensors.torch import load_file
+
+    from honing.models.estimators import import_state
+
+    try:
+        return import_state(load_file(str(path / MODEL_TORCH)), manifest["torch"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise BundleError(f"{path}: cannot load {MODEL_TORCH} ({exc})", _REEXPORT) from None
 
 
 def _load_lightgbm(path: Path, manifest: dict) -> LightGBMModel:

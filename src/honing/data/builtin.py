@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 
@@ -48,6 +48,8 @@ class Builtin:
     task: str
     description: str
     source: str
+    #: Column kinds that inference would get wrong (pixels are numbers even when only 0/1 occur).
+    types: dict[str, str] = field(default_factory=dict)
 
 
 BUILTINS = Registry("builtin dataset", DataError)
@@ -161,9 +163,11 @@ def _iris() -> Builtin:
 @BUILTINS.register("digits", task="classification")
 def _digits() -> Builtin:
     """8x8 handwritten digits."""
+    frame = _sklearn_frame("load_digits")[0]
     return Builtin(
         "digits",
-        _sklearn_frame("load_digits")[0],
+        frame,
+        types={c: "numeric" for c in frame.columns if c != "target"},
         target="target",
         task="classification",
         description="Handwritten digits (1,797 rows): the digit 0-9 from 8x8 pixel intensities.",
@@ -210,9 +214,11 @@ def _mnist_test() -> pd.DataFrame:
 @BUILTINS.register("mnist_test", task="classification")
 def _mnist() -> Builtin:
     """The MNIST test set (28x28 images as 784 pixel columns px0..px783, row by row)."""
+    frame = _mnist_test()
     return Builtin(
         "mnist_test",
-        _mnist_test(),
+        frame,
+        types={c: "numeric" for c in frame.columns if c != "label"},
         target="label",
         task="classification",
         description="MNIST handwritten digits, official test set (10,000 rows): the digit from 28x28 pixels.",

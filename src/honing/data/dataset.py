@@ -69,7 +69,7 @@ def _label_key(value) -> str:
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, clean, type and split the data described by ``cfg``."""
     notes: list[str] = []
-    frame, target, task = _read_with_target(cfg)
+    frame, target, task, types = _read_with_target(cfg)
     _check_columns(frame, target, cfg)
     if task == "auto":
         task = infer_task(frame[target])
@@ -77,7 +77,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     check_target(frame, target, task)
     frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
     notes += cleaning
-    schema = infer_schema(frame, target=target, overrides=cfg.types, drop=cfg.drop)
+    schema = infer_schema(frame, target=target, overrides={**types, **cfg.types}, drop=cfg.drop)
     notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
     split = cfg.split
     splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
@@ -89,11 +89,13 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
                    fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes)
 
 
-def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
-    source, target, task = cfg.source, cfg.target, cfg.task
+def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str, str]]:
+    """The frame, its target and task (a builtin's defaults where the recipe is silent), and the
+    column kinds a builtin dataset fixes."""
+    source, target, task, types = cfg.source, cfg.target, cfg.task, {}
     if source.startswith("builtin:"):
         builtin = load_builtin(source.removeprefix("builtin:"))
-        frame = builtin.frame
+        frame, types = builtin.frame, {c: k for c, k in builtin.types.items() if c not in cfg.drop}
         if target is None:
             target = builtin.target
             if task == "auto":
@@ -103,7 +105,7 @@ def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
     if target is None:
         raise DataError(f"{source}: no target column given",
                         f"set data.target to one of: {', '.join(map(str, frame.columns[:10]))}")
-    return frame, target, task
+    return frame, target, task, types
 
 
 def _check_columns(frame: pd.DataFrame, target: str, cfg: DataConfig) -> None:

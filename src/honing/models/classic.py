@@ -195,9 +195,27 @@ def _naive_bayes(task: str, params: dict, seed: int) -> Any:
 # --------------------------------------------------------------------------- building models
 
 
-def make_model(type: str, task: str, params: dict | None = None, seed: int = 0) -> Any:
+for _net, _what in {
+    "mlp": "Multi-layer perceptron for tabular data (hidden, activation, dropout, norm); trained by honing's loop.",
+    "cnn": "Convolutional network for images given as pixel columns (channels, kernel, pool, batch_norm).",
+}.items():
+    MODELS.register(_net, tasks=BOTH, neural=True, description=_what)(None)
+
+
+def _neural(net: str, task: str, params: dict, seed: int, train: Any) -> Any:
+    """A honing neural estimator (imported lazily: classic models never pay for importing torch)."""
+    from honing.models.estimators import from_recipe
+    from honing.models.nets import check_net_params
+    from honing.recipe import TrainConfig
+
+    check_net_params(net, {k: v for k, v in params.items() if k != "input_shape"})
+    return from_recipe(net, task, params, train or TrainConfig(), seed)
+
+
+def make_model(type: str, task: str, params: dict | None = None, seed: int = 0, train: Any = None) -> Any:
     """An unfitted estimator of model ``type`` for ``task``, with ``params`` checked and applied.
 
+    ``train`` (the recipe's ``train:`` section) configures neural types; classic types ignore it.
     Raises :class:`ModelError` naming ``model.type`` or ``model.params.KEY`` for user mistakes.
     """
     _check_task(task)
@@ -208,6 +226,8 @@ def make_model(type: str, task: str, params: dict | None = None, seed: int = 0) 
             f"types that do: {', '.join(MODELS.names(tasks=task))}",
         )
     params = {str(k): v for k, v in (params or {}).items()}
+    if entry.meta.get("neural"):
+        return _neural(type, task, params, seed, train)
     _check_param_names(type, core_estimator(entry.obj(task, {}, seed)), params)
     estimator = entry.obj(task, params, seed)
     _check_param_values(core_estimator(estimator), params)
@@ -223,9 +243,14 @@ def check_model_names(type: str, candidates: list[str], params: dict | None = No
                 MODELS.entry(name, key="model.candidates")
         return
     entry = MODELS.entry(type, key="model.type")
-    known: set[str] = set()
-    for task in entry.meta["tasks"]:
-        known |= set(core_estimator(entry.obj(task, {}, 0)).get_params(deep=False))
+    if entry.meta.get("neural"):
+        from honing.models.nets import net_params
+
+        known = {*net_params(type), "input_shape"}
+    else:
+        known = set()
+        for task in entry.meta["tasks"]:
+            known |= set(core_estimator(entry.obj(task, {}, 0)).get_params(deep=False))
     for key in params or {}:
         if str(key) not in known:
             raise ModelError(f"model.params.{key}: not a parameter of {type}", did_you_mean(str(key), known))
@@ -288,7 +313,8 @@ def model_table() -> list[dict[str, Any]]:
             {
                 "name": name,
                 "tasks": tasks,
-                "estimators": [_class_name(entry.obj(task, {}, 0)) for task in tasks],
+                "estimators": [_class_name(entry.obj(task, {}, 0)) for task in tasks]
+                if not entry.meta.get("neural") else ["NeuralClassifier", "NeuralRegressor"],
                 "description": entry.meta["description"],
             }
         )

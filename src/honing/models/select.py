@@ -13,7 +13,7 @@ from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.evaluation.scoring import predict_scores
 from honing.models.classic import make_baseline, make_model, resolve_candidates
 from honing.progress import SILENT, Progress
-from honing.recipe import ModelConfig
+from honing.recipe import ModelConfig, TrainConfig
 
 
 @dataclass
@@ -48,11 +48,14 @@ class Selection:
 
 
 def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
-                 n_classes: int | None, metric: str = "auto", progress: Progress = SILENT) -> Selection:
-    """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation."""
+                 n_classes: int | None, metric: str = "auto", progress: Progress = SILENT,
+                 train: TrainConfig | None = None) -> Selection:
+    """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation.
+
+    Neural models (configured by ``train``) watch the validation split for early stopping."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
-    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed)) for t in types]
+    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
     X_train, y_train = data["train"]
     X_val, y_val = data.get("validation", (X_train[:0], y_train[:0]))
     if cfg.type == "auto" and not len(y_val):
@@ -69,7 +72,8 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
 
 def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes) -> Candidate:
     start = time.perf_counter()
-    est.fit(X_train, y_train)
+    neural = hasattr(est, "export_state")
+    est.fit(X_train, y_train, **({"eval_set": (X_val, y_val)} if neural and len(y_val) else {}))
     seconds = time.perf_counter() - start
     scores = {}
     if len(y_val):

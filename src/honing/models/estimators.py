@@ -1,0 +1,274 @@
+"""Neural networks as scikit-learn estimators: :class:`NeuralClassifier` and :class:`NeuralRegressor`.
+
+They store their parameters only (scikit-learn's contract), build the network from
+:mod:`honing.models.nets` in ``fit`` and train it with honing's own loop
+(:class:`honing.training.trainer.Trainer`), so they work in pipelines, ``cross_validate``,
+``GridSearchCV`` and permutation importance like any scikit-learn model.
+
+Training settings are flat constructor parameters (``lr``, ``epochs``, …) so that a grid search can
+vary them; :meth:`train_config` turns them into the recipe's ``train:`` section, and
+:func:`from_recipe` does the reverse for ``model.type: mlp`` & co. in a recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from torch import nn
+
+from honing.models.nets import build_net
+from honing.recipe import TrainConfig
+from honing.training.callbacks import EarlyStopping
+from honing.training.diagnostics import Finding, HealthStats, diagnose
+from honing.training.trainer import Trainer
+
+SEQUENCE_NETS = ("rnn", "lstm", "gru", "transformer")
+#: Gradient statistics for the health diagnostics are taken on every k-th batch (cheap enough to be on).
+HEALTH_GRAD_EVERY = 5
+
+
+class _NeuralBase(BaseEstimator):
+    """Parameters and the shared fit/predict machinery of the neural estimators."""
+
+    def __init__(self, net: str = "mlp", net_params: dict | None = None, epochs: int = 100,
+                 batch_size: int = 256, optimizer: str = "adamw", lr: float = 1e-3,
+                 weight_decay: float = 1e-4, schedule: str = "none", init: str = "default",
+                 l1: float = 0.0, clip_norm: float | None = None, label_smoothing: float = 0.0,
+                 accumulate: int = 1, precision: str = "fp32", early_stopping: bool = True,
+                 patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
+                 random_state: int | None = None):
+        self.net = net
+        self.net_params = net_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.init = init
+        self.l1 = l1
+        self.clip_norm = clip_norm
+        self.label_smoothing = label_smoothing
+        self.accumulate = accumulate
+        self.precision = precision
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ configuration
+
+    def train_config(self) -> TrainConfig:
+        """The recipe ``train:`` section these parameters stand for."""
+        stopping = {"monitor": "val_loss", "patience": self.patience} if self.early_stopping else None
+        return TrainConfig.model_validate({
+            "epochs": self.epochs, "batch_size": self.batch_size,
+            "optimizer": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
+            "schedule": {"name": self.schedule}, "early_stopping": stopping, "init": self.init,
+            "l1": self.l1, "clip": {"norm": self.clip_norm}, "label_smoothing": self.label_smoothing,
+            "accumulate": self.accumulate, "precision": self.precision, "device": self.device,
+        })
+
+    def _input_shape(self, X: np.ndarray) -> tuple[int, ...]:
+        params = self.net_params or {}
+        if "input_shape" in params:
+            return tuple(params["input_shape"])
+        features = X.shape[1]
+        if self.net == "cnn":
+            side = math.isqrt(features)
+            if side * side != features:
+                raise ValueError(f"cnn needs net_params['input_shape'] (C, H, W) for {features} features")
+            return (1, side, side)
+        return (features,)
+
+    def _tensor(self, X: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+        if not X.flags.writeable:  # torch cannot wrap read-only memory (e.g. a memory-mapped file)
+            X = X.copy()
+        if self.net in SEQUENCE_NETS and (self.net_params or {}).get("vocab_size"):
+            return torch.as_tensor(X, dtype=torch.long)
+        return torch.as_tensor(X, dtype=torch.float32).reshape(len(X), *shape)
+
+    # ------------------------------------------------------------------ training
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, n_outputs: int, loss_fn: nn.Module,
+             eval_set: tuple | None, stratify: np.ndarray | None) -> _NeuralBase:
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        shape = self._input_shape(X)
+        params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
+        cfg = self.train_config()
+        X_val = y_val = None
+        if eval_set is not None:
+            X_val, y_val = eval_set
+        elif cfg.early_stopping is not None and self.validation_fraction > 0:
+            X, y, X_val, y_val = _holdout(X, y, self.validation_fraction, seed, stratify)
+            if X_val is None:  # too few rows for a holdout: train on all, stop on the training loss
+                cfg = cfg.model_copy(update={"early_stopping": None})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module_ = build_net(self.net, shape, n_outputs, params)
+            health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
+            callbacks = [health]
+            if cfg.early_stopping is not None:
+                callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping.patience))
+            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, device=self.device, seed=seed)
+            Xt, yt = self._tensor(X, shape), self._target_tensor(y)
+            Xv = self._tensor(X_val, shape) if X_val is not None else None
+            yv = self._target_tensor(y_val) if y_val is not None else None
+            self.history_ = trainer.fit(Xt, yt, Xv, yv).rows
+        self.module_.eval()
+        self.input_shape_ = shape
+        self.health_ = health.stats
+        self.baseline_loss_ = self._baseline_loss(y)
+        return self
+
+    def diagnose(self) -> list[Finding]:
+        """Training-health findings (overfitting, divergence, vanishing gradients, …) of the last fit."""
+        check_is_fitted(self, "module_")
+        task = "classification" if isinstance(self, ClassifierMixin) else "regression"
+        return diagnose(self.history_, self.health_, self.baseline_loss_, task)
+
+    def _outputs(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        Xt = self._tensor(X, self.input_shape_)
+        self.module_.eval()
+        with torch.no_grad():
+            return torch.cat([self.module_(Xt[i:i + 4096]) for i in range(0, len(Xt), 4096)]).float()
+
+    def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fitted network as tensors plus a JSON description (for the bundle's safetensors)."""
+        check_is_fitted(self, "module_")
+        meta = {"estimator": type(self).__name__, "params": self.get_params(),
+                "input_shape": list(self.input_shape_), "n_features_in": int(self.n_features_in_),
+                **self._fitted_meta()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        return tensors, meta
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+class NeuralClassifier(ClassifierMixin, _NeuralBase):
+    """A neural network classifier (``net``: mlp, cnn, rnn, lstm, gru, transformer)."""
+
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> NeuralClassifier:
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        self.label_encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.label_encoder_.classes_
+        codes = self.label_encoder_.transform(y)
+        if eval_set is not None:
+            eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
+        loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes)
+
+    def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(y, dtype=torch.long)
+
+    def _fitted_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes_.tolist()}
+
+    def _baseline_loss(self, codes: np.ndarray) -> float:
+        """Cross-entropy of always predicting the class frequencies (the dummy baseline)."""
+        p = np.bincount(codes) / len(codes)
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    def _restore(self, meta: dict[str, Any]) -> int:
+        self.classes_ = np.asarray(meta["classes"])
+        self.label_encoder_ = LabelEncoder().fit(self.classes_)
+        return max(len(self.classes_), 2)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        proba = torch.softmax(self._outputs(X), dim=1).numpy().astype(np.float64)
+        if len(self.classes_) == 1:  # a single class was seen: it is certain
+            return np.ones((len(proba), 1))
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+
+class NeuralRegressor(RegressorMixin, _NeuralBase):
+    """A neural network regressor; the target is standardised for training and restored after."""
+
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> NeuralRegressor:
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
+        y = column_or_1d(y, warn=True).astype(np.float64)
+        self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std()) or 1.0
+        scaled = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
+        if eval_set is not None:
+            eval_set = (np.asarray(eval_set[0], dtype=np.float32),
+                        ((np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32))
+        return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None)
+
+    def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+
+    def _fitted_meta(self) -> dict[str, Any]:
+        return {"y_mean": self.y_mean_, "y_scale": self.y_scale_}
+
+    def _baseline_loss(self, scaled: np.ndarray) -> float:
+        """Mean squared error of always predicting the mean (on the standardised target)."""
+        return float(np.var(scaled))
+
+    def _restore(self, meta: dict[str, Any]) -> int:
+        self.y_mean_, self.y_scale_ = float(meta["y_mean"]), float(meta["y_scale"])
+        return 1
+
+    def predict(self, X: Any) -> np.ndarray:
+        out = self._outputs(X).numpy().reshape(-1).astype(np.float64)
+        return out * self.y_scale_ + self.y_mean_
+
+
+def _holdout(X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: np.ndarray | None):
+    """Split off ``fraction`` of the rows for early stopping (stratified when possible)."""
+    from sklearn.model_selection import train_test_split
+
+    n_val = round(fraction * len(X))
+    if n_val < 2 or len(X) - n_val < 2:
+        return X, y, None, None
+    if stratify is not None and (np.bincount(stratify).min() < 2 or n_val < len(np.unique(stratify))):
+        stratify = None
+    X_tr, X_val, y_tr, y_val = train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify)
+    return X_tr, y_tr, X_val, y_val
+
+
+def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _NeuralBase:
+    """The inverse of ``export_state``: a fitted estimator, ready to predict."""
+    classes = {"NeuralClassifier": NeuralClassifier, "NeuralRegressor": NeuralRegressor}
+    est = classes[meta["estimator"]](**meta["params"])
+    n_outputs = est._restore(meta)
+    est.input_shape_ = tuple(meta["input_shape"])
+    est.n_features_in_ = int(meta["n_features_in"])
+    params = {k: v for k, v in (est.net_params or {}).items() if k != "input_shape"}
+    est.module_ = build_net(est.net, est.input_shape_, n_outputs, params)
+    est.module_.load_state_dict(tensors)
+    est.module_.eval()
+    return est
+
+
+def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int) -> _NeuralBase:
+    """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's ``train:``."""
+    stopping = train.early_stopping
+    cls = NeuralClassifier if task == "classification" else NeuralRegressor
+    return cls(net=net, net_params=dict(params), epochs=train.epochs, batch_size=train.batch_size,
+               optimizer=train.optimizer.name, lr=train.optimizer.lr,
+               weight_decay=train.optimizer.weight_decay, schedule=train.schedule.name, init=train.init,
+               l1=train.l1, clip_norm=train.clip.norm, label_smoothing=train.label_smoothing,
+               accumulate=train.accumulate, precision=train.precision, early_stopping=stopping is not None,
+               patience=stopping.patience if stopping else 10,
+               device="cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device,
+               random_state=seed)
