@@ -21,14 +21,14 @@ from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
 from honing.data.preprocess import build_preprocessor, coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
-from honing.errors import DataError
+from honing.errors import DataError, HoningError
 from honing.evaluation.scoring import score_splits
 from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.report.plots import learning_curve
-from honing.tracking import default_run_dir, run_directory, write_json, write_text
+from honing.tracking import CHECKPOINTS, default_run_dir, partial_dir, run_directory, write_json, write_text
 from honing.training.seed import seed_everything
 
 #: The types a bundle may contain beyond skops' defaults: honing's own preprocessing and models.
@@ -53,10 +53,33 @@ class RunResult:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
-          out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
-    """Train the model a recipe describes; write the run directory (bundle, metrics, recipe)."""
+          out: str | Path | None = None, progress: Progress = SILENT, resume: bool = False) -> RunResult:
+    """Train the model a recipe describes; write the run directory (bundle, metrics, recipe).
+
+    Neural models checkpoint every epoch inside the run's partial directory; with ``resume`` (see
+    :func:`resume`) training continues from those checkpoints.
+    """
     recipe = load_recipe(recipe, overrides)
     classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
+    run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
+    with run_directory(run_dir, resume=resume) as tmp:
+        progress.note(f"run directory: {run_dir}")
+        write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
+        result = _train_into(recipe, run_dir, tmp, progress)
+    return result
+
+
+def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
+    """Continue an interrupted run from its last checkpoint, with exactly the same recipe."""
+    run_dir = Path(run_dir)
+    recipe = partial_dir(run_dir) / "recipe.yaml"
+    if not recipe.is_file():
+        raise HoningError(f"--resume {run_dir}: there is no interrupted run to resume there",
+                          "only neural runs that saved a checkpoint can be resumed; train it again")
+    return train(recipe, out=run_dir, progress=progress, resume=True)
+
+
+def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> RunResult:
     seed_everything(recipe.seed)
     with progress.step(f"loading {recipe.data.source}"):
         dataset = load_dataset(recipe.data, recipe.seed)
@@ -69,13 +92,12 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
         data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s))
                 for s in SPLITS if len(dataset.splits[s])}
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress, resolved.train)
+                             resolved.evaluate.metric, progress, resolved.train, tmp / CHECKPOINTS)
     metrics = _metrics(selection, dataset, data)
     history = getattr(selection.best.estimator, "history_", None)
     if history is not None:
         metrics["diagnostics"] = _diagnostics(selection.best.estimator, progress)
-    run_dir = Path(out) if out is not None else default_run_dir(resolved.name)
-    with progress.step(f"writing {run_dir}"), run_directory(run_dir) as tmp:
+    with progress.step(f"writing {run_dir}"):
         save_bundle(tmp / "bundle", preprocessor=preprocessor, model=selection.best.estimator,
                     task=dataset.task, features=dataset.schema.to_dict(), classes=dataset.classes,
                     model_type=selection.best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),

@@ -98,18 +98,31 @@ def init(
 
 @app.command()
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see docs/recipe.md).")],
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe YAML file (see docs/recipe.md).")] = None,
     overrides: Overrides = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run exactly here.")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", metavar="RUN_DIR", help="Continue an interrupted neural run from its last checkpoint.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train the model a recipe describes; writes runs/NAME/TIMESTAMP-ID/ with the bundle.
 
     Example: `honing train recipe.yaml --set model.type=random_forest --set seed=1`.
+    A neural run that was interrupted (Ctrl-C, a crash, a killed job) continues with
+    `honing train --resume RUN_DIR` and ends exactly as an uninterrupted run would.
     """
     from honing import api
+    from honing.errors import HoningError
 
-    result = api.train(recipe, overrides or [], out=out, progress=_progress(quiet))
+    if (recipe is None) == (resume is None):
+        raise HoningError("give a recipe file, or --resume RUN_DIR (not both)", "see honing train --help")
+    if resume is not None:
+        if overrides or out:
+            raise HoningError("--resume continues with the run's own recipe and directory",
+                              "drop --set and --out")
+        result = api.resume(resume, progress=_progress(quiet))
+    else:
+        result = api.train(recipe, overrides or [], out=out, progress=_progress(quiet))
     _print_run(result)
 
 
@@ -263,7 +276,8 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo("interrupted (a neural run that saved a checkpoint continues with "
+                   "`honing train --resume RUN_DIR`)", err=True)
         sys.exit(130)
 
 

@@ -134,7 +134,7 @@ class TrainConfig(_Section):
     """How neural models are trained (classic models ignore this section)."""
 
     epochs: int = Field(100, ge=1, description="Most passes over the training split.")
-    batch_size: int = Field(256, ge=1, description="Rows per optimizer step (per process).")
+    batch_size: int = Field(256, ge=1, description="Rows per optimizer step, across all processes (each of N processes takes batch_size / N).")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Optimizer.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig, description="Early stopping; null turns it off.")

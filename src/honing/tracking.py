@@ -1,7 +1,8 @@
 """Run directories: ``runs/<name>/<timestamp>-<id>/`` (or exactly ``--out DIR``), written atomically.
 
-A run is assembled in a hidden temporary sibling directory and renamed into place only when it is
-complete, so an interrupted or failed run leaves nothing half-written behind.  Single files written
+A run is assembled in a hidden sibling directory (``.NAME.partial``) and renamed into place only
+when it is complete, so a failed run leaves nothing half-written where the run belongs; a neural
+run's partial directory keeps its checkpoints so that an interrupted run can be resumed.  Single files written
 elsewhere (predictions, recipes) go through :func:`atomic_write`.
 """
 
@@ -27,30 +28,43 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
     return Path(root) / name / f"{stamp}-{secrets.token_hex(3)}"
 
 
+CHECKPOINTS = "checkpoints"
+
+
+def partial_dir(final: Path) -> Path:
+    """Where the run that becomes ``final`` is assembled: a hidden sibling, ``.NAME.partial``."""
+    final = Path(final)
+    return final.parent / f".{final.name}.partial"
+
+
 @contextlib.contextmanager
-def run_directory(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory that becomes ``final`` when the block succeeds.
+def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
+    """Yield the partial directory of ``final``; it becomes ``final`` when the block succeeds.
 
     ``final`` may already hold an earlier run (it is replaced) but not other files: refusing to
-    replace a directory that is not a honing run protects the user's own data.
+    replace a directory that is not a honing run protects the user's own data.  If the block fails
+    after a neural model wrote checkpoints, the partial directory is kept so that
+    ``honing train --resume FINAL`` can continue; otherwise it is removed.  ``resume`` reuses it.
     """
     final = Path(final)
     if final.exists() and not _replaceable(final):
-        raise HoningError(
-            f"--out {final}: exists and is not a honing run directory",
-            "choose a new or empty directory",
-        )
-    tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as exc:
-        raise HoningError(f"cannot create the run directory {final}: {exc.strerror or exc}",
-                          "check the --out path and its permissions") from exc
+        raise HoningError(f"--out {final}: exists and is not a honing run directory",
+                          "choose a new or empty directory")
+    tmp = partial_dir(final)
+    if not resume:
+        shutil.rmtree(tmp, ignore_errors=True)  # a stale partial run of the same name
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as exc:
+            raise HoningError(f"cannot create the run directory {final}: {exc.strerror or exc}",
+                              "check the --out path and its permissions") from exc
     try:
         yield tmp
+        shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)
         _swap_into_place(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not any((tmp / CHECKPOINTS).glob("*.pt")):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -13,6 +13,7 @@ vary them; :meth:`train_config` turns them into the recipe's ``train:`` section,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from torch import nn
 from honing.models.nets import build_net
 from honing.recipe import TrainConfig
 from honing.training.callbacks import EarlyStopping
+from honing.training.checkpoint import Checkpoint, load_checkpoint
 from honing.training.diagnostics import Finding, HealthStats, diagnose
 from honing.training.trainer import Trainer
 
@@ -44,7 +46,7 @@ class _NeuralBase(BaseEstimator):
                  l1: float = 0.0, clip_norm: float | None = None, label_smoothing: float = 0.0,
                  accumulate: int = 1, precision: str = "fp32", early_stopping: bool = True,
                  patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
-                 random_state: int | None = None):
+                 random_state: int | None = None, checkpoint: str | None = None):
         self.net = net
         self.net_params = net_params
         self.epochs = epochs
@@ -64,6 +66,7 @@ class _NeuralBase(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.device = device
         self.random_state = random_state
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ configuration
 
@@ -119,7 +122,11 @@ class _NeuralBase(BaseEstimator):
             callbacks = [health]
             if cfg.early_stopping is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping.patience))
+            if self.checkpoint is not None:  # save every epoch; continue from an earlier save
+                callbacks.append(Checkpoint(self.checkpoint))
             trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, device=self.device, seed=seed)
+            if self.checkpoint is not None and Path(self.checkpoint).is_file():
+                load_checkpoint(trainer, self.checkpoint)
             Xt, yt = self._tensor(X, shape), self._target_tensor(y)
             Xv = self._tensor(X_val, shape) if X_val is not None else None
             yv = self._target_tensor(y_val) if y_val is not None else None
@@ -260,8 +267,10 @@ def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _Neu
     return est
 
 
-def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int) -> _NeuralBase:
-    """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's ``train:``."""
+def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int,
+                checkpoint: str | None = None) -> _NeuralBase:
+    """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's ``train:``;
+    with ``checkpoint``, training saves there every epoch and resumes from it when it exists."""
     stopping = train.early_stopping
     cls = NeuralClassifier if task == "classification" else NeuralRegressor
     return cls(net=net, net_params=dict(params), epochs=train.epochs, batch_size=train.batch_size,
@@ -271,4 +280,4 @@ def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int
                accumulate=train.accumulate, precision=train.precision, early_stopping=stopping is not None,
                patience=stopping.patience if stopping else 10,
                device="cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device,
-               random_state=seed)
+               random_state=seed, checkpoint=checkpoint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,13 +50,18 @@ class Selection:
 
 def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
                  n_classes: int | None, metric: str = "auto", progress: Progress = SILENT,
-                 train: TrainConfig | None = None) -> Selection:
+                 train: TrainConfig | None = None, checkpoints: Path | None = None) -> Selection:
     """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation.
 
-    Neural models (configured by ``train``) watch the validation split for early stopping."""
+    Neural models (configured by ``train``) watch the validation split for early stopping, and with
+    ``checkpoints`` (a directory) save a checkpoint there every epoch and resume from it."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
     estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
+    if checkpoints is not None:
+        for name, est in estimators:
+            if "checkpoint" in est.get_params():
+                est.set_params(checkpoint=str(checkpoints / f"{name}.pt"))
     X_train, y_train = data["train"]
     X_val, y_val = data.get("validation", (X_train[:0], y_train[:0]))
     if cfg.type == "auto" and not len(y_val):

@@ -6,6 +6,10 @@ a :class:`History` and, when ``train.early_stopping`` is set, an :class:`EarlySt
 
 Label smoothing (``train.label_smoothing``) is not applied here: the estimator builds its
 ``nn.CrossEntropyLoss(label_smoothing=...)`` and hands it over as ``loss_fn``.
+
+Under torchrun (``train.processes``, :mod:`honing.training.distributed`) each process runs the same
+loop on its own shard of every epoch's permutation, through ``DistributedDataParallel``; see
+:class:`Trainer` for what changes.
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import TrainConfig
-from honing.training.callbacks import Callback, EarlyStopping, History, monitor_mode
+from honing.training import distributed
+from honing.training.callbacks import Callback, EarlyStopping, History, ProgressBar, monitor_mode
+from honing.training.checkpoint import Checkpoint
 from honing.training.optim import Schedule, init_weights, l1_penalty, make_optimizer, make_schedule
 
 Metric = Callable[[Tensor, Tensor], float]
+
+# Callbacks that write or print: only rank 0 runs them (and any callback with ``main_only = True``).
+MAIN_ONLY_CALLBACKS = (Checkpoint, ProgressBar)
 
 
 class TrainingDiverged(HoningError):
@@ -38,6 +48,15 @@ class Trainer:
     ``seed`` seeds the generator of the batch order; dropout and the like draw from torch's global
     generator (seed it with :func:`honing.training.seed.seed_everything`).  Epochs and batches are
     numbered from 1.  ``fit`` continues from :attr:`epoch`, so loading a checkpoint resumes.
+
+    Distributed (N torchrun processes; the trainer joins their group itself): ``cfg.batch_size`` is
+    the *global* batch, each rank takes ``batch_size // N`` rows of it from its shard of the epoch's
+    permutation (the same on every rank: same ``seed``), and the gradients are averaged across ranks,
+    so a step sees the rows a single process would.  Every rank validates on the whole validation
+    split, and the logged numbers are averaged across ranks, so all ranks log identical values and
+    make identical early-stopping and schedule decisions.  Checkpoints and the progress line
+    (:data:`MAIN_ONLY_CALLBACKS`) run on rank 0 only.  :attr:`model` stays the plain module (DDP
+    wraps it for the training forward only), so states and bundles match single-process ones.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], cfg: TrainConfig, *,
@@ -50,7 +69,15 @@ class Trainer:
                               "use train.precision: bf16 or fp32 on a CPU")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        distributed.init_from_env()  # a no-op outside torchrun
+        world = distributed.world_size()
+        if cfg.batch_size % world:
+            raise RecipeError(f"train.batch_size: {cfg.batch_size} rows cannot be split among {world} "
+                              "processes",
+                              f"use a multiple of {world} (it is the global batch)")
+        self.batch_size = cfg.batch_size // world  # rows per batch on this process
         self.model = model.to(self.device)
+        self._ddp: DistributedDataParallel | None = None  # wraps model for training when distributed
         init_weights(self.model, cfg.init)
         self.loss_fn = loss_fn
         self.metrics = dict(metrics or {})
@@ -74,7 +101,10 @@ class Trainer:
         X, y = X.to(self.device), y.to(self.device)
         val = None if X_val is None else (X_val.to(self.device), y_val.to(self.device))
         if self.schedule is None:
-            self._build_schedule(math.ceil(math.ceil(len(X) / self.cfg.batch_size) / self.cfg.accumulate))
+            rows = len(distributed.shard_indices(len(X), torch.arange(len(X))))  # on this rank
+            self._build_schedule(math.ceil(math.ceil(rows / self.batch_size) / self.cfg.accumulate))
+        if distributed.is_distributed() and self._ddp is None:  # averages the gradients across ranks
+            self._ddp = DistributedDataParallel(self.model, device_ids=self._ddp_device_ids())
         self.stop = False
         self._call("on_fit_start")
         while self.epoch < self.cfg.epochs and not self.stop:
@@ -94,28 +124,33 @@ class Trainer:
         return self.history
 
     def _train_epoch(self, X: Tensor, y: Tensor, epoch: int) -> float:
-        """One pass over the shuffled rows; returns the mean training loss (without the L1 term)."""
+        """One pass over the shuffled rows (this rank's share of them); returns the mean training loss
+        (without the L1 term), averaged across ranks."""
         self.model.train()
-        n, size, accumulate = len(X), self.cfg.batch_size, self.cfg.accumulate
-        perm = torch.randperm(n, generator=self.generator).to(self.device)
+        size, accumulate = self.batch_size, self.cfg.accumulate
+        perm = torch.randperm(len(X), generator=self.generator)  # the same on every rank (same seed)
+        perm = distributed.shard_indices(len(X), perm).to(self.device)  # this rank's rows (all of them alone)
+        n = len(perm)
         batches = math.ceil(n / size)
         total = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for batch in range(1, batches + 1):
             idx = perm[(batch - 1) * size: batch * size]
             group = min(accumulate, batches - (batch - 1) // accumulate * accumulate)  # batches in this step
-            loss = self._backward(X[idx], y[idx], group, epoch, batch)
-            if batch % accumulate == 0 or batch == batches:
+            step = batch % accumulate == 0 or batch == batches
+            with self._sync_gradients(step):
+                loss = self._backward(X[idx], y[idx], group, epoch, batch)
+            if step:
                 self._optimizer_step()
             total += loss * len(idx)
             self._call("on_batch_end", batch, loss)
         self._check_weights(epoch, batches)
-        return total / n
+        return distributed.all_reduce_mean(total / n)
 
     def _backward(self, xb: Tensor, yb: Tensor, group: int, epoch: int, batch: int) -> float:
         """Forward, loss (+ L1), and gradients scaled by 1/group; returns the batch loss."""
         with self._autocast():
-            loss = self.loss_fn(self.model(xb), yb)
+            loss = self.loss_fn((self._ddp or self.model)(xb), yb)
             objective = loss + self.cfg.l1 * l1_penalty(self.model) if self.cfg.l1 else loss
         value = loss.item()
         if not math.isfinite(value):
@@ -148,7 +183,7 @@ class Trainer:
         logs = {"val_loss": float(self.loss_fn(outputs, y_val))}
         for name, metric in self.metrics.items():
             logs[f"val_{name}"] = float(metric(outputs, y_val))
-        return logs
+        return {key: distributed.all_reduce_mean(value) for key, value in logs.items()}  # same on all ranks
 
     # ------------------------------------------------------------------ prediction
 
@@ -172,6 +207,15 @@ class Trainer:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _sync_gradients(self, sync: bool) -> contextlib.AbstractContextManager:
+        """DDP averages the gradients in every backward; skip that for batches that only accumulate."""
+        return contextlib.nullcontext() if sync or self._ddp is None else self._ddp.no_sync()
+
+    def _ddp_device_ids(self) -> list[int] | None:
+        if self.device.type != "cuda":
+            return None
+        return [torch.cuda.current_device() if self.device.index is None else self.device.index]
 
     def _build_schedule(self, steps_per_epoch: int) -> None:
         es = self.cfg.early_stopping
@@ -197,13 +241,18 @@ class Trainer:
                                "lower train.optimizer.lr, or set train.clip.norm")
 
     def _call(self, hook: str, *args: object) -> None:
+        main = distributed.is_main()
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            if main or not _main_only(callback):
+                getattr(callback, hook)(self, *args)
 
     # ------------------------------------------------------------------ state (checkpoints)
 
     def state_dict(self) -> dict:
-        """Everything a resume needs: tensors and plain Python values only (loadable with weights_only)."""
+        """Everything a resume needs: tensors and plain Python values only (loadable with weights_only).
+
+        The model's state is the plain module's (no DDP ``module.`` prefix); the RNG states are this rank's.
+        """
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -256,6 +305,10 @@ def _with_default_callbacks(callbacks: Iterable[Callback], cfg: TrainConfig) -> 
     if es is not None and not any(isinstance(cb, EarlyStopping) for cb in callbacks):
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
     return sorted(callbacks, key=lambda cb: cb.order)
+
+
+def _main_only(callback: Callback) -> bool:
+    return isinstance(callback, MAIN_ONLY_CALLBACKS) or getattr(callback, "main_only", False)
 
 
 def _keyed(callbacks: list[Callback]) -> list[tuple[str, Callback]]:
