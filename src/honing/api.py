@@ -6,6 +6,7 @@ logic of its own beyond wiring them together.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,14 +22,23 @@ from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
 from honing.data.preprocess import build_preprocessor, coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
-from honing.errors import DataError, HoningError
+from honing.errors import DataError, HoningError, RecipeError
 from honing.evaluation.scoring import score_splits
 from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.report.plots import learning_curve
-from honing.tracking import CHECKPOINTS, default_run_dir, partial_dir, run_directory, write_json, write_text
+from honing.tracking import (
+    CHECKPOINTS,
+    default_run_dir,
+    launched_rank,
+    partial_dir,
+    run_directory,
+    scratch_directory,
+    write_json,
+    write_text,
+)
 from honing.training.seed import seed_everything
 
 #: The types a bundle may contain beyond skops' defaults: honing's own preprocessing and models.
@@ -62,11 +72,34 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     recipe = load_recipe(recipe, overrides)
     classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
-    with run_directory(run_dir, resume=resume) as tmp:
-        progress.note(f"run directory: {run_dir}")
-        write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
-        result = _train_into(recipe, run_dir, tmp, progress)
+    writer = launched_rank() == 0  # under torchrun, rank 0 alone writes the run
+    with run_directory(run_dir, resume=resume) if writer else scratch_directory() as tmp:
+        if writer:
+            progress.note(f"run directory: {run_dir}")
+            write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
+        result = _train_into(recipe, run_dir, tmp, progress if writer else SILENT,
+                             partial_dir(run_dir) / CHECKPOINTS)
     return result
+
+
+def launch_train(recipe: str | Path, overrides: list[str], out: str | Path | None, processes: int | None,
+                 nnodes: int = 1, node_rank: int = 0, rdzv: str | None = None, quiet: bool = False) -> int | None:
+    """Re-run ``honing train`` in N data-parallel processes through torchrun when the recipe (or
+    ``processes``) asks for more than one; None when this process should just train."""
+    parsed = load_recipe(recipe, overrides)
+    processes = processes or parsed.train.processes
+    if (processes == 1 and nnodes == 1) or "RANK" in os.environ:
+        return None
+    if not classic.MODELS.entry(parsed.model.type, key="model.type").meta.get("neural"):
+        raise RecipeError(f"train.processes: data-parallel training is for neural models, not '{parsed.model.type}'",
+                          "set model.type to mlp or cnn, or train.processes: 1")
+    from honing.training.distributed import launch
+
+    out = Path(out) if out is not None else default_run_dir(parsed.name)  # one directory for every rank
+    argv = ["-m", "honing.cli", *(["--quiet"] if quiet else []), "train", str(recipe), "--out", str(out)]
+    for item in overrides:
+        argv += ["--set", item]
+    return launch(argv, processes, nnodes, node_rank, rdzv)
 
 
 def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
@@ -79,7 +112,7 @@ def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
     return train(recipe, out=run_dir, progress=progress, resume=True)
 
 
-def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> RunResult:
+def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path) -> RunResult:
     seed_everything(recipe.seed)
     with progress.step(f"loading {recipe.data.source}"):
         dataset = load_dataset(recipe.data, recipe.seed)
@@ -92,7 +125,7 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) ->
         data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s))
                 for s in SPLITS if len(dataset.splits[s])}
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress, resolved.train, tmp / CHECKPOINTS)
+                             resolved.evaluate.metric, progress, resolved.train, checkpoints)
     metrics = _metrics(selection, dataset, data)
     history = getattr(selection.best.estimator, "history_", None)
     if history is not None:

@@ -103,6 +103,12 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run exactly here.")] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", metavar="RUN_DIR", help="Continue an interrupted neural run from its last checkpoint.")] = None,
+    processes: Annotated[int | None, typer.Option(
+        "--processes", "-p", min=1, help="Data-parallel processes on this machine (overrides train.processes).")] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", min=1, help="Machines taking part (multi-node training).")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", min=0, help="This machine's index, 0..nnodes-1.")] = 0,
+    rdzv: Annotated[str | None, typer.Option(
+        "--rdzv", metavar="HOST:PORT", help="Rendezvous endpoint every machine can reach (multi-node).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train the model a recipe describes; writes runs/NAME/TIMESTAMP-ID/ with the bundle.
@@ -110,9 +116,13 @@ def train(
     Example: `honing train recipe.yaml --set model.type=random_forest --set seed=1`.
     A neural run that was interrupted (Ctrl-C, a crash, a killed job) continues with
     `honing train --resume RUN_DIR` and ends exactly as an uninterrupted run would.
+
+    Data-parallel: `honing train recipe.yaml --processes 2` (one machine), or on each of two machines
+    `honing train recipe.yaml --processes 2 --nnodes 2 --node-rank R --rdzv HOST:PORT --out DIR`.
     """
     from honing import api
     from honing.errors import HoningError
+    from honing.tracking import launched_rank
 
     if (recipe is None) == (resume is None):
         raise HoningError("give a recipe file, or --resume RUN_DIR (not both)", "see honing train --help")
@@ -122,8 +132,13 @@ def train(
                               "drop --set and --out")
         result = api.resume(resume, progress=_progress(quiet))
     else:
+        code = api.launch_train(recipe, overrides or [], out, processes, nnodes, node_rank, rdzv,
+                                quiet=quiet or _state["quiet"])
+        if code is not None:  # the ranks ran (and rank 0 printed the results)
+            raise typer.Exit(code)
         result = api.train(recipe, overrides or [], out=out, progress=_progress(quiet))
-    _print_run(result)
+    if launched_rank() == 0:
+        _print_run(result)
 
 
 @app.command()

@@ -147,6 +147,7 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, or mixed precision: bf16 (CPU/CUDA), fp16 (CUDA, with a grad scaler).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: the CPUs available).")
+    processes: int = Field(1, ge=1, description="Data-parallel processes on this machine (DistributedDataParallel through torchrun: gloo on CPU, NCCL on CUDA); neural models only.")
 
 
 

@@ -31,6 +31,21 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
 CHECKPOINTS = "checkpoints"
 
 
+def launched_rank() -> int:
+    """This process's rank when torchrun started it, else 0; only rank 0 writes the run directory.
+    (Read from torchrun's environment: it is known before any process group exists.)"""
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def scratch_directory() -> Iterator[Path]:
+    """A private temporary directory for what a non-writing rank produces (then thrown away)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="honing-rank-") as tmp:
+        yield Path(tmp)
+
+
 def partial_dir(final: Path) -> Path:
     """Where the run that becomes ``final`` is assembled: a hidden sibling, ``.NAME.partial``."""
     final = Path(final)
