@@ -144,6 +144,7 @@ class TrainConfig(_Section):
     clip: ClipConfig = Field(default_factory=ClipConfig, description="Gradient clipping.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification losses.")
     accumulate: int = Field(1, ge=1, description="Batches whose gradients are summed before each optimizer step.")
+    gradient_checkpointing: bool = Field(False, description="Recompute each block's activations in the backward pass instead of keeping them: less memory, more time (mlp, cnn, transformer, recurrent blocks).")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, or mixed precision: bf16 (CPU/CUDA), fp16 (CUDA, with a grad scaler).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: the CPUs available).")

@@ -103,3 +103,56 @@ def test_recipe_model_types_build_neural_estimators():
         make_model("mlp", "regression", {"dropout": 2})
     with pytest.raises(ModelError, match="model.params.hiden"):
         check_model_names("mlp", [], {"hiden": [3]})
+
+
+def test_batch_imbalance_is_diagnosed_from_real_training():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 4)).astype(np.float32)
+    y = (rng.random(2000) < 0.02).astype(int)  # 2% positives
+    model = NeuralClassifier(epochs=3, batch_size=64, early_stopping=False, random_state=0).fit(X, y)
+    assert "batch_imbalance" in {f.rule for f in model.diagnose()}
+    balanced = NeuralClassifier(epochs=3, batch_size=64, early_stopping=False, random_state=0)
+    balanced.fit(X, (X[:, 0] > 0).astype(int))
+    assert "batch_imbalance" not in {f.rule for f in balanced.diagnose()}
+
+
+def test_label_smoothing_softens_probabilities():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    sharp = NeuralClassifier(epochs=30, early_stopping=False, random_state=0).fit(X, y)
+    smooth = NeuralClassifier(epochs=30, early_stopping=False, label_smoothing=0.3, random_state=0).fit(X, y)
+    assert smooth.predict_proba(X).max(axis=1).mean() < sharp.predict_proba(X).max(axis=1).mean() - 0.05
+
+
+def test_weight_decay_shrinks_weights():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+
+    def norm(model):
+        return sum(float((p.detach() ** 2).sum()) for n, p in model.module_.named_parameters() if "weight" in n)
+
+    common = {"epochs": 30, "batch_size": 32, "early_stopping": False, "random_state": 0}
+    plain = NeuralClassifier(weight_decay=0.0, **common).fit(X, y)
+    decayed = NeuralClassifier(weight_decay=1.0, **common).fit(X, y)
+    assert norm(decayed) < 0.8 * norm(plain)
+
+
+def test_dropout_regularises_training_fit():
+    """Dropout makes the network fit its training rows less tightly (higher training loss)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    common = {"epochs": 40, "early_stopping": False, "random_state": 0}
+    loose = NeuralClassifier(net_params={"dropout": 0.6}, **common).fit(X, y)
+    tight = NeuralClassifier(net_params={"dropout": 0.0}, **common).fit(X, y)
+    assert loose.history_[-1]["loss"] > tight.history_[-1]["loss"]
+
+
+def test_gradient_checkpointing_trains_the_same_model():
+    """Recomputing activations changes memory and time, not the result."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    common = {"epochs": 5, "early_stopping": False, "random_state": 0, "net_params": {"dropout": 0.0}}
+    plain = NeuralClassifier(**common).fit(X, y)
+    recomputed = NeuralClassifier(gradient_checkpointing=True, **common).fit(X, y)
+    assert recomputed.module_.checkpointing and not plain.module_.checkpointing
+    np.testing.assert_allclose(recomputed.predict_proba(X), plain.predict_proba(X), rtol=1e-4, atol=1e-6)

@@ -44,7 +44,8 @@ class _NeuralBase(BaseEstimator):
                  batch_size: int = 256, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "none", init: str = "default",
                  l1: float = 0.0, clip_norm: float | None = None, label_smoothing: float = 0.0,
-                 accumulate: int = 1, precision: str = "fp32", early_stopping: bool = True,
+                 accumulate: int = 1, precision: str = "fp32", gradient_checkpointing: bool = False,
+                 early_stopping: bool = True,
                  patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
                  random_state: int | None = None, checkpoint: str | None = None):
         self.net = net
@@ -61,6 +62,7 @@ class _NeuralBase(BaseEstimator):
         self.label_smoothing = label_smoothing
         self.accumulate = accumulate
         self.precision = precision
+        self.gradient_checkpointing = gradient_checkpointing
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -79,6 +81,7 @@ class _NeuralBase(BaseEstimator):
             "schedule": {"name": self.schedule}, "early_stopping": stopping, "init": self.init,
             "l1": self.l1, "clip": {"norm": self.clip_norm}, "label_smoothing": self.label_smoothing,
             "accumulate": self.accumulate, "precision": self.precision, "device": self.device,
+            "gradient_checkpointing": self.gradient_checkpointing,
         })
 
     def _input_shape(self, X: np.ndarray) -> tuple[int, ...]:
@@ -118,6 +121,7 @@ class _NeuralBase(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_ = build_net(self.net, shape, n_outputs, params)
+            self.module_.checkpointing = cfg.gradient_checkpointing
             health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
             callbacks = [health]
             if cfg.early_stopping is not None:
@@ -277,7 +281,8 @@ def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int
                optimizer=train.optimizer.name, lr=train.optimizer.lr,
                weight_decay=train.optimizer.weight_decay, schedule=train.schedule.name, init=train.init,
                l1=train.l1, clip_norm=train.clip.norm, label_smoothing=train.label_smoothing,
-               accumulate=train.accumulate, precision=train.precision, early_stopping=stopping is not None,
+               accumulate=train.accumulate, precision=train.precision,
+               gradient_checkpointing=train.gradient_checkpointing, early_stopping=stopping is not None,
                patience=stopping.patience if stopping else 10,
                device="cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device,
                random_state=seed, checkpoint=checkpoint)

@@ -103,6 +103,9 @@ class HealthStats(Callback):
                 self._grad_hooks.append(param.register_hook(self._grad_hook(name)))
 
     def on_batch_end(self, trainer: Any, batch: int, loss: float) -> None:
+        targets = getattr(trainer, "batch_targets", None)  # the Trainer exposes each batch's targets
+        if targets is not None and self._batches % self.grad_every == 0:
+            self.observe_batch_targets(targets)
         self._batches += 1
         self._grad_factor = _grad_factor(trainer)  # the scaler updated after this step
         if self._relu_hooks:

@@ -92,6 +92,7 @@ class Trainer:
         self.monitor = es.monitor if es else "val_loss"
         self.epoch = 0  # epochs completed
         self.stop = False  # set by a callback to end fit after the current epoch
+        self.batch_targets: Tensor | None = None  # the current training batch's targets, for callbacks
         self._good_state: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------------ the loop
@@ -143,6 +144,7 @@ class Trainer:
             if step:
                 self._optimizer_step()
             total += loss * len(idx)
+            self.batch_targets = y[idx]  # for callbacks that look at the batch (class balance)
             self._call("on_batch_end", batch, loss)
         self._check_weights(epoch, batches)
         return distributed.all_reduce_mean(total / n)
