@@ -46,6 +46,10 @@ class Progress:
         yield from track(items, description=description, total=total, console=self._console,
                          transient=True)
 
+    def bar(self, total: int, description: str) -> LiveBar:
+        """A live bar (e.g. epochs) whose text can change as it advances; call ``close()`` at the end."""
+        return LiveBar(self._console, total, description)
+
     def note(self, message: str) -> None:
         """A dimmed informational line (a dropped column, an ignored extra column, …)."""
         if self._console is not None:
@@ -53,3 +57,29 @@ class Progress:
 
 
 SILENT = Progress(quiet=True)
+
+
+class LiveBar:
+    """A rich progress bar with a changing status text (silent without a console)."""
+
+    def __init__(self, console, total: int, description: str):
+        self._bar = None
+        if console is None:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                                 console=console, transient=True)
+        self._task = self._bar.add_task(description, total=total, status="")
+        self._bar.start()
+
+    def advance(self, steps: int = 1, status: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=steps, status=status)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

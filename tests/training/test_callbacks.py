@@ -107,11 +107,30 @@ def test_history_collects_rows_and_writes_csv(tmp_path):
     assert copy.rows == history.rows
 
 
-def test_progress_bar_prints_a_line_per_epoch_unless_quiet(capsys):
+def test_progress_bar_shows_epochs_and_losses_unless_quiet(capsys):
     trainer = _stub_trainer()
+    trainer.epoch = 0
     logs = {"epoch": 1, "loss": 0.25, "val_loss": 0.5, "lr": 0.001}
-    ProgressBar(Progress(quiet=True)).on_epoch_end(trainer, 1, logs)
+    quiet = ProgressBar(Progress(quiet=True))
+    quiet.on_fit_start(trainer)
+    quiet.on_epoch_end(trainer, 1, logs)
+    quiet.on_fit_end(trainer)
     assert capsys.readouterr().err == ""
-    ProgressBar(Progress(quiet=False)).on_epoch_end(trainer, 1, logs)
-    err = capsys.readouterr().err
-    assert "epoch 1/10" in err and "loss 0.25" in err and "val_loss 0.5" in err
+    seen = []
+
+    class Bar:
+        def advance(self, steps=1, status=""):
+            seen.append((steps, status))
+
+        def close(self):
+            seen.append("closed")
+
+    visible = Progress(quiet=False)
+    visible.bar = lambda total, description: seen.append((total, description)) or Bar()
+    shown = ProgressBar(visible)
+    shown.on_fit_start(trainer)
+    shown.on_epoch_end(trainer, 1, logs)
+    shown.on_fit_end(trainer)
+    assert seen[0] == (10, "training") and seen[1] == (0, "")
+    assert seen[2][0] == 1 and "loss 0.25" in seen[2][1] and "val_loss 0.5" in seen[2][1]
+    assert seen[-1] == "closed"

@@ -57,15 +57,21 @@ def _trainer(callbacks=(), **cfg) -> Trainer:
 
 
 class _Notes:
-    """A visible Progress that only counts its notes."""
+    """A visible Progress whose bars only count how often they advance."""
 
     quiet = False
 
     def __init__(self):
         self.count = 0
 
-    def note(self, message: str) -> None:
-        self.count += 1
+    def bar(self, total: int, description: str) -> _Notes:
+        return self
+
+    def advance(self, steps: int = 1, status: str = "") -> None:
+        self.count += steps
+
+    def close(self) -> None:
+        pass
 
 
 class _SeenRows(Callback):

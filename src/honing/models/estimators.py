@@ -26,8 +26,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from torch import nn
 
 from honing.models.nets import build_net
+from honing.progress import Progress
 from honing.recipe import TrainConfig
-from honing.training.callbacks import EarlyStopping
+from honing.training.callbacks import EarlyStopping, ProgressBar
 from honing.training.checkpoint import Checkpoint, load_checkpoint
 from honing.training.diagnostics import Finding, HealthStats, diagnose
 from honing.training.trainer import Trainer
@@ -106,7 +107,7 @@ class _NeuralBase(BaseEstimator):
     # ------------------------------------------------------------------ training
 
     def _fit(self, X: np.ndarray, y: np.ndarray, n_outputs: int, loss_fn: nn.Module,
-             eval_set: tuple | None, stratify: np.ndarray | None) -> _NeuralBase:
+             eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         shape = self._input_shape(X)
         params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
@@ -123,12 +124,13 @@ class _NeuralBase(BaseEstimator):
             self.module_ = build_net(self.net, shape, n_outputs, params)
             self.module_.checkpointing = cfg.gradient_checkpointing
             health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health]
+            callbacks = [health, ProgressBar(progress)]
             if cfg.early_stopping is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping.patience))
             if self.checkpoint is not None:  # save every epoch; continue from an earlier save
                 callbacks.append(Checkpoint(self.checkpoint))
-            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, device=self.device, seed=seed)
+            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
+                              device=self.device, seed=seed)
             if self.checkpoint is not None and Path(self.checkpoint).is_file():
                 load_checkpoint(trainer, self.checkpoint)
             Xt, yt = self._tensor(X, shape), self._target_tensor(y)
@@ -173,7 +175,9 @@ class _NeuralBase(BaseEstimator):
 class NeuralClassifier(ClassifierMixin, _NeuralBase):
     """A neural network classifier (``net``: mlp, cnn, rnn, lstm, gru, transformer)."""
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> NeuralClassifier:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None) -> NeuralClassifier:
+        """Train on ``X, y``; ``eval_set=(X_val, y_val)`` for early stopping (else a holdout of
+        ``validation_fraction``); ``progress`` shows a live bar with the losses."""
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
@@ -182,13 +186,17 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
         loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes)
+        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes, progress)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.long)
 
     def _fitted_meta(self) -> dict[str, Any]:
         return {"classes": self.classes_.tolist()}
+
+    def _metrics(self) -> dict[str, Any]:
+        """Logged every epoch as val_accuracy (so early stopping may monitor it)."""
+        return {"accuracy": lambda out, y: (out.argmax(dim=1) == y).float().mean().item()}
 
     def _baseline_loss(self, codes: np.ndarray) -> float:
         """Cross-entropy of always predicting the class frequencies (the dummy baseline)."""
@@ -215,7 +223,8 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
 class NeuralRegressor(RegressorMixin, _NeuralBase):
     """A neural network regressor; the target is standardised for training and restored after."""
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> NeuralRegressor:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None) -> NeuralRegressor:
+        """Train on ``X, y`` (see :meth:`NeuralClassifier.fit`)."""
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
         y = column_or_1d(y, warn=True).astype(np.float64)
         self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std()) or 1.0
@@ -223,13 +232,16 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32),
                         ((np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32))
-        return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None)
+        return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None, progress)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
 
     def _fitted_meta(self) -> dict[str, Any]:
         return {"y_mean": self.y_mean_, "y_scale": self.y_scale_}
+
+    def _metrics(self) -> dict[str, Any]:
+        return {}
 
     def _baseline_loss(self, scaled: np.ndarray) -> float:
         """Mean squared error of always predicting the mean (on the standardised target)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,18 +69,23 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
         raise ModelError("model.type: auto picks the best model on the validation split, which is empty",
                          "set data.split.validation > 0, or choose one model.type")
     fitted = []
-    for name, est in progress.track(estimators, "fitting models", total=len(estimators)):
-        fitted.append(_fit(name, est, X_train, y_train, X_val, y_val, task, n_classes))
-    baseline = _fit("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes)
+    for name, est in estimators:
+        neural = hasattr(est, "export_state")  # neural models show their own live bar of epochs
+        with contextlib.nullcontext() if neural else progress.step(f"fitting {name}"):
+            fitted.append(_fit(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress))
+    baseline = _fit("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
     sign = -1.0 if greater else 1.0
     fitted.sort(key=lambda c: sign * _finite(c.validation.get(metric), greater))
     return Selection(metric, greater, fitted, baseline)
 
 
-def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes) -> Candidate:
+def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes,
+         progress: Progress) -> Candidate:
     start = time.perf_counter()
-    neural = hasattr(est, "export_state")
-    est.fit(X_train, y_train, **({"eval_set": (X_val, y_val)} if neural and len(y_val) else {}))
+    if hasattr(est, "export_state"):  # neural: live epochs, early stopping on the validation split
+        est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress)
+    else:
+        est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
     scores = {}
     if len(y_val):

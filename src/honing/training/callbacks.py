@@ -149,15 +149,22 @@ class History(Callback):
 
 
 class ProgressBar(Callback):
-    """One line per epoch with the loss and validation numbers (silent with a quiet Progress)."""
+    """A live bar over the epochs showing the latest losses (silent with a quiet Progress)."""
 
     def __init__(self, progress: Progress | None = None):
         self.progress = progress or SILENT
+        self._bar = None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._bar = self.progress.bar(trainer.cfg.epochs, "training")
+        self._bar.advance(trainer.epoch)  # a resumed run starts part-way
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
-        if self.progress.quiet:
-            return
-        shown = [f"epoch {epoch}/{trainer.cfg.epochs}"]
-        shown += [f"{key} {value:.4g}" for key, value in logs.items()
-                  if key == "loss" or key.startswith("val_")]
-        self.progress.note(" · ".join(shown))
+        shown = [f"{key} {value:.4g}" for key, value in logs.items() if key == "loss" or key.startswith("val_")]
+        if self._bar is not None:
+            self._bar.advance(1, " · ".join(shown))
+
+    def on_fit_end(self, trainer: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
