@@ -82,7 +82,8 @@ class DataConfig(_Section):
     scale: Literal["standard", "minmax", "robust", "none"] = Field("standard", description="Scaling of numeric features.")
     encode: Literal["onehot", "ordinal"] = Field("onehot", description="Encoding of categorical features; unseen categories are handled at prediction time.")
     max_categories: int = Field(30, ge=2, description="Most one-hot columns per categorical feature; rarer values share one 'infrequent' column.")
-    text: Literal["tfidf", "drop"] = Field("tfidf", description="Free-text columns: TF-IDF features, or drop them.")
+    text: Literal["tfidf", "tokens", "drop"] = Field("tfidf", description="Free-text columns: TF-IDF features; tokens: ids from a vocabulary fitted on the training split, for rnn/lstm/gru/transformer models; or drop them.")
+    max_tokens: int = Field(64, ge=1, description="Tokens kept per text value (data.text: tokens); longer text is truncated.")
 
 
 class ModelConfig(_Section):

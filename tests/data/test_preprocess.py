@@ -269,7 +269,8 @@ def test_skops_round_trip(tmp_path):
     schema, pre = _fit(df, clean={"missing": {"indicator": True}})
     path = tmp_path / "pre.skops"
     sio.dump(pre, path)
-    assert set(sio.get_untrusted_types(file=path)) == set(TRUSTED_TYPES)
+    # exactly TRUSTED_TYPES together with a tokens preprocessor: tests/data/test_text.py
+    assert set(sio.get_untrusted_types(file=path)) <= set(TRUSTED_TYPES)
     loaded = sio.load(path, trusted=TRUSTED_TYPES)
     x = coerce_features(_frame(seed=1), schema)
     np.testing.assert_array_equal(loaded.transform(x), pre.transform(x))

@@ -53,3 +53,27 @@ def test_cnn_recipe_on_digits(tmp_path):
                         "train": {"epochs": 40, "batch_size": 64, "optimizer": {"lr": 3.0e-3}}},
                        out=tmp_path / "run")
     assert run.metrics["test"]["accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("net", ["gru", "transformer"])
+def test_sequence_models_on_text_with_a_vocabulary(net, tmp_path):
+    """Text → token ids from a vocabulary fitted on the training split → a sequence model."""
+    rng = np.random.default_rng(0)
+    filler = ["the", "movie", "was", "a", "plot", "and", "actors", "it", "really", "story", "film", "quite"]
+    positive, negative = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "terrible"]
+    rows = []
+    for _ in range(800):
+        label = int(rng.integers(0, 2))
+        words = list(rng.choice(filler, size=int(rng.integers(4, 12))))
+        words.insert(int(rng.integers(0, len(words))), str(rng.choice(positive if label else negative)))
+        rows.append({"review": " ".join(words), "sentiment": "pos" if label else "neg"})
+    pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", index=False)
+    run = honing.train({"data": {"source": str(tmp_path / "reviews.csv"), "target": "sentiment",
+                                 "text": "tokens", "max_tokens": 16, "types": {"review": "text"}},
+                        "model": {"type": net}, "train": {"epochs": 25, "batch_size": 32,
+                                                         "optimizer": {"lr": 3.0e-3}}},
+                       out=tmp_path / "run")
+    assert run.metrics["test"]["accuracy"] >= 0.9
+    model = honing.load(run.bundle_dir)
+    new = pd.DataFrame({"review": ["the film was superb", "a dull and boring story", "zzz unknownword"]})
+    assert list(model.predict(new)[:2]) == ["pos", "neg"]

@@ -8,6 +8,15 @@ The same three steps run at training and at prediction time:
 3. :func:`build_preprocessor` returns an unfitted :class:`~sklearn.compose.ColumnTransformer`
    that imputes, scales and encodes those columns into one dense float matrix.
 
+Text columns become TF-IDF features (``data.text: tfidf``), are dropped (``drop``), or become
+``data.max_tokens`` token ids each (``tokens``, :class:`honing.data.text.TokenIds`: a vocabulary
+fitted on the training split; 0 = padding, 1 = unknown; neither imputed nor scaled, missing text
+is all padding).  Token-id columns hold integer values in the float output (the output is int64
+when they are its only columns).  Sequence models (rnn / lstm / gru / transformer) read every
+column of the matrix as a token id, so with ``tokens`` the text columns should be the only
+features: any other feature column (numbers, categories, dates) would be mixed into the ids —
+drop those columns (``data.drop``) for such models.
+
 Everything in a fitted preprocessor can be saved with :func:`skops.io.dump` and loaded with
 ``skops.io.load(path, trusted=TRUSTED_TYPES)``.
 """
@@ -29,11 +38,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
 from honing.data.schema import Schema
+from honing.data.text import TokenIds
 from honing.errors import DataError
 from honing.recipe import DataConfig
 
 #: Types outside skops' default trust list found in a fitted preprocessor (checked by a test).
-TRUSTED_TYPES: list[str] = ["honing.data.preprocess.DatetimeFeatures", "numpy.dtype"]
+TRUSTED_TYPES: list[str] = ["honing.data.preprocess.DatetimeFeatures", "honing.data.text.TokenIds", "numpy.dtype"]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -265,10 +275,13 @@ def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
     if cfg.text == "tfidf":
         for name in by_kind.get("text", []):
             steps.append((_step_name(f"text_{name}", steps), _tfidf(), name))
+    elif cfg.text == "tokens":
+        for name in by_kind.get("text", []):
+            steps.append((_step_name(f"text_{name}", steps), TokenIds(max_len=cfg.max_tokens), [name]))
     if not steps:
         raise DataError(
             "no feature columns left (only text columns remain and data.text is 'drop')",
-            "set data.text: tfidf, or check data.drop and data.types",
+            "set data.text: tfidf or tokens, or check data.drop and data.types",
         )
     return ColumnTransformer(
         steps,
@@ -296,6 +309,8 @@ def _names_may_clash(schema: Schema, cfg: DataConfig, by_kind: dict[str, list[st
         names += [f"missingindicator_{n}" for n in by_kind.get("numeric", []) + categorical]
     for name in by_kind.get("datetime", []):
         names += [f"{name}_{p}" for p in ("year", "month", "day", "dayofweek", "hour", "timestamp")]
+    if cfg.text == "tokens":
+        names += [f"{name}_tok_{i}" for name in by_kind.get("text", []) for i in range(cfg.max_tokens)]
     return len(names) != len(set(names))
 
 

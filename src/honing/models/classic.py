@@ -198,6 +198,10 @@ def _naive_bayes(task: str, params: dict, seed: int) -> Any:
 for _net, _what in {
     "mlp": "Multi-layer perceptron for tabular data (hidden, activation, dropout, norm); trained by honing's loop.",
     "cnn": "Convolutional network for images given as pixel columns (channels, kernel, pool, batch_norm).",
+    "rnn": "Recurrent network over token ids (data.text: tokens) or float sequences (embed_dim, hidden, layers).",
+    "lstm": "LSTM over token ids (data.text: tokens) or float sequences (embed_dim, hidden, layers, bidirectional).",
+    "gru": "GRU over token ids (data.text: tokens) or float sequences (embed_dim, hidden, layers, bidirectional).",
+    "transformer": "Transformer encoder over token ids (data.text: tokens) (d_model, heads, layers, ff, pooling).",
 }.items():
     MODELS.register(_net, tasks=BOTH, neural=True, description=_what)(None)
 

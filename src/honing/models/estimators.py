@@ -97,11 +97,24 @@ class _NeuralBase(BaseEstimator):
             return (1, side, side)
         return (features,)
 
+    def _net_params(self, X: np.ndarray, shape: tuple[int, ...]) -> dict[str, Any]:
+        """``net_params`` completed from the data: a sequence net on token ids gets its vocab_size."""
+        params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
+        if self._tokens(shape) and not params.get("vocab_size"):
+            params["vocab_size"] = max(int(X.max(initial=0)) + 1, 2)
+        return params
+
+    def _tokens(self, shape: tuple[int, ...]) -> bool:
+        """Sequence nets read token ids (N, T) unless given float sequences by input_shape (T, F)."""
+        return self.net in SEQUENCE_NETS and len(shape) == 1
+
     def _tensor(self, X: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
         if not X.flags.writeable:  # torch cannot wrap read-only memory (e.g. a memory-mapped file)
             X = X.copy()
-        if self.net in SEQUENCE_NETS and (self.net_params or {}).get("vocab_size"):
-            return torch.as_tensor(X, dtype=torch.long)
+        if self._tokens(shape):
+            ids = torch.as_tensor(X, dtype=torch.long)
+            vocab = getattr(self, "net_params_", {}).get("vocab_size")
+            return torch.where(ids < vocab, ids, 1) if vocab else ids  # ids past the vocabulary: unknown (1)
         return torch.as_tensor(X, dtype=torch.float32).reshape(len(X), *shape)
 
     # ------------------------------------------------------------------ training
@@ -110,7 +123,7 @@ class _NeuralBase(BaseEstimator):
              eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         shape = self._input_shape(X)
-        params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
+        params = self.net_params_ = self._net_params(X, shape)
         cfg = self.train_config()
         X_val = y_val = None
         if eval_set is not None:
@@ -160,7 +173,7 @@ class _NeuralBase(BaseEstimator):
     def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The fitted network as tensors plus a JSON description (for the bundle's safetensors)."""
         check_is_fitted(self, "module_")
-        meta = {"estimator": type(self).__name__, "params": self.get_params(),
+        meta = {"estimator": type(self).__name__, "params": self.get_params(), "net_params": self.net_params_,
                 "input_shape": list(self.input_shape_), "n_features_in": int(self.n_features_in_),
                 **self._fitted_meta()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
@@ -276,8 +289,8 @@ def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _Neu
     n_outputs = est._restore(meta)
     est.input_shape_ = tuple(meta["input_shape"])
     est.n_features_in_ = int(meta["n_features_in"])
-    params = {k: v for k, v in (est.net_params or {}).items() if k != "input_shape"}
-    est.module_ = build_net(est.net, est.input_shape_, n_outputs, params)
+    est.net_params_ = dict(meta["net_params"])
+    est.module_ = build_net(est.net, est.input_shape_, n_outputs, est.net_params_)
     est.module_.load_state_dict(tensors)
     est.module_.eval()
     return est
