@@ -13,14 +13,14 @@ targets) of each configuration, with and without checkpointing:
 - peak allocated: the highest running total of the CPU allocations and frees that
   ``torch.profiler.profile(profile_memory=True)`` records during a (second) step, relative to its
   start.  This counts tensor bytes only, without the allocator's rounding or the interpreter;
-- time per step: the median of ``--steps`` steps after one warm-up step (in its own subprocess,
+- time per step: the median of ``--steps`` (3) steps after one warm-up step (in its own subprocess,
   ordinary malloc settings).
 
 Both peaks include everything one training step allocates: the activations saved for backward,
 the parameter gradients (the "params" column gives their size) and the temporaries.  Ratios are
 with / without checkpointing (lower is better for memory).
 
-Run: ``python benchmarks/checkpointing_memory.py [--quick] [--steps N]`` (about a minute on 2 cores).
+Run: ``python benchmarks/checkpointing_memory.py [--quick] [--steps N]`` (about 5 minutes on 2 cores; ``--quick``: small batches, 2 minutes).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches (a smoke run)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median; default 5)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median; default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--only", choices=list(CONFIGS), action="append", help="run only these configs")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)

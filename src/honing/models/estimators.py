@@ -166,9 +166,11 @@ class _NeuralBase(BaseEstimator):
         check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         Xt = self._tensor(X, self.input_shape_)
+        device = next(self.module_.parameters()).device  # where it was trained (CPU or CUDA)
         self.module_.eval()
         with torch.no_grad():
-            return torch.cat([self.module_(Xt[i:i + 4096]) for i in range(0, len(Xt), 4096)]).float()
+            return torch.cat([self.module_(Xt[i:i + 4096].to(device)).float().cpu()
+                              for i in range(0, len(Xt), 4096)])
 
     def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The fitted network as tensors plus a JSON description (for the bundle's safetensors)."""
