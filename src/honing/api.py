@@ -90,9 +90,10 @@ def launch_train(recipe: str | Path, overrides: list[str], out: str | Path | Non
     processes = processes or parsed.train.processes
     if (processes == 1 and nnodes == 1) or "RANK" in os.environ:
         return None
-    if not classic.MODELS.entry(parsed.model.type, key="model.type").meta.get("neural"):
+    neural = classic.MODELS.names(neural=True)
+    if parsed.model.type not in neural:
         raise RecipeError(f"train.processes: data-parallel training is for neural models, not '{parsed.model.type}'",
-                          "set model.type to mlp or cnn, or train.processes: 1")
+                          f"set model.type to one of {', '.join(neural)}, or train.processes: 1")
     from honing.training.distributed import launch
 
     out = Path(out) if out is not None else default_run_dir(parsed.name)  # one directory for every rank

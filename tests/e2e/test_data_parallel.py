@@ -37,3 +37,10 @@ def test_processes_need_a_neural_model(cli, tmp_path):
     recipe.write_text(yaml.safe_dump({"data": {"source": "builtin:iris"}, "model": {"type": "random_forest"}}))
     result = cli("train", recipe, "--processes", "2")
     assert result.code == 2 and "train.processes" in result.err
+
+
+def test_processes_with_auto_is_refused(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {"source": "builtin:iris"}, "train": {"processes": 2}}))
+    result = cli("train", recipe)
+    assert result.code == 2 and "not 'auto'" in result.err and "mlp" in result.err
