@@ -89,7 +89,7 @@ def _build(name: str, batch: int, checkpointing: bool):
 
 
 def _step(net, x, y) -> None:
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
     from torch.profiler import record_function
 
     net.zero_grad(set_to_none=True)  # as honing's Trainer: no gradients held between steps
@@ -171,9 +171,9 @@ def measure(name: str, batch: int, steps: int, threads: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| config | params MB | held after forward MB without → with (ratio) "
+        ("| config | params MB | held after forward MB without → with (ratio) "
         "| peak allocated MB without → with (ratio) | peak RSS MB without → with (ratio) "
-        "| s/step without → with (ratio) |",
+        "| s/step without → with (ratio) |"),
         "|---|---:|---|---|---|---|",
     ]
     for r in rows:

@@ -139,12 +139,13 @@ class Trainer:
             idx = perm[(batch - 1) * size: batch * size]
             group = min(accumulate, batches - (batch - 1) // accumulate * accumulate)  # batches in this step
             step = batch % accumulate == 0 or batch == batches
+            xb, yb = X[idx], y[idx]
             with self._sync_gradients(step):
-                loss = self._backward(X[idx], y[idx], group, epoch, batch)
+                loss = self._backward(xb, yb, group, epoch, batch)
             if step:
                 self._optimizer_step()
             total += loss * len(idx)
-            self.batch_targets = y[idx]  # for callbacks that look at the batch (class balance)
+            self.batch_targets = yb  # for callbacks that look at the batch (class balance)
             self._call("on_batch_end", batch, loss)
         self._check_weights(epoch, batches)
         return distributed.all_reduce_mean(total / n)
@@ -157,7 +158,8 @@ class Trainer:
         value = loss.item()
         if not math.isfinite(value):
             self._diverged(f"loss became {value}", epoch, batch)
-        objective = objective / group
+        if group > 1:  # accumulating: each micro-batch carries its share of the step
+            objective = objective / group
         (self.scaler.scale(objective) if self.scaler else objective).backward()
         return value
 
