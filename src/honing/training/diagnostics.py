@@ -100,13 +100,14 @@ class HealthStats(Callback):
         for name, param in trainer.model.named_parameters():
             if param.requires_grad:
                 self._params[name] = list(param.shape)
-                self._grad_hooks.append(param.register_hook(self._grad_hook(name)))
+        self._watch_gradients(trainer.model, True)  # batch 0 is sampled
 
     def on_batch_end(self, trainer: Any, batch: int, loss: float) -> None:
         targets = getattr(trainer, "batch_targets", None)  # the Trainer exposes each batch's targets
         if targets is not None and self._batches % self.grad_every == 0:
             self.observe_batch_targets(targets)
         self._batches += 1
+        self._watch_gradients(trainer.model, self._batches % self.grad_every == 0)  # hooks cost: sampled only
         self._grad_factor = _grad_factor(trainer)  # the scaler updated after this step
         if self._relu_hooks:
             self._probe_rows += self._batch_rows
@@ -150,8 +151,6 @@ class HealthStats(Callback):
 
     def _grad_hook(self, name: str) -> Callable:
         def hook(grad: torch.Tensor) -> None:
-            if self._batches % self.grad_every:
-                return
             with torch.no_grad():
                 values = grad.coalesce().values() if grad.is_sparse else grad
                 norm = values.detach().float().norm() * self._grad_factor
@@ -160,6 +159,16 @@ class HealthStats(Callback):
             self._grad_counts[name] = self._grad_counts.get(name, 0) + 1
 
         return hook
+
+    def _watch_gradients(self, model: nn.Module, on: bool) -> None:
+        """Hook the parameters' gradients for the coming batch (on), or unhook them (off)."""
+        if on and not self._grad_hooks:
+            self._grad_hooks = [param.register_hook(self._grad_hook(name))
+                                for name, param in model.named_parameters() if param.requires_grad]
+        elif not on and self._grad_hooks:
+            for handle in self._grad_hooks:
+                handle.remove()
+            self._grad_hooks = []
 
     def _remove_hooks(self, grads: bool = True) -> None:
         for handle in self._relu_hooks + (self._grad_hooks if grads else []):
