@@ -29,6 +29,8 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tabular.py
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/checkpointing_memory.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:
