@@ -306,3 +306,20 @@ def test_cnn_batch_norm_and_pool_switches():
     net = build_net("cnn", (1, 8, 8), 2, {"batch_norm": False, "pool": "avg"})
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert sum(isinstance(m, nn.AvgPool2d) for m in net.modules()) == 2
+
+
+def test_batch_norm_standardises_hidden_units_in_training():
+    """The effect of norm='batch': each hidden unit's pre-activation has mean 0 and std 1 over the
+    batch in training mode, whatever the scale of the inputs."""
+    from honing.models.nets import build_net
+
+    torch.manual_seed(0)
+    net = build_net("mlp", (5,), 2, {"hidden": [16], "norm": "batch", "dropout": 0.0})
+    norm = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    seen = {}
+    norm.register_forward_hook(lambda module, inputs, output: seen.update(out=output.detach()))
+    net.train()
+    net(torch.randn(256, 5) * 100 + 50)
+    out = seen["out"]
+    assert torch.allclose(out.mean(dim=0), torch.zeros(16), atol=1e-4)
+    assert torch.allclose(out.std(dim=0, unbiased=False), torch.ones(16), atol=1e-2)
