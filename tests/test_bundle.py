@@ -680,3 +680,18 @@ def test_neural_models_round_trip_as_safetensors(task, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["model_format"] == "torch" and manifest["torch"]["params"]["net"] == "mlp"
+
+
+def test_lightgbm_stopped_early_round_trips(tmp_path):
+    """A booster stopped early predicts with its best iteration, in memory and after loading."""
+    X, y = make_classification(n_samples=400, n_features=6, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    pre = ColumnTransformer([("num", StandardScaler(), list(frame.columns))]).fit(frame)
+    Xt = pre.transform(frame)
+    model = lightgbm.LGBMClassifier(n_estimators=500, learning_rate=0.3, verbose=-1, random_state=0)
+    model.fit(Xt[:300], y[:300], eval_X=(Xt[300:],), eval_y=(y[300:],),
+              callbacks=[lightgbm.early_stopping(5, verbose=False)])
+    assert 0 < model.best_iteration_ < 500
+    path = save_bundle(tmp_path / "b", preprocessor=pre, model=model, task="classification", features={},
+                       classes=[0, 1], model_type="lightgbm", metrics={}, recipe={}, data_fingerprint="x")
+    np.testing.assert_allclose(load_bundle(path).predict_proba_encoded(Xt), model.predict_proba(Xt), rtol=1e-9)

@@ -17,6 +17,9 @@ from honing.models.classic import make_baseline, make_model, resolve_candidates
 from honing.progress import SILENT, Progress
 from honing.recipe import ModelConfig, TrainConfig
 
+#: Boosting rounds without improvement on the validation split before LightGBM stops.
+LIGHTGBM_PATIENCE = 50
+
 
 @dataclass
 class Candidate:
@@ -84,6 +87,11 @@ def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_class
     start = time.perf_counter()
     if hasattr(est, "export_state"):  # neural: live epochs, early stopping on the validation split
         est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress)
+    elif type(est).__module__.startswith("lightgbm") and len(y_val):  # boosting rounds stop early too
+        import lightgbm
+
+        est.fit(X_train, y_train, eval_X=(X_val,), eval_y=(y_val,),
+                callbacks=[lightgbm.early_stopping(LIGHTGBM_PATIENCE, verbose=False)])
     else:
         est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
