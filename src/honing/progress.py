@@ -1,4 +1,4 @@
-"""Progress on long steps (rich spinners and bars on stderr), silent with ``quiet``.
+"""Progress on long steps (rich spinners and live bars on stderr), silent with ``quiet``.
 
 Stages take an optional :class:`Progress`; ``Progress(quiet=True)`` is the silent default used
 by the Python API, the CLI passes a visible one.
@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
-
-T = TypeVar("T")
+from collections.abc import Iterator
 
 
 class Progress:
@@ -35,16 +32,6 @@ class Progress:
         with self._console.status(f"{description}…"):
             yield
         self._console.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f}s)[/]")
-
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar."""
-        if self._console is None:
-            yield from items
-            return
-        from rich.progress import track
-
-        yield from track(items, description=description, total=total, console=self._console,
-                         transient=True)
 
     def bar(self, total: int, description: str) -> LiveBar:
         """A live bar (e.g. epochs) whose text can change as it advances; call ``close()`` at the end."""

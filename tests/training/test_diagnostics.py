@@ -82,15 +82,6 @@ def prior_loss(y: torch.Tensor) -> float:
     return float(-(p[y]).log().mean())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets train fastest on one thread (and do not fight other tests for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_rule(name, history, stats=None, baseline_loss=None, task=None):
     return RULES.get(name)(history, stats, RuleContext(baseline_loss, task))
 
