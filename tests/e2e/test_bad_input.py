@@ -172,3 +172,13 @@ def test_warnings_are_one_line(cli, trained, houses_csv, tmp_path):
     warnings = [line for line in result.err.splitlines() if line.startswith("warning: ")]
     assert any("area" in w and "105.2 m2" in w for w in warnings), result.err
     assert "warnings.warn" not in result.err
+
+
+def test_neural_model_on_the_wrong_kind_of_data(cli, houses_csv, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", houses_csv, target="price")
+    assert_user_error(cli("train", recipe, "--set", "model.type=cnn", "--set", "train.epochs=1"),
+                      "cnn", "input_shape")
+    assert_user_error(cli("train", recipe, "--set", "model.type=transformer", "--set", "train.epochs=1"),
+                      "token ids", "data.text: tokens")
+    assert_user_error(cli("train", recipe, "--set", "model.type=cnn", "--set", "model.params.input_shape=[1, 3, 3]"),
+                      "model.params.input_shape")

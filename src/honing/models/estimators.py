@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
+from honing.errors import ModelError
 from honing.models.nets import build_net
 from honing.progress import Progress
 from honing.recipe import TrainConfig
@@ -87,21 +88,31 @@ class _NeuralBase(BaseEstimator):
 
     def _input_shape(self, X: np.ndarray) -> tuple[int, ...]:
         params = self.net_params or {}
-        if "input_shape" in params:
-            return tuple(params["input_shape"])
         features = X.shape[1]
+        if "input_shape" in params:
+            shape = tuple(int(n) for n in params["input_shape"])
+            if math.prod(shape) != features:
+                raise ModelError(f"model.params.input_shape: {list(shape)} holds {math.prod(shape)} values, "
+                                 f"but there are {features} features", "make the shape match the feature columns")
+            return shape
         if self.net == "cnn":
             side = math.isqrt(features)
             if side * side != features:
-                raise ValueError(f"cnn needs net_params['input_shape'] (C, H, W) for {features} features")
+                raise ModelError(f"model.type: cnn needs images, and {features} features are not a square image",
+                                 "set model.params.input_shape: [C, H, W] (pixel columns only), or use mlp")
             return (1, side, side)
         return (features,)
 
     def _net_params(self, X: np.ndarray, shape: tuple[int, ...]) -> dict[str, Any]:
         """``net_params`` completed from the data: a sequence net on token ids gets its vocab_size."""
         params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
-        if self._tokens(shape) and not params.get("vocab_size"):
-            params["vocab_size"] = max(int(X.max(initial=0)) + 1, 2)
+        if self._tokens(shape):
+            if X.size and (X.min() < 0 or not np.array_equal(X, np.round(X))):
+                raise ModelError(f"model.type: {self.net} reads token ids, and these features are not",
+                                 "set data.text: tokens for a text column (and drop the other columns), "
+                                 "or model.params.input_shape: [T, F] for float sequences")
+            if not params.get("vocab_size"):
+                params["vocab_size"] = max(int(X.max(initial=0)) + 1, 2)
         return params
 
     def _tokens(self, shape: tuple[int, ...]) -> bool:
