@@ -85,12 +85,14 @@ def run(repeat: int) -> list[dict]:
     for name, case in CASES.items():
         recipe = {"name": name, "data": {"source": f"builtin:{name}", "drop": case["drop"]}}
         with tempfile.TemporaryDirectory() as tmp:
-            t_honing, result = timed(lambda: honing.train(recipe, out=Path(tmp) / "run"), repeat)
-            t_hand, (pipe, hand_metric, frame) = timed(lambda: hand_written(name, case["drop"], 42), repeat)
+            t_honing, result = timed(lambda r=recipe, t=tmp: honing.train(r, out=Path(t) / "run"), repeat)
+            t_hand, (pipe, hand_metric, frame) = timed(lambda n=name, c=case: hand_written(n, c["drop"], 42),
+                                                       repeat)
             model = honing.load(result.bundle_dir)
             rows_in = frame.drop(columns=[model.manifest["target"]])
-            p_honing, _ = timed(lambda: model.predict(rows_in), repeat)
-            p_hand, _ = timed(lambda: pipe.predict(rows_in.drop(columns=case["drop"])), repeat)
+            p_honing, _ = timed(lambda m=model, x=rows_in: m.predict(x), repeat)
+            hand_rows = rows_in.drop(columns=case["drop"])
+            p_hand, _ = timed(lambda p=pipe, x=hand_rows: p.predict(x), repeat)
         rows.append({
             "dataset": name, "rows": len(frame), "metric": case["metric"],
             "honing": result.metrics["test"][case["metric"]], "sklearn": hand_metric,
@@ -102,8 +104,8 @@ def run(repeat: int) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| dataset | rows | test metric honing / sklearn | train s honing / sklearn (ratio) "
-        "| predict all rows ms honing / sklearn (ratio) |",
+        ("| dataset | rows | test metric honing / sklearn | train s honing / sklearn (ratio) "
+         "| predict all rows ms honing / sklearn (ratio) |"),
         "|---|---:|---|---|---|",
     ]
     for r in rows:

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from honing.models.estimators import HEALTH_GRAD_EVERY
 from honing.models.nets import build_net
 from honing.recipe import TrainConfig
-from honing.training.diagnostics import HealthStats
+from honing.training.health_stats import HealthStats
 from honing.training.trainer import Trainer
 
 SEED = 0

@@ -18,11 +18,11 @@ from torch import nn
 from honing.training.diagnostics import (
     RULES,
     Finding,
-    HealthStats,
     RuleContext,
     diagnose,
     format_findings,
 )
+from honing.training.health_stats import HealthStats
 
 
 def train(model, X, y, loss_fn, *, epochs, lr, batch_size=None, optimizer="sgd", val=None, stats=None,

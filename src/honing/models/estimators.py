@@ -31,7 +31,8 @@ from honing.progress import Progress
 from honing.recipe import TrainConfig
 from honing.training.callbacks import EarlyStopping, ProgressBar
 from honing.training.checkpoint import Checkpoint, load_checkpoint
-from honing.training.diagnostics import Finding, HealthStats, diagnose
+from honing.training.diagnostics import Finding, diagnose
+from honing.training.health_stats import HealthStats
 from honing.training.trainer import Trainer
 
 SEQUENCE_NETS = ("rnn", "lstm", "gru", "transformer")
