@@ -92,11 +92,15 @@ def test_recipe_model_types_build_neural_estimators():
     from honing.models.classic import check_model_names, make_model
     from honing.recipe import TrainConfig
 
-    train = TrainConfig.model_validate({"epochs": 7, "optimizer": {"name": "sgd", "lr": 0.05}})
+    train = TrainConfig.model_validate({
+        "epochs": 7, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.5, "nesterov": True},
+        "schedule": {"name": "warmup_linear", "warmup": 0.2}, "clip": {"value": 0.3}, "threads": 1,
+        "early_stopping": {"monitor": "val_accuracy", "mode": "max", "min_delta": 0.01, "patience": 4}})
     model = make_model("mlp", "classification", {"hidden": [16], "dropout": 0.0}, seed=3, train=train)
-    assert isinstance(model, NeuralClassifier)
-    assert (model.epochs, model.optimizer, model.lr, model.random_state) == (7, "sgd", 0.05, 3)
+    assert isinstance(model, NeuralClassifier) and model.random_state == 3
     assert model.net_params == {"hidden": [16], "dropout": 0.0}
+    # every key of the recipe's train: section reaches the training loop, not only the common ones
+    assert model.train_config().model_dump(exclude={"device"}) == train.model_dump(exclude={"device"})
     with pytest.raises(ModelError, match="model.params.hiden.*hidden"):
         make_model("mlp", "regression", {"hiden": [16]})
     with pytest.raises(ModelError, match="model.params.dropout"):
@@ -156,3 +160,14 @@ def test_gradient_checkpointing_trains_the_same_model():
     recomputed = NeuralClassifier(gradient_checkpointing=True, **common).fit(X, y)
     assert recomputed.module_.checkpointing and not plain.module_.checkpointing
     np.testing.assert_allclose(recomputed.predict_proba(X), plain.predict_proba(X), rtol=1e-4, atol=1e-6)
+
+
+def test_early_stopping_monitor_from_the_train_section():
+    """A recipe's early_stopping.monitor (here val_accuracy, mode max) is what stops training."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = NeuralClassifier(epochs=200, random_state=0, train={
+        "early_stopping": {"monitor": "val_accuracy", "mode": "max", "patience": 3, "min_delta": 0.5}})
+    model.fit(X, y)
+    # no epoch can raise validation accuracy by 0.5, so training stops 3 epochs after the first
+    assert len(model.history_) == 4 and "val_accuracy" in model.history_[0]

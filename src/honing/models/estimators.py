@@ -29,7 +29,7 @@ from honing.errors import ModelError
 from honing.models.nets import build_net
 from honing.progress import Progress
 from honing.recipe import TrainConfig
-from honing.training.callbacks import EarlyStopping, ProgressBar
+from honing.training.callbacks import ProgressBar
 from honing.training.checkpoint import Checkpoint, load_checkpoint
 from honing.training.diagnostics import Finding, diagnose
 from honing.training.health_stats import HealthStats
@@ -50,7 +50,7 @@ class _NeuralBase(BaseEstimator):
                  accumulate: int = 1, precision: str = "fp32", gradient_checkpointing: bool = False,
                  early_stopping: bool = True,
                  patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
-                 random_state: int | None = None, checkpoint: str | None = None):
+                 random_state: int | None = None, checkpoint: str | None = None, train: dict | None = None):
         self.net = net
         self.net_params = net_params
         self.epochs = epochs
@@ -72,20 +72,23 @@ class _NeuralBase(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.checkpoint = checkpoint
+        self.train = train
 
     # ------------------------------------------------------------------ configuration
 
     def train_config(self) -> TrainConfig:
-        """The recipe ``train:`` section these parameters stand for."""
+        """The recipe ``train:`` section these parameters stand for: the flat parameters, with every
+        key of ``train`` (a whole or partial ``train:`` section, e.g. from a recipe) on top."""
         stopping = {"monitor": "val_loss", "patience": self.patience} if self.early_stopping else None
-        return TrainConfig.model_validate({
+        flat = {
             "epochs": self.epochs, "batch_size": self.batch_size,
             "optimizer": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
             "schedule": {"name": self.schedule}, "early_stopping": stopping, "init": self.init,
             "l1": self.l1, "clip": {"norm": self.clip_norm}, "label_smoothing": self.label_smoothing,
             "accumulate": self.accumulate, "precision": self.precision, "device": self.device,
             "gradient_checkpointing": self.gradient_checkpointing,
-        })
+        }
+        return TrainConfig.model_validate(_deep_merge(flat, self.train or {}))
 
     def _input_shape(self, X: np.ndarray) -> tuple[int, ...]:
         params = self.net_params or {}
@@ -149,9 +152,7 @@ class _NeuralBase(BaseEstimator):
             self.module_ = build_net(self.net, shape, n_outputs, params)
             self.module_.checkpointing = cfg.gradient_checkpointing
             health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health, ProgressBar(progress)]
-            if cfg.early_stopping is not None:
-                callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping.patience))
+            callbacks = [health, ProgressBar(progress)]  # the Trainer adds cfg's EarlyStopping
             if self.checkpoint is not None:  # save every epoch; continue from an earlier save
                 callbacks.append(Checkpoint(self.checkpoint))
             trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
@@ -312,16 +313,18 @@ def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _Neu
 
 def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int,
                 checkpoint: str | None = None) -> _NeuralBase:
-    """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's ``train:``;
-    with ``checkpoint``, training saves there every epoch and resumes from it when it exists."""
-    stopping = train.early_stopping
+    """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's whole ``train:``
+    section; with ``checkpoint``, training saves there every epoch and resumes from it."""
     cls = NeuralClassifier if task == "classification" else NeuralRegressor
-    return cls(net=net, net_params=dict(params), epochs=train.epochs, batch_size=train.batch_size,
-               optimizer=train.optimizer.name, lr=train.optimizer.lr,
-               weight_decay=train.optimizer.weight_decay, schedule=train.schedule.name, init=train.init,
-               l1=train.l1, clip_norm=train.clip.norm, label_smoothing=train.label_smoothing,
-               accumulate=train.accumulate, precision=train.precision,
-               gradient_checkpointing=train.gradient_checkpointing, early_stopping=stopping is not None,
-               patience=stopping.patience if stopping else 10,
-               device="cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device,
-               random_state=seed, checkpoint=checkpoint)
+    device = "cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device
+    return cls(net=net, net_params=dict(params), device=device, random_state=seed, checkpoint=checkpoint,
+               train=train.model_dump(mode="json", exclude={"device"}))
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    """``base`` with ``top``'s values on top, merging nested sections key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out

@@ -64,7 +64,7 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
     estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
     if checkpoints is not None:
         for name, est in estimators:
-            if "checkpoint" in est.get_params():
+            if _is_neural(est):
                 est.set_params(checkpoint=str(checkpoints / f"{name}.pt"))
     X_train, y_train = data["train"]
     X_val, y_val = data.get("validation", (X_train[:0], y_train[:0]))
@@ -72,9 +72,8 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
         raise ModelError("model.type: auto picks the best model on the validation split, which is empty",
                          "set data.split.validation > 0, or choose one model.type")
     fitted = []
-    for name, est in estimators:
-        neural = hasattr(est, "export_state")  # neural models show their own live bar of epochs
-        with contextlib.nullcontext() if neural else progress.step(f"fitting {name}"):
+    for name, est in estimators:  # neural models show their own live bar of epochs
+        with contextlib.nullcontext() if _is_neural(est) else progress.step(f"fitting {name}"):
             fitted.append(_fit(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress))
     baseline = _fit("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
     sign = -1.0 if greater else 1.0
@@ -85,7 +84,7 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
 def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes,
          progress: Progress) -> Candidate:
     start = time.perf_counter()
-    if hasattr(est, "export_state"):  # neural: live epochs, early stopping on the validation split
+    if _is_neural(est):  # live epochs, early stopping on the validation split
         est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress)
     elif type(est).__module__.startswith("lightgbm") and len(y_val):  # boosting rounds stop early too
         import lightgbm
@@ -100,6 +99,11 @@ def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_class
         y_pred, proba = predict_scores(est, X_val, task, n_classes)
         scores = compute_metrics(task, y_val, y_pred, proba, n_classes)
     return Candidate(name, est, seconds, scores)
+
+
+def _is_neural(estimator: Any) -> bool:
+    """A honing neural estimator (trained by honing's loop, checkpointed, bundled as safetensors)."""
+    return hasattr(estimator, "export_state")
 
 
 def _finite(value: float | None, greater: bool) -> float:
