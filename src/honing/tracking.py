@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,8 +41,6 @@ def launched_rank() -> int:
 @contextlib.contextmanager
 def scratch_directory() -> Iterator[Path]:
     """A private temporary directory for what a non-writing rank produces (then thrown away)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="honing-rank-") as tmp:
         yield Path(tmp)
 
