@@ -19,3 +19,9 @@ def test_architecture_names_every_module():
             continue
         rel = path.relative_to(package).as_posix()
         assert rel in text, f"docs/architecture.md does not describe {rel}"
+
+
+def test_tuning_md_lists_the_default_spaces():
+    from honing.tuning.defaults import markdown
+
+    assert markdown() in (ROOT / "docs" / "tuning.md").read_text(), "run `make docs`"

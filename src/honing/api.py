@@ -19,7 +19,7 @@ import pandas as pd
 from honing.bundle import Bundle, load_bundle, save_bundle
 from honing.data import preprocess
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
-from honing.data.preprocess import build_preprocessor, coerce_features, extra_columns
+from honing.data.preprocess import coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
 from honing.errors import DataError, HoningError, RecipeError
@@ -63,11 +63,13 @@ class RunResult:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
-          out: str | Path | None = None, progress: Progress = SILENT, resume: bool = False) -> RunResult:
+          out: str | Path | None = None, progress: Progress = SILENT, resume: bool = False,
+          fit_on_validation: bool = False) -> RunResult:
     """Train the model a recipe describes; write the run directory (bundle, metrics, recipe).
 
     Neural models checkpoint every epoch inside the run's partial directory; with ``resume`` (see
-    :func:`resume`) training continues from those checkpoints.
+    :func:`resume`) training continues from those checkpoints.  ``fit_on_validation`` trains on
+    train + validation (a model already chosen, with its epochs fixed), scored on test alone.
     """
     recipe = load_recipe(recipe, overrides)
     classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
@@ -78,7 +80,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
             progress.note(f"run directory: {run_dir}")
             write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         result = _train_into(recipe, run_dir, tmp, progress if writer else SILENT,
-                             partial_dir(run_dir) / CHECKPOINTS)
+                             partial_dir(run_dir) / CHECKPOINTS, fit_on_validation)
     return result
 
 
@@ -105,26 +107,18 @@ def launch_train(recipe: str | Path, overrides: list[str], out: str | Path | Non
 
 def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
     """Continue an interrupted run from its last checkpoint, with exactly the same recipe."""
-    run_dir = Path(run_dir)
-    recipe = partial_dir(run_dir) / "recipe.yaml"
-    if not recipe.is_file():
-        raise HoningError(f"--resume {run_dir}: there is no interrupted run to resume there",
-                          "only neural runs that saved a checkpoint can be resumed; train it again")
+    recipe = _resumable(run_dir, "neural training")
     return train(recipe, out=run_dir, progress=progress, resume=True)
 
 
-def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path) -> RunResult:
-    seed_everything(recipe.seed)
-    with progress.step(f"loading {recipe.data.source}"):
-        dataset = load_dataset(recipe.data, recipe.seed)
-    for note in dataset.notes:
-        progress.note(note)
+def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
+                fit_on_validation: bool = False) -> RunResult:
+    dataset = _load(recipe, progress)
+    if fit_on_validation:
+        dataset = dataset.with_validation_in_train()
     resolved = _resolved_recipe(recipe, dataset)
     with progress.step("fitting preprocessing on the training split"):
-        preprocessor = build_preprocessor(dataset.schema, resolved.data)
-        preprocessor.fit(dataset.features("train"))
-        data = {s: (preprocessor.transform(dataset.features(s)), dataset.labels(s))
-                for s in SPLITS if len(dataset.splits[s])}
+        preprocessor, data = dataset.prepared(resolved.data)
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
                              resolved.evaluate.metric, progress, resolved.train, checkpoints)
     metrics = _metrics(selection, dataset, data)
@@ -172,6 +166,131 @@ def _metrics(selection: Selection, dataset: Dataset, data: dict) -> dict[str, An
             "selection_metric": selection.metric, "classes": dataset.classes,
             "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **scores, "baseline": baseline,
             "leaderboard": selection.table()}
+
+
+@dataclass
+class TuneResult:
+    """What ``tune`` produced: the run directory, the best recipe and its scores."""
+
+    run_dir: Path
+    recipe: Recipe  # the best recipe (also best.yaml)
+    metric: str
+    objectives: list[str]  # the leaderboard's score columns: the metric, latency_ms, size_kb
+    best_trial: int
+    best_score: float
+    default_score: float | None  # the recipe as written, on the same validation data
+    leaderboard: list[dict[str, Any]]
+    trained: RunResult | None  # the best recipe's bundle, under best/
+    notes: list[str] = field(default_factory=list)
+
+
+def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None, out: str | Path | None = None,
+         progress: Progress = SILENT, study: str | None = None, resume: bool = False) -> TuneResult:
+    """Search the recipe's ``tune.space``; write the leaderboard, best.yaml, plots and the best
+    bundle (refitted on train + validation) into the run directory.
+
+    With ``resume``, ``out`` is an interrupted tuning run: its finished trials are kept and the
+    interrupted ones run again."""
+    from honing.tuning import search as searching
+
+    if resume:
+        recipe = _resumable(out, "tune")
+    recipe = load_recipe(recipe, overrides)
+    run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
+    with run_directory(run_dir, resume=resume) as tmp:
+        progress.note(f"run directory: {run_dir}")
+        dataset = _load(recipe, progress)
+        search = searching.prepare(recipe, dataset, tmp, study)
+        recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
+        write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
+        found = searching.open_study(search, create=not resume, progress=progress)
+        write_json(tmp / "study.json", {"study": search.spec.name, "storage": _shown_storage(search.spec, tmp)})
+        with progress.step("scoring the recipe as written"):
+            default = searching.score_default(search, found)
+        searching.run(search, found, progress)
+        outcome = searching.outcome(search, found)
+        result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
+    return result
+
+
+def join(recipe: str | Path, overrides: list[str] | None = None, study: str | None = None,
+         progress: Progress = SILENT) -> int:
+    """Run trials of a study in shared storage (``tune.storage``) that ``honing tune`` started on
+    another machine; returns how many trials the study has finished."""
+    from honing.tuning import search as searching
+
+    recipe = load_recipe(recipe, overrides)
+    if recipe.tune.storage is None:
+        raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
+                          "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
+    dataset = _load(recipe, progress)
+    search = searching.prepare(recipe, dataset, Path.cwd(), study)
+    found = searching.open_study(search, create=False, progress=progress)
+    searching.run(search, found, progress)
+    return sum(t.state.is_finished() for t in found.get_trials(deepcopy=False))
+
+
+def _load(recipe: Recipe, progress: Progress) -> Dataset:
+    seed_everything(recipe.seed)
+    with progress.step(f"loading {recipe.data.source}"):
+        dataset = load_dataset(recipe.data, recipe.seed)
+    for note in dataset.notes:
+        progress.note(note)
+    return dataset
+
+
+def _shown_storage(spec: Any, run_dir: Path) -> str:
+    from honing.tuning.study import JOURNAL
+
+    return JOURNAL if Path(spec.storage) == run_dir / JOURNAL else spec.storage.split("@")[-1]
+
+
+def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,
+                  progress: Progress) -> TuneResult:
+    from honing.report.tuning_plots import tuning_plots
+    from honing.tuning.space import params_of
+
+    tune = search.recipe.tune
+    for note in outcome.notes:
+        progress.note(note)
+    with progress.step(f"writing {run_dir}"):
+        pd.DataFrame(outcome.rows).to_csv(tmp / "leaderboard.csv", index=False)
+        write_text(tmp / "best.yaml", outcome.recipe.to_yaml())
+        _, notes = tuning_plots(outcome.study, tmp / "plots", outcome.names)
+    for note in notes:
+        progress.note(note)
+    refit = outcome.recipe
+    if tune.refit and outcome.refit:
+        refit = load_recipe(outcome.recipe, [f"{k}={_yaml_value(v)}" for k, v in outcome.refit.items()])
+    what = "train + validation" if tune.refit else "train"
+    progress.note(f"training the best recipe (trial {outcome.best.number}) on {what}")
+    trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit)
+    states: dict[str, int] = {}
+    for row in outcome.rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    summary = {"study": search.spec.name, "objectives": outcome.names, "trials": states,
+               "epochs": int(sum(r.get("epochs") or 0 for r in outcome.rows)),
+               "best": {"trial": outcome.best.number, "scores": dict(zip(outcome.names, outcome.best.values, strict=True)),
+                        "values": params_of(outcome.values), "refit": outcome.refit},
+               "default_score": default, "test": trained.metrics.get("test", {})}
+    write_json(tmp / "tune.json", summary)
+    return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.best.number, outcome.best.values[0], default,
+                      outcome.rows, trained, [*outcome.notes, *notes])
+
+
+def _yaml_value(value: Any) -> str:
+    import json
+
+    return json.dumps(value)  # JSON is YAML: null, numbers and lists read back as themselves
+
+
+def _resumable(run_dir: str | Path | None, verb: str) -> Path:
+    """The recipe an interrupted run saved, or a one-line error when there is none."""
+    recipe = partial_dir(Path(run_dir or "")) / "recipe.yaml"
+    if run_dir is None or not recipe.is_file():
+        raise HoningError(f"--resume {run_dir}: there is no interrupted run to resume there",
+                          f"only a {verb} run that was interrupted can be resumed; start it again")
+    return recipe
 
 
 def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:

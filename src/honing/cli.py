@@ -142,6 +142,75 @@ def train(
 
 
 @app.command()
+def tune(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe YAML file with a tune: section (see docs/tuning.md).")] = None,
+    overrides: Overrides = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run exactly here.")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", "-n", min=1, help="Trials to run (overrides tune.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Seconds after which no new trial starts (overrides tune.timeout).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Parallel worker processes on this machine (overrides tune.workers).")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name in the storage (default: tune.study, else the recipe's name).")] = None,
+    join: Annotated[bool, typer.Option("--join", help="Add this machine's workers to a running study in tune.storage.")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", metavar="RUN_DIR", help="Continue an interrupted tuning run: finished trials are kept.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Search hyperparameters (and architectures) with Optuna; write the best recipe and bundle.
+
+    The recipe's `tune:` section sets the space (recipe paths, e.g.
+    `train.optimizer.lr: {float: [1.0e-5, 1.0e-1], log: true}`), the sampler (tpe, gp, random, grid,
+    nsga2), the pruner (hyperband, halving, median, none) and the budget. Without `tune.space`, the
+    model type's default space is searched.
+
+    Writes RUN_DIR/leaderboard.csv, best.yaml, plots/*.png, tune.json, the study journal, and
+    best/ (the best recipe's bundle, refitted on train + validation and scored on test).
+
+    Examples: `honing tune recipe.yaml --trials 30`;
+    `honing tune recipe.yaml --set tune.sampler=random --set tune.pruner=none`;
+    on more machines, with tune.storage a PostgreSQL URL: `honing tune recipe.yaml --join`.
+    Browse a study: `optuna-dashboard RUN_DIR/study.journal`.
+    """
+    from honing import api
+    from honing.errors import HoningError
+
+    if (recipe is None) == (resume is None):
+        raise HoningError("give a recipe file, or --resume RUN_DIR (not both)", "see honing tune --help")
+    flags = {"tune.trials": trials, "tune.timeout": timeout, "tune.workers": workers}
+    overrides = [*(overrides or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    progress = _progress(quiet)
+    if resume is not None:
+        if overrides or out or join or study:
+            raise HoningError("--resume continues with the run's own recipe, study and directory",
+                              "drop --set, --trials, --timeout, --workers, --out, --study and --join")
+        result = api.tune(None, out=resume, progress=progress, resume=True)
+    elif join:
+        if out is not None:
+            raise HoningError("--join adds trials to a study; the machine that started it writes the results",
+                              "drop --out")
+        finished = api.join(recipe, overrides, study=study, progress=progress)
+        _console().print(f"joined: the study has {finished} finished trials")
+        return
+    else:
+        result = api.tune(recipe, overrides, out=out, progress=progress, study=study)
+    _print_tuning(result)
+
+
+def _print_tuning(result: Any) -> None:
+    from honing.tuning.results import table
+
+    console = _console()
+    console.print(table(result.leaderboard, result.objectives))
+    default = f" (the recipe as written: {result.default_score:.4f})" if result.default_score is not None else ""
+    console.print(f"best: trial {result.best_trial}, validation {result.metric} {result.best_score:.4f}{default}")
+    if result.trained is not None:
+        test = result.trained.metrics.get("test", {})
+        if result.metric in test:
+            console.print(f"best recipe refitted: test {result.metric} {test[result.metric]:.4f}")
+    console.print(f"run: [bold]{result.run_dir}[/]   best recipe: [bold]{result.run_dir / 'best.yaml'}[/]   "
+                  f"bundle: [bold]{result.run_dir / 'best' / 'bundle'}[/]")
+
+
+@app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
     data: Annotated[str, typer.Argument(help="Labelled data with the target column.")],
@@ -292,7 +361,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted (a neural run that saved a checkpoint continues with "
-                   "`honing train --resume RUN_DIR`)", err=True)
+                   "`honing train --resume RUN_DIR`, a tuning run with `honing tune --resume RUN_DIR`)", err=True)
         sys.exit(130)
 
 

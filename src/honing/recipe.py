@@ -159,6 +159,22 @@ class EvaluateConfig(_Section):
     metric: str = Field("auto", description="Metric for choosing among candidates on the validation split; auto = accuracy (classification) or r2 (regression).")
 
 
+class TuneConfig(_Section):
+    """Hyperparameter search (``honing tune``); ``honing train`` ignores this section."""
+
+    trials: int | None = Field(20, ge=1, description="Trials to run (null: until timeout; grid: at most the whole grid).")
+    timeout: float | None = Field(None, gt=0, description="Stop starting new trials after this many seconds.")
+    sampler: Literal["tpe", "random", "grid", "gp", "nsga2"] = Field("tpe", description="tpe and gp are Bayesian; grid needs choices or stepped ranges; nsga2 for several objectives.")
+    pruner: Literal["none", "median", "halving", "hyperband"] = Field("hyperband", description="Stop unpromising trials early from the validation score they report every epoch (neural) or boosting round (LightGBM).")
+    objectives: list[Literal["metric", "latency", "size"]] = Field(default_factory=lambda: ["metric"], min_length=1, description="What to optimise: metric (evaluate.metric on validation), latency (ms per 1000 predicted rows, minimised), size (KB of the fitted model, minimised). Several = multi-objective (a Pareto front).")
+    cv: int | None = Field(None, ge=2, description="Score each trial by k-fold cross-validation on train + validation instead of the validation split.")
+    workers: int = Field(1, ge=1, description="Trials run in parallel by this many processes on this machine.")
+    storage: str | None = Field(None, description="Where the study lives: null = a journal file in the run directory; postgresql://user@host/db (or a journal file path on a shared disk) lets workers on other machines join with `honing tune --join`.")
+    study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study name in the storage (default: the recipe's name).")
+    refit: bool = Field(True, description="Retrain the best recipe on train + validation for the final bundle, evaluated on the untouched test split.")
+    space: dict[str, Any] | None = Field(None, description="Search space keyed by recipe path, e.g. `train.optimizer.lr: {float: [1.0e-5, 1.0e-1], log: true}`; null = the model type's default space (docs/tuning.md).")
+
+
 class Recipe(_Section):
     """A honing recipe."""
 
@@ -169,6 +185,7 @@ class Recipe(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model choice.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training of neural models.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search (honing tune).")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -222,6 +239,12 @@ def apply_override(raw: dict, item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    set_path(raw, key, value, where=f"--set {key}")
+
+
+def set_path(raw: dict, key: str, value: Any, where: str | None = None) -> None:
+    """Set the value at dotted path ``key`` of a raw recipe dict in place (sections are copied, not
+    shared, so the caller's nested dicts are never changed)."""
     node = raw
     parts = key.split(".")
     for i, part in enumerate(parts[:-1]):
@@ -229,7 +252,8 @@ def apply_override(raw: dict, item: str) -> None:
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise RecipeError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section", "override a key inside a section")
+            raise RecipeError(f"{where or key}: '{'.'.join(parts[: i + 1])}' is not a section",
+                              "override a key inside a section")
         else:
             child = node[part] = dict(child)
         node = child

@@ -30,6 +30,8 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
 
 
 CHECKPOINTS = "checkpoints"
+#: What makes an interrupted run resumable: a neural model's checkpoints, a tuning study.
+RESUMABLE = (f"{CHECKPOINTS}/*.pt", "study.json")
 
 
 def launched_rank() -> int:
@@ -57,8 +59,8 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
 
     ``final`` may already hold an earlier run (it is replaced) but not other files: refusing to
     replace a directory that is not a honing run protects the user's own data.  If the block fails
-    after a neural model wrote checkpoints, the partial directory is kept so that
-    ``honing train --resume FINAL`` can continue; otherwise it is removed.  ``resume`` reuses it.
+    after a neural model wrote checkpoints or a study began, the partial directory is kept so that
+    ``honing train/tune --resume FINAL`` can continue; otherwise it is removed.  ``resume`` reuses it.
     """
     final = Path(final)
     if final.exists() and not _replaceable(final):
@@ -77,7 +79,7 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)
         _swap_into_place(tmp, final)
     except BaseException:
-        if not any((tmp / CHECKPOINTS).glob("*.pt")):
+        if not any(any(tmp.glob(pattern)) for pattern in RESUMABLE):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
 

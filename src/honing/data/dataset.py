@@ -7,18 +7,19 @@ without a target, infers the column schema and splits the rows.  Class labels ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from honing.data.builtin import load_builtin
-from honing.data.preprocess import clean_rows, coerce_features
+from honing.data.preprocess import build_preprocessor, clean_rows, coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.sources import fingerprint, read_table
 from honing.data.split import split_frame
 from honing.errors import DataError, did_you_mean
-from honing.recipe import DataConfig
+from honing.recipe import DataConfig, SplitConfig
 
 SPLITS = ("train", "validation", "test")
 
@@ -45,6 +46,44 @@ class Dataset:
 
     def labels(self, split: str) -> np.ndarray:
         return encode_target(self.splits[split][self.target], self.task, self.classes)
+
+    def prepared(self, cfg: DataConfig) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The preprocessing ``cfg`` describes, fitted on the training split only, and every
+        non-empty split transformed by it into model inputs ``(X, y)``."""
+        preprocessor = build_preprocessor(self.schema, cfg)
+        preprocessor.fit(self.features("train"))
+        return preprocessor, {s: (preprocessor.transform(self.features(s)), self.labels(s))
+                              for s in SPLITS if len(self.splits[s])}
+
+    def with_validation_in_train(self) -> Dataset:
+        """A copy whose training split also holds the validation rows (to refit a chosen model)."""
+        train = pd.concat([self.splits["train"], self.splits["validation"]])
+        splits = {"train": train, "validation": self.splits["validation"].iloc[:0], "test": self.splits["test"]}
+        return replace(self, splits=splits)
+
+    def folds(self, k: int, split: SplitConfig, seed: int) -> list[Dataset]:
+        """``k`` cross-validation folds of train + validation, as datasets whose validation split
+        is the fold (test untouched): grouped, ordered by time, or stratified like the split."""
+        from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit
+
+        rows = pd.concat([self.splits["train"], self.splits["validation"]])
+        if split.time:
+            rows = rows.sort_values(split.time, kind="stable")
+            splitter, groups = TimeSeriesSplit(n_splits=k), None
+        elif split.group:
+            splitter, groups = GroupKFold(n_splits=k, shuffle=True, random_state=seed), rows[split.group]
+        elif self.task == "classification" and split.stratify is not False:
+            splitter, groups = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed), None
+        else:
+            splitter, groups = KFold(n_splits=k, shuffle=True, random_state=seed), None
+        labels = encode_target(rows[self.target], self.task, self.classes)
+        try:
+            parts = list(splitter.split(rows, labels if self.task == "classification" else None, groups))
+        except ValueError as exc:
+            raise DataError(f"tune.cv: cannot make {k} folds of {len(rows)} rows: {exc}",
+                            "lower tune.cv, or score on the validation split (tune.cv: null)") from None
+        return [replace(self, splits={"train": rows.iloc[fit], "validation": rows.iloc[held],
+                                      "test": self.splits["test"]}) for fit, held in parts]
 
 
 def encode_target(y: pd.Series, task: str, classes: list | None) -> np.ndarray:

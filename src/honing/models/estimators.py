@@ -135,7 +135,8 @@ class _NeuralBase(BaseEstimator):
     # ------------------------------------------------------------------ training
 
     def _fit(self, X: np.ndarray, y: np.ndarray, n_outputs: int, loss_fn: nn.Module,
-             eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None) -> _NeuralBase:
+             eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None,
+             callbacks: list | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         shape = self._input_shape(X)
         params = self.net_params_ = self._net_params(X, shape)
@@ -152,7 +153,7 @@ class _NeuralBase(BaseEstimator):
             self.module_ = build_net(self.net, shape, n_outputs, params)
             self.module_.checkpointing = cfg.gradient_checkpointing
             health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health, ProgressBar(progress)]  # the Trainer adds cfg's EarlyStopping
+            callbacks = [health, ProgressBar(progress), *(callbacks or [])]  # the Trainer adds cfg's EarlyStopping
             if self.checkpoint is not None:  # save every epoch; continue from an earlier save
                 callbacks.append(Checkpoint(self.checkpoint))
             trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
@@ -203,9 +204,11 @@ class _NeuralBase(BaseEstimator):
 class NeuralClassifier(ClassifierMixin, _NeuralBase):
     """A neural network classifier (``net``: mlp, cnn, rnn, lstm, gru, transformer)."""
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None) -> NeuralClassifier:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None,
+            callbacks: list | None = None) -> NeuralClassifier:
         """Train on ``X, y``; ``eval_set=(X_val, y_val)`` for early stopping (else a holdout of
-        ``validation_fraction``); ``progress`` shows a live bar with the losses."""
+        ``validation_fraction``); ``progress`` shows a live bar with the losses; ``callbacks`` are
+        extra :class:`~honing.training.callbacks.Callback` objects for the training loop."""
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
@@ -214,7 +217,7 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
         loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes, progress)
+        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes, progress, callbacks)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.long)
@@ -251,7 +254,8 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
 class NeuralRegressor(RegressorMixin, _NeuralBase):
     """A neural network regressor; the target is standardised for training and restored after."""
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None) -> NeuralRegressor:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None,
+            callbacks: list | None = None) -> NeuralRegressor:
         """Train on ``X, y`` (see :meth:`NeuralClassifier.fit`)."""
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
         y = column_or_1d(y, warn=True).astype(np.float64)
@@ -260,7 +264,7 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32),
                         ((np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32))
-        return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None, progress)
+        return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None, progress, callbacks)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)

@@ -64,7 +64,7 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
     estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
     if checkpoints is not None:
         for name, est in estimators:
-            if _is_neural(est):
+            if is_neural(est):
                 est.set_params(checkpoint=str(checkpoints / f"{name}.pt"))
     X_train, y_train = data["train"]
     X_val, y_val = data.get("validation", (X_train[:0], y_train[:0]))
@@ -73,24 +73,28 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
                          "set data.split.validation > 0, or choose one model.type")
     fitted = []
     for name, est in estimators:  # neural models show their own live bar of epochs
-        with contextlib.nullcontext() if _is_neural(est) else progress.step(f"fitting {name}"):
-            fitted.append(_fit(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress))
-    baseline = _fit("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
+        with contextlib.nullcontext() if is_neural(est) else progress.step(f"fitting {name}"):
+            fitted.append(fit_candidate(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress))
+    baseline = fit_candidate("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
     sign = -1.0 if greater else 1.0
     fitted.sort(key=lambda c: sign * _finite(c.validation.get(metric), greater))
     return Selection(metric, greater, fitted, baseline)
 
 
-def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes,
-         progress: Progress) -> Candidate:
+def fit_candidate(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes,
+                  progress: Progress = SILENT, callbacks: list | None = None) -> Candidate:
+    """Fit one estimator on train (neural models and LightGBM stop early on the validation split)
+    and score it on validation.  ``callbacks`` go to the training loop of a neural model, or to
+    LightGBM's boosting rounds; other models have no loop to call back from."""
     start = time.perf_counter()
-    if _is_neural(est):  # live epochs, early stopping on the validation split
-        est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress)
-    elif type(est).__module__.startswith("lightgbm") and len(y_val):  # boosting rounds stop early too
+    if is_neural(est):  # live epochs, early stopping on the validation split
+        est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress,
+                callbacks=callbacks)
+    elif is_lightgbm(est) and len(y_val):  # boosting rounds stop early too
         import lightgbm
 
         est.fit(X_train, y_train, eval_X=(X_val,), eval_y=(y_val,),
-                callbacks=[lightgbm.early_stopping(LIGHTGBM_PATIENCE, verbose=False)])
+                callbacks=[lightgbm.early_stopping(LIGHTGBM_PATIENCE, verbose=False), *(callbacks or [])])
     else:
         est.fit(X_train, y_train)
     seconds = time.perf_counter() - start
@@ -101,9 +105,13 @@ def _fit(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_class
     return Candidate(name, est, seconds, scores)
 
 
-def _is_neural(estimator: Any) -> bool:
+def is_neural(estimator: Any) -> bool:
     """A honing neural estimator (trained by honing's loop, checkpointed, bundled as safetensors)."""
     return hasattr(estimator, "export_state")
+
+
+def is_lightgbm(estimator: Any) -> bool:
+    return type(estimator).__module__.startswith("lightgbm")
 
 
 def _finite(value: float | None, greater: bool) -> float:
