@@ -1,6 +1,6 @@
 # make demo   — create .venv, install honing with pinned versions, train on a bundled dataset
-# make test   — create .venv, install, run every test
-# Both start from nothing: only python3 (3.11+) is needed.
+# make test   — create .venv, install, start a throwaway PostgreSQL (scripts/postgres.sh), run every test
+# Both start from nothing: only python3 (3.11+) is needed (make test adds PostgreSQL with apt-get if it can).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -20,12 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/honing quickstart --out runs/quickstart-demo
 
+# The PostgreSQL tests use $HONING_TEST_POSTGRES when set, else the server scripts/postgres.sh starts
+# (installed from Debian if missing); if it prints no URL they skip, or fail when CI is set.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	HONING_TEST_POSTGRES="$${HONING_TEST_POSTGRES:-$$(bash scripts/postgres.sh)}" $(BIN)/python -m pytest -n 2 -q
 
 docs: $(STAMP)
 	$(BIN)/python -c "from honing.recipe import reference_markdown as r; open('docs/recipe.md','w').write(r())"
 	COLUMNS=100 $(BIN)/python -c "from honing.cli import reference_markdown as r; open('docs/cli.md','w').write(r())"
+	$(BIN)/python -c "import re; from honing.tuning.defaults import markdown as m; p='docs/tuning.md'; t=open(p).read(); open(p,'w').write(re.sub(r'(checks this table -->\n).*?(\n<!-- end of default spaces -->)', lambda x: x[1] + m() + x[2], t, flags=re.S))"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tabular.py

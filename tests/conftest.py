@@ -42,6 +42,33 @@ def cli(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of a reachable PostgreSQL database (``$HONING_TEST_POSTGRES``, set by ``make test``).
+
+    Unset or unreachable: the test skips, or fails under CI, which must not skip it silently.
+    """
+    url = os.environ.get("HONING_TEST_POSTGRES", "").strip()
+    problem = "HONING_TEST_POSTGRES is not set"
+    if url:
+        try:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(url, connect_args={"connect_timeout": 5})
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("select 1"))
+                return url
+            finally:
+                engine.dispose()
+        except Exception as exc:  # noqa: BLE001 - any failure to connect means "not available"
+            detail = str(exc).strip().splitlines() or [type(exc).__name__]
+            problem = f"cannot connect to {url}: {detail[0]}"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"PostgreSQL not available under CI: {problem} (`make test` starts one)")
+    pytest.skip(f"PostgreSQL not available: run `make test` or scripts/postgres.sh ({problem})")
+
+
 @pytest.fixture
 def houses_csv(tmp_path):
     """A small regression CSV with numeric, categorical, boolean, date and id columns, and a target."""

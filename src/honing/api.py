@@ -31,6 +31,7 @@ from honing.recipe import Recipe, load_recipe
 from honing.report.plots import learning_curve
 from honing.tracking import (
     CHECKPOINTS,
+    Interrupted,
     default_run_dir,
     launched_rank,
     partial_dir,
@@ -176,7 +177,7 @@ class TuneResult:
     recipe: Recipe  # the best recipe (also best.yaml)
     metric: str
     objectives: list[str]  # the leaderboard's score columns: the metric, latency_ms, size_kb
-    best_trial: int
+    best_trial: int | None  # None when no trial beat the recipe as written (best.yaml keeps it)
     best_score: float
     default_score: float | None  # the recipe as written, on the same validation data
     leaderboard: list[dict[str, Any]]
@@ -205,9 +206,12 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         found = searching.open_study(search, create=not resume, progress=progress)
         write_json(tmp / "study.json", {"study": search.spec.name, "storage": _shown_storage(search.spec, tmp)})
-        with progress.step("scoring the recipe as written"):
-            default = searching.score_default(search, found)
-        searching.run(search, found, progress)
+        try:
+            with progress.step("scoring the recipe as written"):
+                default = searching.score_default(search, found, progress)
+            searching.run(search, found, progress)
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir) from None
         outcome = searching.outcome(search, found)
         result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
     return result
@@ -263,18 +267,19 @@ def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Pat
     if tune.refit and outcome.refit:
         refit = load_recipe(outcome.recipe, [f"{k}={_yaml_value(v)}" for k, v in outcome.refit.items()])
     what = "train + validation" if tune.refit else "train"
-    progress.note(f"training the best recipe (trial {outcome.best.number}) on {what}")
+    which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
+    progress.note(f"training the best recipe ({which}) on {what}")
     trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit)
     states: dict[str, int] = {}
     for row in outcome.rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
     summary = {"study": search.spec.name, "objectives": outcome.names, "trials": states,
                "epochs": int(sum(r.get("epochs") or 0 for r in outcome.rows)),
-               "best": {"trial": outcome.best.number, "scores": dict(zip(outcome.names, outcome.best.values, strict=True)),
+               "best": {"trial": outcome.trial, "scores": dict(zip(outcome.names, outcome.scores, strict=False)),
                         "values": params_of(outcome.values), "refit": outcome.refit},
                "default_score": default, "test": trained.metrics.get("test", {})}
     write_json(tmp / "tune.json", summary)
-    return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.best.number, outcome.best.values[0], default,
+    return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.trial, outcome.scores[0], default,
                       outcome.rows, trained, [*outcome.notes, *notes])
 
 

@@ -182,7 +182,7 @@ def tune(
         if overrides or out or join or study:
             raise HoningError("--resume continues with the run's own recipe, study and directory",
                               "drop --set, --trials, --timeout, --workers, --out, --study and --join")
-        result = api.tune(None, out=resume, progress=progress, resume=True)
+        result = _interruptible(lambda: api.tune(None, out=resume, progress=progress, resume=True))
     elif join:
         if out is not None:
             raise HoningError("--join adds trials to a study; the machine that started it writes the results",
@@ -191,8 +191,20 @@ def tune(
         _console().print(f"joined: the study has {finished} finished trials")
         return
     else:
-        result = api.tune(recipe, overrides, out=out, progress=progress, study=study)
+        result = _interruptible(lambda: api.tune(recipe, overrides, out=out, progress=progress, study=study))
     _print_tuning(result)
+
+
+def _interruptible(run: Any) -> Any:
+    """Run a resumable verb; on Ctrl-C say how to resume it and exit 130."""
+    from honing.tracking import Interrupted
+
+    try:
+        return run()
+    except Interrupted as exc:
+        typer.echo(f"interrupted: finished trials are kept; continue with `honing tune --resume {exc.run_dir}`",
+                   err=True)
+        raise typer.Exit(130) from None
 
 
 def _print_tuning(result: Any) -> None:
@@ -201,7 +213,8 @@ def _print_tuning(result: Any) -> None:
     console = _console()
     console.print(table(result.leaderboard, result.objectives))
     default = f" (the recipe as written: {result.default_score:.4f})" if result.default_score is not None else ""
-    console.print(f"best: trial {result.best_trial}, validation {result.metric} {result.best_score:.4f}{default}")
+    which = "the recipe as written (no trial beat it)" if result.best_trial is None else f"trial {result.best_trial}"
+    console.print(f"best: {which}, validation {result.metric} {result.best_score:.4f}{default}")
     if result.trained is not None:
         test = result.trained.metrics.get("test", {})
         if result.metric in test:

@@ -24,6 +24,14 @@ from honing.errors import HoningError
 RUN_MARKERS = ("recipe.yaml", "metrics.json")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a resumable run: says which run directory to resume."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(root) / name / f"{stamp}-{secrets.token_hex(3)}"

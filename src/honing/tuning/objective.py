@@ -10,7 +10,9 @@ every epoch and LightGBM trials after every boosting round, so a pruner can stop
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import socket
 import time
 from typing import Any
 
@@ -121,7 +123,8 @@ class Objective:
                     raise optuna.TrialPruned(f"pruned after fold {fold}")
         validation = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
         attrs = {"model": fitted.type, "validation": validation, "fit_seconds": round(time.perf_counter() - start, 3),
-                 "epochs": steps, "refit": _refit_values(recipe, fitted.estimator)}
+                 "epochs": steps, "refit": _refit_values(recipe, fitted.estimator),
+                 "worker": f"{socket.gethostname()}:{os.getpid()}"}
         objectives = {"metric": validation[self.metric]}
         if "latency" in self.tune.objectives:
             objectives["latency"] = _latency_ms(fitted.estimator, parts[-1]["validation"][0])

@@ -113,6 +113,8 @@ class Outcome:
     recipe: Recipe  # the base recipe with the best values
     refit: dict[str, Any]  # what refitting on train + validation fixes (epochs, boosting rounds)
     notes: list[str] = field(default_factory=list)
+    trial: int | None = None  # the best trial's number; None when the recipe as written won
+    scores: tuple[float, ...] = ()  # the best recipe's validation score(s)
 
 
 def outcome(search: Search, study: optuna.Study) -> Outcome:
@@ -130,25 +132,30 @@ def outcome(search: Search, study: optuna.Study) -> Outcome:
     if default and len(search.names) == 1 and _better(default["score"], best.values[0], search.objective.greater):
         note = (f"the recipe as written scored better on validation ({default['score']:.4f}) than the best trial "
                 f"({best.values[0]:.4f}): best.yaml keeps it")
-        return Outcome(study, search.names, rows, best, {}, search.objective.recipe({}), default["refit"], [note])
+        return Outcome(study, search.names, rows, best, {}, search.objective.recipe({}), default["refit"], [note],
+                       None, (default["score"],))
     values = best_values(best, search.dims)
     return Outcome(study, search.names, rows, best, values, search.objective.recipe(values),
-                   best.user_attrs.get("refit", {}))
+                   best.user_attrs.get("refit", {}), [], best.number, tuple(best.values))
 
 
 def _better(a: float, b: float, greater: bool) -> bool:
     return a > b if greater else a < b
 
 
-def score_default(search: Search, study: optuna.Study) -> float | None:
+def score_default(search: Search, study: optuna.Study, progress: Progress = SILENT) -> float | None:
     """Score the recipe as written once (what tuning has to beat), kept in the study; None for
-    ``model.type: auto``, which is a portfolio rather than one model."""
+    ``model.type: auto`` (a portfolio rather than one model) or when it fails to train."""
     if "default" not in study.user_attrs:
         default = None
         if search.recipe.model.type != "auto":
-            values, attrs = search.objective.evaluate({})
-            if math.isfinite(values[0]):
-                default = {"score": values[0], "refit": attrs["refit"]}
+            try:
+                values, attrs = search.objective.evaluate({})
+            except (HoningError, ValueError, ArithmeticError, RuntimeError) as exc:
+                progress.note(f"the recipe as written failed to train ({exc}); tuning goes on without it")
+            else:
+                if math.isfinite(values[0]):
+                    default = {"score": values[0], "refit": attrs["refit"]}
         study.set_user_attr("default", default)
     default = study.user_attrs["default"]
     return default["score"] if default else None

@@ -66,24 +66,33 @@ def _label(value: Any) -> Any:
 
 
 def parse_space(raw: Any, defaults: Callable[[Any], dict] | None = None,
-                where: str = "tune.space", prefix: str = "") -> tuple[Dimension, ...]:
+                where: str = "tune.space", prefix: str = "", taken: frozenset = frozenset()) -> tuple[Dimension, ...]:
     """The dimensions of a raw space mapping, its shape checked; errors name ``where.PATH``.
 
-    ``defaults(option)`` gives the sub-space of a ``model.type`` option left ``null``."""
+    ``defaults(option)`` gives the sub-space of a ``model.type`` option left ``null`` (without the
+    paths ``taken`` by the space around it: an explicit range wins over a default one)."""
     if not isinstance(raw, Mapping) or not raw:
         raise RecipeError(f"{where}: must be a non-empty mapping of recipe paths to specs",
                           "e.g. train.optimizer.lr: {float: [1.0e-5, 1.0e-1], log: true}")
     dims = []
+    taken = taken | {str(p) for p in raw}
     for path, spec in raw.items():
         path = str(path)
         key = f"{where}.{path}"
         if path.split(".")[0] in FIXED:
             raise RecipeError(f"{key}: '{path.split('.')[0]}' cannot be searched", "search model, train or data keys")
-        dims.append(_dimension(path, spec, key, prefix, defaults))
+        dims.append(_dimension(path, spec, key, prefix, defaults, taken))
+    paths = {d.path for d in dims}
+    for dim in dims:
+        for sub in (dim.branches or {}).values():
+            twice = sorted({d.path for d in _walk(sub)} & paths)
+            if twice:
+                raise RecipeError(f"{where}.{dim.path}: an option's sub-space searches '{twice[0]}', "
+                                  "which the space already searches", "search each path in one place")
     return tuple(dims)
 
 
-def _dimension(path: str, spec: Any, key: str, prefix: str, defaults: Callable | None) -> Dimension:
+def _dimension(path: str, spec: Any, key: str, prefix: str, defaults: Callable | None, taken: frozenset) -> Dimension:
     if not isinstance(spec, Mapping):
         raise RecipeError(f"{key}: expected a spec like {{float: [LOW, HIGH]}}, {{int: [LOW, HIGH]}} or {{choice: [...]}}, "
                           f"got {spec!r}", "to fix a value instead of searching it, set it in the recipe")
@@ -102,7 +111,7 @@ def _dimension(path: str, spec: Any, key: str, prefix: str, defaults: Callable |
     if kind == "choice":
         if log or step is not None:
             raise RecipeError(f"{key}: log and step are for float, int and layers ranges, not choice")
-        return _choice(path, spec["choice"], key, name, prefix, defaults)
+        return _choice(path, spec["choice"], key, name, prefix, defaults, taken)
     if kind == "layers":
         layers = _bounds(spec["layers"], f"{key}.layers", integer=True, log=False, minimum=1)
         width = _bounds(spec.get("width"), f"{key}.width", integer=True, log=log, minimum=1)
@@ -148,15 +157,16 @@ def _check_step(step: Any, bounds: tuple, key: str, log: bool, integer: bool) ->
         raise RecipeError(f"{key}: {step} is wider than the range {list(bounds)}", "use a smaller step")
 
 
-def _choice(path: str, options: Any, key: str, name: str, prefix: str, defaults: Callable | None) -> Dimension:
+def _choice(path: str, options: Any, key: str, name: str, prefix: str, defaults: Callable | None,
+            taken: frozenset) -> Dimension:
     if isinstance(options, Mapping):
         if not options:
             raise RecipeError(f"{key}.choice: is empty", "list at least one option")
         branches = {}
         for option, sub in options.items():
             if sub is None and path == "model.type" and defaults is not None:
-                sub = defaults(option)
-            branches[option] = (parse_space(sub, defaults, f"{key}.choice.{option}", f"{prefix}{option}/")
+                sub = {k: v for k, v in defaults(option).items() if k not in taken}
+            branches[option] = (parse_space(sub, defaults, f"{key}.choice.{option}", f"{prefix}{option}/", taken)
                                 if sub else ())
         nested = {d.path for dims in branches.values() for d in _walk(dims)}
         if path in nested:
@@ -169,7 +179,7 @@ def _choice(path: str, options: Any, key: str, name: str, prefix: str, defaults:
     if len(set(map(repr, labels))) != len(labels):
         raise RecipeError(f"{key}.choice: lists a value twice", "list each option once")
     if path == "model.type" and defaults is not None:  # each family brings its default sub-space
-        return _choice(path, {o: None for o in options}, key, name, prefix, defaults)
+        return _choice(path, {o: None for o in options}, key, name, prefix, defaults, taken)
     return Dimension(path, name, "choice", choices=tuple(options))
 
 
@@ -200,41 +210,66 @@ def suggest(trial: Any, dims: tuple[Dimension, ...]) -> dict[str, Any]:
         else:
             labels = dim.labels()
             label = trial.suggest_categorical(dim.name, labels)
-            option = dim.choices[labels.index(label)]
+            option = dim.choices[_index(labels, label)]
             values[dim.path] = option
             if dim.branches:
                 values.update(suggest(trial, dim.branches[option]))
     return values
 
 
+def _index(labels: list, label: Any) -> int:
+    """The position of ``label``, told apart by type too (1, 1.0 and True are different choices)."""
+    return next(i for i, x in enumerate(labels) if type(x) is type(label) and x == label)
+
+
 def grid(dims: tuple[Dimension, ...]) -> dict[str, list]:
-    """Every parameter's values for Optuna's grid sampler; ranges need a step (ints step 1)."""
+    """Every parameter's values (ranges need a step; ints step 1), for a grid search."""
     out: dict[str, list] = {}
     for dim in _walk(dims):
-        if dim.kind == "choice":
-            out[dim.name] = dim.labels()
-        elif dim.kind == "float":
-            if dim.step is None:
-                raise RecipeError(f"tune.space.{dim.path}: the grid sampler needs a step for a float range",
-                                  "add step: to the range, use choice:, or another tune.sampler")
-            count = math.floor((dim.high - dim.low) / dim.step + 1e-9) + 1
-            out[dim.name] = [round(dim.low + i * dim.step, 12) for i in range(count)]
-        elif dim.kind == "int":
-            out[dim.name] = list(range(int(dim.low), int(dim.high) + 1, dim.step or 1))
-        else:
+        if dim.kind == "layers":
             out[f"{dim.name}.layers"] = list(range(int(dim.low), int(dim.high) + 1))
-            widths = list(range(dim.width[0], dim.width[1] + 1, dim.step or 1))
             for i in range(int(dim.high)):
-                out[f"{dim.name}.width{i + 1}"] = widths
-    size = math.prod(len(v) for v in out.values())
-    if size > MAX_GRID:
-        raise RecipeError(f"tune.space: the grid has {size:,} combinations (most {MAX_GRID:,})",
-                          "add steps or fewer choices, or use tune.sampler: tpe")
+                out[f"{dim.name}.width{i + 1}"] = _values(dim)
+        else:
+            out[dim.name] = _values(dim)
     return out
 
 
+def _values(dim: Dimension) -> list:
+    if dim.kind == "choice":
+        return dim.labels()
+    if dim.kind == "layers":
+        return list(range(dim.width[0], dim.width[1] + 1, dim.step or 1))
+    if dim.kind == "int":
+        return list(range(int(dim.low), int(dim.high) + 1, dim.step or 1))
+    if dim.step is None:
+        raise RecipeError(f"tune.space.{dim.path}: the grid sampler needs a step for a float range",
+                          "give it step: (not log:), use choice:, or another tune.sampler")
+    count = math.floor((dim.high - dim.low) / dim.step + 1e-9) + 1
+    return [round(dim.low + i * dim.step, 12) for i in range(count)]
+
+
 def grid_size(dims: tuple[Dimension, ...]) -> int:
-    return math.prod(len(v) for v in grid(dims).values())
+    """How many distinct recipes the grid holds: conditional parameters count only under their
+    option, and a layer's width only when the network is that deep."""
+    size = _count(dims)
+    if size > MAX_GRID:
+        raise RecipeError(f"tune.space: the grid has {size:,} combinations (most {MAX_GRID:,})",
+                          "add steps or fewer choices, or use tune.sampler: tpe")
+    return size
+
+
+def _count(dims: tuple[Dimension, ...]) -> int:
+    total = 1
+    for dim in dims:
+        if dim.kind == "choice" and dim.branches:
+            total *= sum(_count(dim.branches[option]) for option in dim.choices)
+        elif dim.kind == "layers":
+            widths = len(_values(dim))
+            total *= sum(widths ** depth for depth in range(int(dim.low), int(dim.high) + 1))
+        else:
+            total *= len(_values(dim))
+    return total
 
 
 # --------------------------------------------------------------------------- recipes

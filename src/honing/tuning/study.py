@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import Recipe, TuneConfig
-from honing.tuning.space import Dimension, grid, grid_size
+from honing.tuning.space import Dimension, grid_size
 
 JOURNAL = "study.journal"
 #: Seconds between a running trial's heartbeats in a database, and after which a silent one is stale.
@@ -74,7 +74,7 @@ def open_storage(spec: str) -> Any:
 
     try:
         return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                                          failed_trial_callback=_requeue_stale,
+                                          heartbeat_stale_trial_callback=_requeue_stale,
                                           engine_kwargs={"pool_pre_ping": True, **_connect_timeout(spec)})
     except (ImportError, ValueError, SQLAlchemyError) as exc:  # driver, network, credentials, database
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -97,8 +97,9 @@ def _redacted(url: str) -> str:
 
 def make_sampler(tune: TuneConfig, dims: tuple[Dimension, ...], seed: int) -> optuna.samplers.BaseSampler:
     name = tune.sampler
-    if name == "grid":
-        return optuna.samplers.GridSampler(grid(dims), seed=seed)
+    if name == "grid":  # enumerates the tree of a conditional space: every distinct recipe once
+        grid_size(dims)  # a finite space (ranges with steps), not too large
+        return optuna.samplers.BruteForceSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
