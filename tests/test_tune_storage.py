@@ -129,7 +129,7 @@ def test_a_second_machine_joins_a_study_in_postgresql(tmp_path, postgres_url):
     _wait_for(lambda: study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
               and optuna.load_study(study_name=study_name, storage=storage).trials)
     finished = api.join(recipe)  # this process is the second machine
-    out, err = leader.communicate(timeout=300)
+    _, err = leader.communicate(timeout=300)
     assert leader.returncode == 0, err
     assert finished >= 6
     study = optuna.load_study(study_name=study_name, storage=storage)
