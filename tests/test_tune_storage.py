@@ -162,3 +162,26 @@ def test_an_unreachable_database_is_a_one_line_error(tmp_path, cli):
 def test_sqlite_storage_is_refused_for_parallel_safety(tmp_path):
     with pytest.raises(HoningError, match="SQLite is not safe"):
         api.tune(_recipe(tmp_path, FAST, storage=f"sqlite:///{tmp_path}/s.db"), out=tmp_path / "run")
+
+
+def test_optuna_dashboard_reads_the_study_journal(tmp_path):
+    import io
+    import json
+
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    api.tune(_recipe(tmp_path, FAST, trials=2), out=tmp_path / "run")
+    app = optuna_dashboard.wsgi(str(tmp_path / "run" / "study.journal"))  # what `optuna-dashboard FILE` serves
+
+    def get(path: str) -> dict:
+        status = {}
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+                   "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+                   "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr}
+        body = b"".join(app(environ, lambda s, headers, exc_info=None: status.setdefault("status", s)))
+        assert status["status"].startswith("200"), status
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "slow" and summary["directions"] == ["maximize"]
+    trials = get(f"/api/studies/{summary['study_id']}")["trials"]
+    assert len(trials) == 2 and {t["state"] for t in trials} == {"Complete"}
