@@ -30,7 +30,6 @@ class Search:
     objective: Objective
     spec: studies.StudySpec
     names: list[str]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def metric(self) -> str:
