@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tabular.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/checkpointing_memory.py
+	$(BIN)/python benchmarks/tuning_efficiency.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:
