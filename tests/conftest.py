@@ -22,6 +22,17 @@ class CliResult:
     err: str
 
 
+def assert_user_error(result: CliResult, *words: str) -> None:
+    """Exit 2 and one `error:` line, the last on stderr (progress lines may come before it), naming
+    every one of ``words``."""
+    assert result.code == 2, (result.code, result.err)
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.err.strip().splitlines()[-1] == errors[0], result.err
+    assert "Traceback" not in result.err
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``honing ARGS…`` through the real entry point (honing.cli.main); return code and output."""

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import assert_user_error
 from honing import api
 from honing.errors import HoningError
 from honing.recipe import load_recipe
@@ -405,8 +406,7 @@ def test_no_completed_trial_is_a_one_line_error_from_the_cli(cli, tmp_path):
                                       "tune": {"trials": None, "sampler": "grid",
                                                "space": {"model.params.n_neighbors": {"choice": [500, 1000]}}}}))
     result = cli("tune", recipe, "--out", tmp_path / "run")
-    assert result.code == 2, result.err
-    assert "no trial completed" in result.err and "Traceback" not in result.err
+    assert_user_error(result, "no trial completed")
     with pytest.raises(HoningError, match="no trial completed"):
         api.tune(recipe, out=tmp_path / "again")
 

@@ -13,6 +13,7 @@ import optuna
 import pytest
 import yaml
 
+from conftest import assert_user_error
 from honing.errors import HoningError, RecipeError
 from honing.recipe import TuneConfig, load_recipe
 from honing.tuning import defaults
@@ -526,16 +527,6 @@ def write_recipe(path, **sections):
     path.write_text(yaml.safe_dump({"recipe_version": 1, "name": "t", "data": dict(IRIS), **sections},
                                    sort_keys=False))
     return path
-
-
-def assert_user_error(result, *words):
-    """Exit 2 and one `error:` line, the last on stderr (progress lines may come before it)."""
-    assert result.code == 2, (result.code, result.err)
-    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and result.err.strip().splitlines()[-1] == errors[0], result.err
-    assert "Traceback" not in result.err
-    for word in words:
-        assert word in errors[0], (word, errors[0])
 
 
 def assert_no_run_left(out):

@@ -19,6 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from conftest import assert_user_error
 from honing import api
 from honing.errors import HoningError
 
@@ -109,11 +110,6 @@ def test_an_interrupted_study_resumes_without_counting_a_trial_twice(tmp_path, s
     assert (run / "best.yaml").is_file() and result.best_score == max(t.value for t in counted)
 
 
-def test_resume_without_an_interrupted_run_is_a_clear_error(tmp_path, cli):
-    result = cli("tune", "--resume", str(tmp_path / "nothing"))
-    assert result.code == 2 and "no interrupted run" in result.err
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -146,16 +142,16 @@ def test_postgresql_study_names_and_urls_are_checked(tmp_path, postgres_url, cli
     recipe = _recipe(tmp_path, FAST, trials=1, storage=postgres_url, study=name)
     assert cli("tune", str(recipe), "--out", str(tmp_path / "a")).code == 0
     again = cli("tune", str(recipe), "--out", str(tmp_path / "b"))
-    assert again.code == 2 and f"a study '{name}' already exists" in again.err
+    assert_user_error(again, f"a study '{name}' already exists")
     assert not (tmp_path / "b").exists() and not (tmp_path / ".b.partial").exists()
     missing = cli("tune", str(recipe), "--join", "--study", "never-started")
-    assert missing.code == 2 and "no study 'never-started'" in missing.err
+    assert_user_error(missing, "no study 'never-started'")
 
 
 def test_an_unreachable_database_is_a_one_line_error(tmp_path, cli):
     url = "postgresql+psycopg2://nobody:secret@127.0.0.1:9/none"
     result = cli("tune", str(_recipe(tmp_path, FAST, storage=url)), "--out", str(tmp_path / "run"))
-    assert result.code == 2 and "tune.storage: cannot open" in result.err
+    assert_user_error(result, "tune.storage: cannot open")
     assert "secret" not in result.err and not (tmp_path / "run").exists()
 
 

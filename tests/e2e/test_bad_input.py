@@ -7,15 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-
-def assert_user_error(result, *words):
-    """Exit 2 and one `error:` line, the last on stderr (progress lines may come before it)."""
-    assert result.code == 2, (result.code, result.err)
-    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and result.err.strip().splitlines()[-1] == errors[0], result.err
-    assert "Traceback" not in result.err
-    for word in words:
-        assert word in errors[0], (word, errors[0])
+from conftest import assert_user_error
 
 
 def write_recipe(path, source, **data):
