@@ -8,6 +8,7 @@ import copy
 import itertools
 import json
 import math
+import warnings
 
 import optuna
 import pytest
@@ -18,7 +19,8 @@ from honing.errors import HoningError, RecipeError
 from honing.recipe import TuneConfig, load_recipe
 from honing.tuning import defaults
 from honing.tuning.defaults import DEFAULT_SPACES, option_space
-from honing.tuning.space import MAX_GRID, apply_values, build_space, grid, grid_size, parse_space, suggest
+from honing.tuning.space import MAX_GRID, apply_values, build_space, grid_size, parse_space, suggest
+from honing.tuning.study import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -392,49 +394,57 @@ def test_a_path_searched_twice_is_refused_or_the_explicit_range_wins():
 # --------------------------------------------------------------------------- 5. grid
 
 
+def grid_visits(dims) -> list[dict]:
+    """The recipe values honing's grid sampler visits, one study of ``grid_size`` trials."""
+    sampler = make_sampler(TuneConfig(sampler="grid", trials=None), dims, 0)
+    s = optuna.create_study(sampler=sampler)
+    seen = []
+
+    def objective(trial):
+        seen.append(suggest(trial, dims))
+        return 0.0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna's note on a range not divisible by its step
+        s.optimize(objective, n_trials=grid_size(dims))
+    return seen
+
+
 def test_grid_enumerates_stepped_floats_without_drift():
-    g = grid(parse_space({"a": {"float": [0.1, 0.3], "step": 0.1},
-                          "b": {"float": [0.0, 1.0], "step": 0.1},
-                          "c": {"float": [0.1, 0.35], "step": 0.1}}))
-    assert g["a"] == [0.1, 0.2, 0.3]
-    assert g["b"] == [i / 10 for i in range(11)]  # 0.3, 0.7, not 0.30000000000000004
-    assert g["c"] == [0.1, 0.2, 0.3]  # the step that would pass HIGH is left out
+    seen = grid_visits(parse_space({"a": {"float": [0.1, 0.3], "step": 0.1},
+                                    "b": {"float": [0.0, 1.0], "step": 0.1},
+                                    "c": {"float": [0.1, 0.35], "step": 0.1}}))
+    assert sorted({v["a"] for v in seen}) == [0.1, 0.2, 0.3]
+    assert sorted({v["b"] for v in seen}) == [i / 10 for i in range(11)]  # 0.3, 0.7, not 0.30000000000000004
+    assert sorted({v["c"] for v in seen}) == [0.1, 0.2, 0.3]  # the step that would pass HIGH is left out
+    assert len({tuple(v.values()) for v in seen}) == len(seen) == 3 * 11 * 3
 
 
 def test_grid_enumerates_ints_choices_layers_and_branches():
-    g = grid(parse_space({
+    dims = parse_space({
         "model.params.min_child_samples": {"int": [5, 20], "step": 5},
         "model.params.max_depth": {"int": [2, 4]},
         "model.params.hidden": {"layers": [1, 2], "width": [16, 48], "step": 16},
         "model.type": {"choice": {"lightgbm": {"model.params.num_leaves": {"int": [8, 10]}}, "ridge": None}},
         "train.batch_size": {"choice": [[1, 2], None, 64]},
-    }))
-    assert g == {
-        "model.params.min_child_samples": [5, 10, 15, 20],
-        "model.params.max_depth": [2, 3, 4],
-        "model.params.hidden.layers": [1, 2],
-        "model.params.hidden.width1": [16, 32, 48],
-        "model.params.hidden.width2": [16, 32, 48],
-        "model.type": ["lightgbm", "ridge"],
-        "lightgbm/model.params.num_leaves": [8, 9, 10],
-        "train.batch_size": ["[1, 2]", None, 64],
-    }
+    })
+    seen = grid_visits(dims)
+    recipes = {json.dumps(v, sort_keys=True) for v in seen}
+    assert len(recipes) == len(seen) == 4 * 3 * (3 + 3 * 3) * (3 + 1) * 3  # every recipe once
+    assert sorted({v["model.params.min_child_samples"] for v in seen}) == [5, 10, 15, 20]
+    assert sorted({v["model.params.max_depth"] for v in seen}) == [2, 3, 4]
+    assert {tuple(v["model.params.hidden"]) for v in seen} == {
+        (a,) for a in (16, 32, 48)} | {(a, b) for a in (16, 32, 48) for b in (16, 32, 48)}
+    assert {v.get("model.params.num_leaves") for v in seen if v["model.type"] == "lightgbm"} == {8, 9, 10}
+    assert all("model.params.num_leaves" not in v for v in seen if v["model.type"] == "ridge")
+    assert {json.dumps(v["train.batch_size"]) for v in seen} == {"[1, 2]", "null", "64"}
 
 
-def test_grid_feeds_optunas_grid_sampler_every_combination():
+def test_grid_visits_every_combination():
     dims = parse_space({"x": {"float": [0.1, 0.3], "step": 0.1}, "n": {"int": [1, 3]},
                         "h": {"choice": [[8], [8, 8]]}})
-    size = grid_size(dims)
-    assert size == 3 * 3 * 2
-    s = optuna.create_study(sampler=optuna.samplers.GridSampler(grid(dims), seed=0))
-    seen = []
-
-    def objective(trial):
-        v = suggest(trial, dims)
-        seen.append((v["x"], v["n"], tuple(v["h"])))
-        return 0.0
-
-    s.optimize(objective, n_trials=size + 5)  # the sampler stops the study once the grid is done
+    assert grid_size(dims) == 3 * 3 * 2
+    seen = [(v["x"], v["n"], tuple(v["h"])) for v in grid_visits(dims)]
     assert sorted(seen) == sorted(itertools.product([0.1, 0.2, 0.3], [1, 2, 3], [(8,), (8, 8)]))
 
 
@@ -447,8 +457,8 @@ def test_grid_size_counts_distinct_recipes_of_a_conditional_space():
 
 def test_grid_needs_a_step_on_float_ranges():
     with pytest.raises(RecipeError, match=r"tune\.space\.train\.optimizer\.lr: the grid sampler needs a step"):
-        grid(parse_space({"train.batch_size": {"choice": [32, 64]},
-                          "train.optimizer.lr": {"float": [1e-4, 1e-2], "log": True}}))
+        grid_size(parse_space({"train.batch_size": {"choice": [32, 64]},
+                               "train.optimizer.lr": {"float": [1e-4, 1e-2], "log": True}}))
 
 
 def test_grid_size_is_capped():

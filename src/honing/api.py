@@ -205,7 +205,7 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
         recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         found = searching.open_study(search, create=not resume, progress=progress)
-        write_json(tmp / "study.json", {"study": search.spec.name, "storage": _shown_storage(search.spec, tmp)})
+        write_json(tmp / "study.json", {"study": search.spec.name, "storage": search.spec.shown(tmp)})
         try:
             with progress.step("scoring the recipe as written"):
                 default = searching.score_default(search, found, progress)
@@ -243,16 +243,9 @@ def _load(recipe: Recipe, progress: Progress) -> Dataset:
     return dataset
 
 
-def _shown_storage(spec: Any, run_dir: Path) -> str:
-    from honing.tuning.study import JOURNAL
-
-    return JOURNAL if Path(spec.storage) == run_dir / JOURNAL else spec.storage.split("@")[-1]
-
-
 def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,
                   progress: Progress) -> TuneResult:
     from honing.report.tuning_plots import tuning_plots
-    from honing.tuning.space import params_of
 
     tune = search.recipe.tune
     for note in outcome.notes:
@@ -263,30 +256,14 @@ def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Pat
         _, notes = tuning_plots(outcome.study, tmp / "plots", outcome.names)
     for note in notes:
         progress.note(note)
-    refit = outcome.recipe
-    if tune.refit and outcome.refit:
-        refit = load_recipe(outcome.recipe, [f"{k}={_yaml_value(v)}" for k, v in outcome.refit.items()])
+    refit = outcome.refitted if tune.refit else outcome.recipe
     what = "train + validation" if tune.refit else "train"
     which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
     progress.note(f"training the best recipe ({which}) on {what}")
     trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit)
-    states: dict[str, int] = {}
-    for row in outcome.rows:
-        states[row["state"]] = states.get(row["state"], 0) + 1
-    summary = {"study": search.spec.name, "objectives": outcome.names, "trials": states,
-               "epochs": int(sum(r.get("epochs") or 0 for r in outcome.rows)),
-               "best": {"trial": outcome.trial, "scores": dict(zip(outcome.names, outcome.scores, strict=False)),
-                        "values": params_of(outcome.values), "refit": outcome.refit},
-               "default_score": default, "test": trained.metrics.get("test", {})}
-    write_json(tmp / "tune.json", summary)
+    write_json(tmp / "tune.json", outcome.summary(search.spec.name, default, trained.metrics.get("test", {})))
     return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.trial, outcome.scores[0], default,
                       outcome.rows, trained, [*outcome.notes, *notes])
-
-
-def _yaml_value(value: Any) -> str:
-    import json
-
-    return json.dumps(value)  # JSON is YAML: null, numbers and lists read back as themselves
 
 
 def _resumable(run_dir: str | Path | None, verb: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from honing.recipe import Recipe
 from honing.tuning import study as studies
 from honing.tuning.objective import Objective
 from honing.tuning.results import best_trial, best_values, leaderboard, objective_names
-from honing.tuning.space import Dimension, build_space
+from honing.tuning.space import Dimension, build_space, params_of
 
 
 @dataclass
@@ -114,6 +115,16 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     trial: int | None = None  # the best trial's number; None when the recipe as written won
     scores: tuple[float, ...] = ()  # the best recipe's validation score(s)
+    refitted: Recipe | None = None  # the best recipe with the refit values, for train + validation
+
+    def summary(self, study_name: str, default: float | None, test: dict[str, Any]) -> dict[str, Any]:
+        """tune.json: trial counts, epochs spent, the best recipe's values and scores."""
+        return {"study": study_name, "objectives": self.names,
+                "trials": dict(Counter(row["state"] for row in self.rows)),
+                "epochs": int(sum(row.get("epochs") or 0 for row in self.rows)),
+                "best": {"trial": self.trial, "scores": dict(zip(self.names, self.scores, strict=False)),
+                         "values": params_of(self.values), "refit": self.refit},
+                "default_score": default, "test": test}
 
 
 def outcome(search: Search, study: optuna.Study) -> Outcome:
@@ -132,10 +143,11 @@ def outcome(search: Search, study: optuna.Study) -> Outcome:
         note = (f"the recipe as written scored better on validation ({default['score']:.4f}) than the best trial "
                 f"({best.values[0]:.4f}): best.yaml keeps it")
         return Outcome(study, search.names, rows, best, {}, search.objective.recipe({}), default["refit"], [note],
-                       None, (default["score"],))
+                       None, (default["score"],), search.objective.recipe(default["refit"]))
     values = best_values(best, search.dims)
-    return Outcome(study, search.names, rows, best, values, search.objective.recipe(values),
-                   best.user_attrs.get("refit", {}), [], best.number, tuple(best.values))
+    refit = best.user_attrs.get("refit", {})
+    return Outcome(study, search.names, rows, best, values, search.objective.recipe(values), refit, [],
+                   best.number, tuple(best.values), search.objective.recipe({**values, **refit}))
 
 
 def _better(a: float, b: float, greater: bool) -> bool:

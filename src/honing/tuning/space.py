@@ -222,19 +222,6 @@ def _index(labels: list, label: Any) -> int:
     return next(i for i, x in enumerate(labels) if type(x) is type(label) and x == label)
 
 
-def grid(dims: tuple[Dimension, ...]) -> dict[str, list]:
-    """Every parameter's values (ranges need a step; ints step 1), for a grid search."""
-    out: dict[str, list] = {}
-    for dim in _walk(dims):
-        if dim.kind == "layers":
-            out[f"{dim.name}.layers"] = list(range(int(dim.low), int(dim.high) + 1))
-            for i in range(int(dim.high)):
-                out[f"{dim.name}.width{i + 1}"] = _values(dim)
-        else:
-            out[dim.name] = _values(dim)
-    return out
-
-
 def _values(dim: Dimension) -> list:
     if dim.kind == "choice":
         return dim.labels()

@@ -50,6 +50,10 @@ class StudySpec:
     def shared(self) -> bool:
         return "://" in self.storage
 
+    def shown(self, run_dir: Path) -> str:
+        """The storage as tune.json names it: the journal's file name, or the URL without password."""
+        return JOURNAL if self.storage == str(Path(run_dir) / JOURNAL) else _redacted(self.storage)
+
 
 def storage_spec(tune: TuneConfig, run_dir: Path) -> str:
     """The storage a run uses: ``tune.storage``, else a journal file in the run directory."""
@@ -102,13 +106,14 @@ def make_sampler(tune: TuneConfig, dims: tuple[Dimension, ...], seed: int) -> op
         return optuna.samplers.BruteForceSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(10, max(2, (tune.trials or 20) // 4))  # random trials before the model guides the search
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, (tune.trials or 20) // 4)))
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "nsga2":
         population = min(50, max(4, (tune.trials or 50) // 4))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=tune.workers > 1,
-                                      n_startup_trials=min(10, max(2, (tune.trials or 20) // 4)))
+                                      n_startup_trials=startup)
 
 
 def make_pruner(tune: TuneConfig, steps: int) -> optuna.pruners.BasePruner:
