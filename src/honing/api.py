@@ -31,7 +31,6 @@ from honing.recipe import Recipe, load_recipe
 from honing.report.plots import learning_curve
 from honing.tracking import (
     CHECKPOINTS,
-    Interrupted,
     default_run_dir,
     launched_rank,
     partial_dir,
@@ -206,12 +205,9 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         found = searching.open_study(search, create=not resume, progress=progress)
         write_json(tmp / "study.json", {"study": search.spec.name, "storage": search.spec.shown(tmp)})
-        try:
-            with progress.step("scoring the recipe as written"):
-                default = searching.score_default(search, found, progress)
-            searching.run(search, found, progress)
-        except KeyboardInterrupt:
-            raise Interrupted(run_dir) from None
+        with progress.step("scoring the recipe as written"):
+            default = searching.score_default(search, found, progress)
+        searching.run(search, found, progress)
         outcome = searching.outcome(search, found)
         result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
     return result

@@ -130,13 +130,13 @@ def train(
         if overrides or out:
             raise HoningError("--resume continues with the run's own recipe and directory",
                               "drop --set and --out")
-        result = api.resume(resume, progress=_progress(quiet))
+        result = _interruptible("train", lambda: api.resume(resume, progress=_progress(quiet)))
     else:
         code = api.launch_train(recipe, overrides or [], out, processes, nnodes, node_rank, rdzv,
                                 quiet=quiet or _state["quiet"])
         if code is not None:  # the ranks ran (and rank 0 printed the results)
             raise typer.Exit(code)
-        result = api.train(recipe, overrides or [], out=out, progress=_progress(quiet))
+        result = _interruptible("train", lambda: api.train(recipe, overrides or [], out=out, progress=_progress(quiet)))
     if launched_rank() == 0:
         _print_run(result)
 
@@ -182,7 +182,7 @@ def tune(
         if overrides or out or join or study:
             raise HoningError("--resume continues with the run's own recipe, study and directory",
                               "drop --set, --trials, --timeout, --workers, --out, --study and --join")
-        result = _interruptible(lambda: api.tune(None, out=resume, progress=progress, resume=True))
+        result = _interruptible("tune", lambda: api.tune(None, out=resume, progress=progress, resume=True))
     elif join:
         if out is not None:
             raise HoningError("--join adds trials to a study; the machine that started it writes the results",
@@ -191,19 +191,23 @@ def tune(
         _console().print(f"joined: the study has {finished} finished trials")
         return
     else:
-        result = _interruptible(lambda: api.tune(recipe, overrides, out=out, progress=progress, study=study))
+        result = _interruptible("tune", lambda: api.tune(recipe, overrides, out=out, progress=progress, study=study))
     _print_tuning(result)
 
 
-def _interruptible(run: Any) -> Any:
-    """Run a resumable verb; on Ctrl-C say how to resume it and exit 130."""
+def _interruptible(verb: str, run: Any) -> Any:
+    """Run a verb that can resume; on Ctrl-C say how to resume it (or that nothing was written) and
+    exit 130 (Typer would otherwise print "Aborted!" and exit 1)."""
     from honing.tracking import Interrupted
 
     try:
         return run()
     except Interrupted as exc:
-        typer.echo(f"interrupted: finished trials are kept; continue with `honing tune --resume {exc.run_dir}`",
-                   err=True)
+        kept = "finished trials are kept" if verb == "tune" else "the last checkpoint is kept"
+        typer.echo(f"interrupted: {kept}; continue with `honing {verb} --resume {exc.run_dir}`", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
         raise typer.Exit(130) from None
 
 
@@ -372,10 +376,6 @@ def main() -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted (a neural run that saved a checkpoint continues with "
-                   "`honing train --resume RUN_DIR`, a tuning run with `honing tune --resume RUN_DIR`)", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

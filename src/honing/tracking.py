@@ -25,7 +25,7 @@ RUN_MARKERS = ("recipe.yaml", "metrics.json")
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a resumable run: says which run directory to resume."""
+    """Ctrl-C during a run that can resume (it kept checkpoints or a study): names its directory."""
 
     def __init__(self, run_dir: Path):
         super().__init__(str(run_dir))
@@ -86,9 +86,11 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
         yield tmp
         shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)
         _swap_into_place(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if not any(any(tmp.glob(pattern)) for pattern in RESUMABLE):
             shutil.rmtree(tmp, ignore_errors=True)
+        elif isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            raise Interrupted(final) from None
         raise
 
 

@@ -67,6 +67,21 @@ def test_sigkill_then_resume_gives_identical_weights(recipe, tmp_path):
     assert metrics[0] == metrics[1]
 
 
+def test_ctrl_c_says_how_to_resume(recipe, tmp_path):
+    job = subprocess.Popen(honing_cmd("train", recipe, "--out", tmp_path / "b"), stderr=subprocess.PIPE,
+                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    checkpoint = tmp_path / ".b.partial" / "checkpoints" / "mlp.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert job.poll() is None, "training finished before it could be interrupted"
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130
+    assert f"honing train --resume {tmp_path / 'b'}" in err and "Aborted" not in err
+    assert checkpoint.exists() and not (tmp_path / "b").exists()
+
+
 def test_resume_without_an_interrupted_run(cli, tmp_path):
     result = cli("train", "--resume", tmp_path / "nothing")
     assert result.code == 2 and "no interrupted run" in result.err

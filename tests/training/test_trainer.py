@@ -74,6 +74,18 @@ def test_logs_loss_validation_metrics_lr_and_speed():
     assert history.rows[-1]["loss"] < history.rows[0]["loss"]
 
 
+def test_threads_apply_while_training_and_are_restored_after():
+    class Seen(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.threads = torch.get_num_threads()
+
+    before, seen = torch.get_num_threads(), Seen()
+    wanted = 1 if before > 1 else 2
+    X, y = _data()
+    Trainer(_mlp(), nn.MSELoss(), _cfg(epochs=1, threads=wanted), callbacks=[seen]).fit(X, y)
+    assert seen.threads == wanted and torch.get_num_threads() == before
+
+
 def test_accumulating_two_batches_of_8_equals_batches_of_16():
     X, y = _data()
     small, large = _mlp(), _mlp()

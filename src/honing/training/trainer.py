@@ -67,8 +67,6 @@ class Trainer:
         if cfg.precision == "fp16" and self.device.type != "cuda":
             raise RecipeError(f"train.precision: fp16 needs CUDA (training runs on {self.device.type})",
                               "use train.precision: bf16 or fp32 on a CPU")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         distributed.init_from_env()  # a no-op outside torchrun
         world = distributed.world_size()
         if cfg.batch_size % world:
@@ -107,21 +105,22 @@ class Trainer:
         if distributed.is_distributed() and self._ddp is None:  # averages the gradients across ranks
             self._ddp = DistributedDataParallel(self.model, device_ids=self._ddp_device_ids())
         self.stop = False
-        self._call("on_fit_start")
-        while self.epoch < self.cfg.epochs and not self.stop:
-            epoch = self.epoch + 1
-            self._call("on_epoch_start", epoch)
-            self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            start = time.perf_counter()
-            loss = self._train_epoch(X, y, epoch)
-            train_seconds = time.perf_counter() - start
-            logs = {"epoch": epoch, "loss": loss, **self._validate(val)}
-            logs.update(lr=self.schedule.lr, seconds=time.perf_counter() - start,
-                        samples_per_s=len(X) / max(train_seconds, 1e-9))
-            self.schedule.step_epoch(self._monitored_value(logs))
-            self.epoch = epoch
-            self._call("on_epoch_end", epoch, logs)
-        self._call("on_fit_end")
+        with torch_threads(self.cfg.threads):
+            self._call("on_fit_start")
+            while self.epoch < self.cfg.epochs and not self.stop:
+                epoch = self.epoch + 1
+                self._call("on_epoch_start", epoch)
+                self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                start = time.perf_counter()
+                loss = self._train_epoch(X, y, epoch)
+                train_seconds = time.perf_counter() - start
+                logs = {"epoch": epoch, "loss": loss, **self._validate(val)}
+                logs.update(lr=self.schedule.lr, seconds=time.perf_counter() - start,
+                            samples_per_s=len(X) / max(train_seconds, 1e-9))
+                self.schedule.step_epoch(self._monitored_value(logs))
+                self.epoch = epoch
+                self._call("on_epoch_end", epoch, logs)
+            self._call("on_fit_end")
         return self.history
 
     def _train_epoch(self, X: Tensor, y: Tensor, epoch: int) -> float:
@@ -289,6 +288,18 @@ class Trainer:
         for key, callback in _keyed(self.callbacks):
             if key in saved:
                 callback.load_state_dict(saved[key])
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Use ``threads`` CPU threads for torch inside the block (``train.threads``), then restore."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:
