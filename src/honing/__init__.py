@@ -30,6 +30,7 @@ _PUBLIC = {
     "load_recipe": "honing.recipe",
     "train": "honing.api",
     "evaluate": "honing.api",
+    "audit": "honing.api",
     "predict": "honing.api",
     "load": "honing.api",
     "quickstart": "honing.api",

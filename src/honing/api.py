@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from honing.audit.mitigation import TRUSTED_TYPES as MITIGATION_TYPES
 from honing.bundle import Bundle, load_bundle, save_bundle
 from honing.data import preprocess
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
@@ -23,6 +24,8 @@ from honing.data.preprocess import coerce_features, extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
 from honing.errors import DataError, HoningError, RecipeError
+from honing.evaluation.calibration import TRUSTED_TYPES as CALIBRATOR_TYPES
+from honing.evaluation.metrics import compute_metrics, confusion
 from honing.evaluation.scoring import score_splits
 from honing.models import classic
 from honing.models.select import Selection, select_model
@@ -42,7 +45,7 @@ from honing.tracking import (
 from honing.training.seed import seed_everything
 
 #: The types a bundle may contain beyond skops' defaults: honing's own preprocessing and models.
-TRUSTED_TYPES = [*preprocess.TRUSTED_TYPES, *classic.TRUSTED_TYPES]
+TRUSTED_TYPES = [*preprocess.TRUSTED_TYPES, *classic.TRUSTED_TYPES, *CALIBRATOR_TYPES, *MITIGATION_TYPES]
 
 
 @dataclass
@@ -113,34 +116,88 @@ def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
 
 def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
                 fit_on_validation: bool = False) -> RunResult:
+    from honing.evaluation import fairness_check
+    from honing.evaluation.evaluate import evaluate, predictor
+
     dataset = _load(recipe, progress)
     if fit_on_validation:
         dataset = dataset.with_validation_in_train()
     resolved = _resolved_recipe(recipe, dataset)
+    audit = _audit_before_training(resolved, dataset, progress)
+    fairness_check.check_mitigation(resolved, dataset)
+    if resolved.audit.exclude_sensitive:
+        dataset = dataset.excluding(resolved.audit.sensitive)
     with progress.step("fitting preprocessing on the training split"):
         preprocessor, data = dataset.prepared(resolved.data)
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
                              resolved.evaluate.metric, progress, resolved.train, checkpoints)
-    metrics = _metrics(selection, dataset, data)
-    history = getattr(selection.best.estimator, "history_", None)
+    best = selection.best
+    params = resolved.model.params if resolved.model.type != "auto" else {}
+    model, decision = best.estimator, {}
+    if resolved.audit.mitigate != "none":
+        mitigated = fairness_check.mitigate(model, preprocessor, dataset, data, resolved, best.type, params, progress)
+        model, decision = mitigated.model, mitigated.decision
+    evaluation = evaluate(model, preprocessor, dataset, data, resolved, tmp / "plots", progress, decision)
+    metrics = _metrics(selection, dataset, data, evaluation)
+    if resolved.evaluate.cv is not None:
+        from honing.evaluation.evaluate import cross_validation
+
+        metrics["cv"] = cross_validation(resolved, dataset, best.type, params, progress)
+    if audit is not None and audit.sensitive and "test" in data:
+        final = predictor(model, preprocessor, dataset, evaluation.decision, evaluation.calibrator)
+        before = predictor(best.estimator, preprocessor, dataset) if model is not best.estimator or decision else None
+        fairness = fairness_check.assess(final, before, dataset, data, resolved)
+        audit.fairness, audit.findings = fairness.report, [*audit.findings, *fairness.findings]
+        _note_findings(fairness.findings, progress)
+        audit.enforce_model(fairness.findings, fairness.measured)
+    history = getattr(best.estimator, "history_", None)
     if history is not None:
-        metrics["diagnostics"] = _diagnostics(selection.best.estimator, progress)
+        metrics["diagnostics"] = _diagnostics(best.estimator, progress)
     with progress.step(f"writing {run_dir}"):
-        save_bundle(tmp / "bundle", preprocessor=preprocessor, model=selection.best.estimator,
+        save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model,
                     task=dataset.task, features=dataset.schema.to_dict(), classes=dataset.classes,
-                    model_type=selection.best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),
+                    model_type=best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),
                     data_fingerprint=dataset.fingerprint, trusted=TRUSTED_TYPES,
-                    extra={"target": dataset.target})
+                    extra={"target": dataset.target, "decision": evaluation.decision},
+                    calibrator=evaluation.calibrator)
         write_text(tmp / "recipe.yaml", resolved.to_yaml())
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "schema.json", dataset.schema.to_dict())
+        if audit is not None:
+            write_json(tmp / "audit.json", audit.to_dict())
         pd.DataFrame(selection.table()).to_csv(tmp / "leaderboard.csv", index=False)
         if history is not None:
             pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
             learning_curve(history, tmp / "plots" / "learning_curve.png",
-                           f"{selection.best.type} on {resolved.data.source}")
-    return RunResult(run_dir, resolved, dataset.task, selection.best.type, metrics, selection.table(),
+                           f"{best.type} on {resolved.data.source}")
+    return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
                      dataset.notes)
+
+
+def _audit_before_training(recipe: Recipe, dataset: Dataset, progress: Progress) -> Any:
+    """The data audit (audit.json) with its gate, or None when ``audit.enabled`` is false."""
+    from honing.audit.run import audit_data
+
+    if not recipe.audit.enabled:
+        return None
+    audit = audit_data(dataset.raw if dataset.raw is not None else pd.concat(dataset.splits.values()),
+                       dataset.target, dataset.task, sensitive=recipe.audit.sensitive,
+                       fail_on=recipe.audit.fail_on, splits=dataset.splits, ignore=tuple(recipe.data.drop),
+                       seed=recipe.seed, progress=progress)
+    _note_findings(audit.findings, progress)
+    audit.enforce_data()
+    return audit
+
+
+def _note_findings(findings: list, progress: Progress, most: int = 8) -> None:
+    """The audit's warnings and errors on the console (the most severe first; all in audit.json)."""
+    from honing.audit.findings import SEVERITIES
+
+    shown = sorted((f for f in findings if f.severity != "info"), key=lambda f: -SEVERITIES.index(f.severity))
+    for finding in shown[:most]:
+        progress.note(f"audit {finding.severity}: {finding.message}")
+    if len(shown) > most:
+        progress.note(f"audit: {len(shown) - most} more findings in audit.json")
 
 
 def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
@@ -158,13 +215,12 @@ def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
     return recipe.model_copy(update={"data": data})
 
 
-def _metrics(selection: Selection, dataset: Dataset, data: dict) -> dict[str, Any]:
+def _metrics(selection: Selection, dataset: Dataset, data: dict, evaluation: Any) -> dict[str, Any]:
     held_out = {s: data[s] for s in ("validation", "test") if s in data}
-    scores = score_splits(selection.best.estimator, held_out, dataset.task, dataset.n_classes)
     baseline = score_splits(selection.baseline.estimator, held_out, dataset.task, dataset.n_classes)
     return {"task": dataset.task, "target": dataset.target, "model": selection.best.type,
             "selection_metric": selection.metric, "classes": dataset.classes,
-            "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **scores, "baseline": baseline,
+            "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **evaluation.metrics, "baseline": baseline,
             "leaderboard": selection.table()}
 
 
@@ -271,6 +327,36 @@ def _resumable(run_dir: str | Path | None, verb: str) -> Path:
     return recipe
 
 
+def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] | None = None,
+          test: str | Path | None = None, fail_on: list | None = None, seed: int = 42,
+          progress: Progress = SILENT) -> Any:
+    """Audit a dataset (``honing audit``): data-quality checks and, on the sensitive columns (given,
+    else guessed from their names), the data's bias.  With ``test`` (a second file) split leakage
+    and distribution shift compare it with ``data``; without, with the default random split.
+    A breached ``fail_on`` rule raises :class:`honing.audit.gate.AuditFailed` after the audit."""
+    from honing.audit.run import audit_data, guess_sensitive
+    from honing.recipe import DataConfig
+
+    with progress.step(f"loading {data}"):
+        dataset = load_dataset(DataConfig(source=str(data), target=target), seed)
+    frame = dataset.raw
+    splits = dataset.splits
+    if test is not None:
+        test_frame = read_table(test)
+        if dataset.target not in test_frame.columns:
+            raise DataError(f"{test}: no target column '{dataset.target}'", "the test file needs the same columns")
+        splits = {"train": frame, "test": test_frame}
+    if sensitive is None:
+        sensitive = guess_sensitive(list(frame.columns), exclude=(dataset.target,))
+        if sensitive:
+            progress.note(f"sensitive columns guessed from their names: {', '.join(sensitive)} "
+                          "(choose them with --sensitive)")
+    result = audit_data(frame, dataset.target, dataset.task, sensitive=sensitive, fail_on=fail_on or [],
+                        splits=splits, seed=seed, progress=progress)
+    result.notes = [*dataset.notes]
+    return result
+
+
 def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
     """Train on the bundled titanic data with a default recipe."""
     recipe = {"name": "quickstart", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]}}
@@ -327,9 +413,12 @@ def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> 
     if unknown:
         raise DataError(f"{unknown} rows have a '{target}' value the model was not trained on",
                         f"known classes: {', '.join(map(str, bundle.classes))}")
-    X = bundle.transform(bundle.prepare(frame))
-    scores = score_splits(bundle.model, {"data": (X, y)}, bundle.task, len(bundle.classes or []) or None)
-    return {"rows": len(frame), **scores["data"]}
+    y_pred, proba = bundle.scores(bundle.transform(bundle.prepare(frame)), frame)
+    n_classes = len(bundle.classes or []) or None
+    scores: dict[str, Any] = compute_metrics(bundle.task, y, y_pred, proba, n_classes)
+    if n_classes:
+        scores["confusion_matrix"] = confusion(y, y_pred, n_classes)
+    return {"rows": len(frame), **scores}
 
 
 def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame) -> tuple[Bundle, pd.DataFrame]:

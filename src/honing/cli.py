@@ -268,6 +268,67 @@ def predict(
 
 
 @app.command()
+def audit(
+    data: Annotated[str, typer.Argument(help="CSV/TSV/Parquet/JSONL file, or builtin:NAME.")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Column to predict (builtin datasets have one).")] = None,
+    sensitive: Annotated[list[str] | None, typer.Option(
+        "--sensitive", "-S", help="Sensitive column for the bias checks (repeatable; default: guessed from names like sex, race, age).")] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="A separate test file: split leakage and drift are checked against it.")] = None,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        "--fail-on", metavar="CHECK[=LIMIT]", help="Exit 2 when this check flags something (or its value passes LIMIT); repeatable.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the findings as JSON here.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the sampled checks.")] = 42,
+    quiet: Quiet = False,
+) -> None:
+    """Audit a dataset before training: missing values, duplicates, conflicting labels, constant and
+    identifier columns, outliers, class imbalance, target leakage, split leakage, drift, mixed types, and
+    the bias on sensitive columns. Every check is in docs/audit.md.
+
+    Examples: `honing audit builtin:titanic`, `honing audit train.csv --target y --test test.csv
+    --fail-on split_leakage --fail-on target_leakage=0.99`. `honing train` runs the same audit (audit.json).
+    """
+    from honing import api
+    from honing.tracking import write_json
+
+    rules = [_rule(text) for text in fail_on or []]
+    result = api.audit(data, target, sensitive=sensitive, test=test, fail_on=rules, seed=seed,
+                       progress=_progress(quiet))
+    if out is not None:
+        write_json(out, result.to_dict())
+    _print_audit(result)
+    result.enforce_data()
+
+
+def _rule(text: str) -> Any:
+    """``CHECK`` or ``CHECK=LIMIT`` of --fail-on, as an audit.fail_on entry."""
+    from honing.errors import HoningError
+
+    check, sep, limit = text.partition("=")
+    if not sep:
+        return check.strip()
+    try:
+        return {check.strip(): float(limit)}
+    except ValueError:
+        raise HoningError(f"--fail-on {text}: the limit must be a number", "e.g. --fail-on target_leakage=0.99") from None
+
+
+def _print_audit(result: Any) -> None:
+    from rich.table import Table
+
+    colours = {"error": "red", "warning": "yellow", "info": "dim"}
+    table = Table("severity", "check", "column", "finding", title="data audit", show_lines=False)
+    for finding in result.ordered():
+        colour = colours[finding.severity]
+        table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, finding.column or "", finding.message)
+    console = _console()
+    if result.findings:
+        console.print(table)
+    counts = result.counts()
+    console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
+                  + (f"; sensitive columns: {', '.join(result.sensitive)}" if result.sensitive else ""))
+
+
+@app.command()
 def models() -> None:
     """List the model types a recipe's `model.type` can name."""
     from rich.table import Table
@@ -309,7 +370,32 @@ def _print_run(result: Any) -> None:
     _print_metrics({s: result.metrics[s] for s in ("validation", "test") if s in result.metrics},
                    f"{result.model} on {result.recipe.data.source} ({result.task})",
                    baseline=result.metrics.get("baseline", {}).get("test"))
+    for line in _evaluation_lines(result.metrics):
+        console.print(line)
     console.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
+
+
+def _evaluation_lines(metrics: dict) -> list[str]:
+    """The headline metric's confidence interval, cross-validation and its test against the baseline."""
+    metric, lines = metrics["selection_metric"], []
+    intervals = metrics.get("intervals")
+    if intervals and metric in intervals["test"] and metric in metrics.get("test", {}):
+        low, high = intervals["test"][metric]
+        level = f"{intervals['confidence']:.0%}"
+        lines.append(f"test {metric}: {metrics['test'][metric]:.4f} ({level} bootstrap interval {low:.4f}–{high:.4f})")
+    cv = metrics.get("cv")
+    if cv:
+        model, base = cv["model"]["summary"].get(metric, {}), cv["baseline"]["summary"].get(metric, {})
+        test = cv["comparison"]
+        if model and base:
+            lines.append(f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric} {model['mean']:.4f} "
+                         f"± {model['std']:.4f} (interval {model['low']:.4f}–{model['high']:.4f}); baseline "
+                         f"{base['mean']:.4f}; corrected paired t-test p = {test['p_value']:.3g}")
+    decision = metrics.get("decision")
+    if decision:
+        lines.append(f"decision threshold ({decision['method']}): {decision['threshold']:.3f} on "
+                     f"P({decision['positive_class']})")
+    return lines
 
 
 def _print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None = None) -> None:

@@ -153,10 +153,39 @@ class TrainConfig(_Section):
 
 
 
+class CVConfig(_Section):
+    """Cross-validation of the chosen model on train + validation (preprocessing refitted in each fold)."""
+
+    folds: int = Field(5, ge=2, description="Folds (K).")
+    repeats: int = Field(1, ge=1, description="Repeats of K-fold, each with another shuffle.")
+    stratify: bool | None = Field(None, description="Keep class proportions in every fold; default: true for classification.")
+    group: str | None = Field(None, description="Column whose values never cross folds (e.g. a patient id); default: data.split.group.")
+
+
 class EvaluateConfig(_Section):
-    """How models are compared."""
+    """How models are compared, and what the evaluation of the chosen model reports."""
 
     metric: str = Field("auto", description="Metric for choosing among candidates on the validation split; auto = accuracy (classification) or r2 (regression).")
+    cv: CVConfig | None = Field(None, description="Cross-validate the chosen model and the dummy baseline on the same folds: per-fold metrics, mean ± std, 95% interval, paired test; null = off.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the test metrics' confidence intervals (0 = off).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of every confidence interval.")
+    threshold: Literal["none", "f1", "youden", "fixed"] = Field("none", description="Binary classifiers: the decision threshold on P(positive), chosen on the validation split (f1: best F1, youden: best TPR - FPR, fixed: threshold_value); stored in the bundle and used by predict. none = 0.5 (argmax).")
+    threshold_value: float = Field(0.5, gt=0, lt=1, description="The threshold of threshold: fixed.")
+    calibrate: Literal["none", "isotonic", "sigmoid"] = Field("none", description="Calibrate the classifier's probabilities on the validation split (stored in the bundle, applied by predict).")
+    worst_rows: int = Field(10, ge=0, description="Worst-predicted test rows (highest loss) listed with their features.")
+    slice_gap: float = Field(0.1, gt=0, description="Flag a slice (a category, or a quantile bin of a numeric feature) whose metric is this much worse than overall.")
+    explain: bool = Field(True, description="Permutation importance of every feature and partial dependence of the top ones (on the test split).")
+    importance_repeats: int = Field(5, ge=1, description="Shuffles per feature for permutation importance.")
+
+
+class AuditConfig(_Section):
+    """Data-quality and fairness audit, run before every train (and by `honing audit`)."""
+
+    enabled: bool = Field(True, description="Audit the data before training (audit.json); false skips it.")
+    sensitive: list[str] = Field(default_factory=list, description="Sensitive columns (e.g. [Sex]): the data's bias before training and per-group metrics after it.")
+    exclude_sensitive: bool = Field(False, description="Keep the sensitive columns out of the model's features (still audited).")
+    fail_on: list[str | dict[str, float]] = Field(default_factory=list, description="Checks that stop the run: a check name (stops when it flags anything), or {check: limit} (stops when its value passes the limit), e.g. [split_leakage, {target_leakage: 0.99}, {demographic_parity_difference: 0.1}]. See docs/audit.md for every check.")
+    mitigate: Literal["none", "reweigh", "threshold", "exponentiated_gradient"] = Field("none", description="Fairness mitigation for binary classifiers on the first sensitive column: reweigh (sample weights), threshold (a decision threshold per group), exponentiated_gradient (fairlearn's reduction); metrics before and after are reported side by side.")
 
 
 class TuneConfig(_Section):
@@ -184,7 +213,8 @@ class Recipe(_Section):
     data: DataConfig = Field(..., description="Data source and preparation.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model choice.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training of neural models.")
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison.")
+    audit: AuditConfig = Field(default_factory=AuditConfig, description="Data-quality and fairness audit and its gates.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison and evaluation.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search (honing tune).")
 
     def to_yaml(self) -> str:

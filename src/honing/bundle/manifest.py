@@ -26,6 +26,7 @@ UPGRADES: dict[int, Callable[[dict, Path], dict]] = {}
 MANIFEST = "manifest.json"
 PREPROCESS_FILE = "preprocess.skops"
 MODEL_SKOPS = "model.skops"
+CALIBRATOR_FILE = "calibrator.skops"  # optional: probabilities calibrated after the model (evaluate.calibrate)
 MODEL_LIGHTGBM = "model.lgb.txt"
 MODEL_TORCH = "model.safetensors"
 MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM, "torch": MODEL_TORCH}

@@ -14,6 +14,11 @@ import pandas as pd
 from honing.errors import HoningError
 
 
+def group_keys(values: pd.Series) -> pd.Series:
+    """A column's values as group names (text; missing values are the group 'missing')."""
+    return values.astype("string").fillna("missing").astype(str)
+
+
 class LightGBMModel:
     """A loaded LightGBM booster with the scikit-learn ``predict``/``predict_proba`` interface.
 
@@ -44,11 +49,14 @@ class Bundle:
     """A loaded bundle: manifest, fitted preprocessor and model.
 
     ``prepare`` (identity when None) turns a raw feature frame into what the preprocessor expects.
+    ``calibrator`` (optional) recalibrates the model's probabilities; the manifest's ``decision``
+    holds a binary classifier's decision threshold, or one threshold per group of a column
+    (``audit.mitigate: threshold``), which :meth:`predict` applies.
     """
 
     def __init__(
         self, path: str | os.PathLike, manifest: dict, preprocessor: Any, model: Any, *,
-        prepare: Callable[[pd.DataFrame], Any] | None = None,
+        prepare: Callable[[pd.DataFrame], Any] | None = None, calibrator: Any = None,
     ):
         self.path = Path(path)
         self.manifest = manifest
@@ -57,9 +65,11 @@ class Bundle:
         self.features: dict = manifest.get("features") or {}
         self.metrics: dict = manifest.get("metrics") or {}
         self.recipe: dict = manifest.get("recipe") or {}
+        self.decision: dict = manifest.get("decision") or {}
         self.preprocessor = preprocessor
         self.model = model
         self.prepare = prepare
+        self.calibrator = calibrator
 
     @property
     def is_classifier(self) -> bool:
@@ -81,7 +91,8 @@ class Bundle:
             raise HoningError("predict_proba is only for classifiers", "this bundle is a regression model")
         if not hasattr(self.model, "predict_proba"):
             raise HoningError(f"the {self.manifest.get('model_type')} model gives no probabilities")
-        return np.asarray(self.model.predict_proba(X))
+        proba = np.asarray(self.model.predict_proba(X))
+        return self.calibrator.transform(proba) if self.calibrator is not None else proba
 
     def _encode(self, df: pd.DataFrame) -> np.ndarray:
         """Raw feature frame → preprocessed array."""
@@ -93,9 +104,34 @@ class Bundle:
         if not self.is_classifier:
             return self.predict_encoded(X)
         if hasattr(self.model, "predict_proba"):
-            return np.asarray(self.classes)[np.argmax(self.predict_proba_encoded(X), axis=1)]
+            return np.asarray(self.classes)[self.decide(self.predict_proba_encoded(X), df)]
         order = list(np.asarray(self.model.classes_).tolist())  # no probabilities: map the labels
         return np.asarray(self.classes)[[order.index(p) for p in self.predict_encoded(X).tolist()]]
+
+    def scores(self, X: Any, rows: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """What :meth:`predict` decides on a preprocessed array, with the probabilities it decided
+        from: class indices and (n, K) probabilities, or regression values and None.  ``rows`` (the
+        raw rows) are needed only by per-group thresholds."""
+        if not self.is_classifier:
+            return self.predict_encoded(X).astype(float), None
+        proba = self.predict_proba_encoded(X)
+        return self.decide(proba, rows), proba
+
+    def decide(self, proba: np.ndarray, df: pd.DataFrame | None = None) -> np.ndarray:
+        """Class indices from probabilities: the argmax, or for a binary classifier with a stored
+        threshold, class 1 when P(class 1) ≥ the threshold (of the row's group, when per group)."""
+        groups, threshold = self.decision.get("groups"), self.decision.get("threshold")
+        if proba.shape[1] != 2 or (groups is None and threshold is None):
+            return np.argmax(proba, axis=1)
+        if groups:
+            column = groups["column"]
+            if df is None or column not in df.columns:
+                raise HoningError(f"this model decides with one threshold per '{column}' group (audit.mitigate: "
+                                  f"threshold), and the data has no column '{column}'", f"add the '{column}' column")
+            thresholds = group_keys(df[column]).map(groups["thresholds"]).fillna(groups["default"]).to_numpy(dtype=float)
+        else:
+            thresholds = threshold
+        return (proba[:, 1] >= thresholds).astype(int)
 
     def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities for a raw feature frame, one column per class (named ``str(class)``)."""

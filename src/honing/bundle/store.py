@@ -20,6 +20,7 @@ import skops.io as sio
 from honing.bundle.manifest import (
     _REEXPORT,
     _RESERVED,
+    CALIBRATOR_FILE,
     MANIFEST,
     MODEL_LIGHTGBM,
     MODEL_SKOPS,
@@ -51,9 +52,12 @@ def sha256_file(path: str | os.PathLike) -> str:
 def save_bundle(
     path: str | os.PathLike, *, preprocessor: Any, model: Any, task: str, features: dict,
     classes: list | None, model_type: str, metrics: dict, recipe: dict, data_fingerprint: str,
-    trusted: Iterable[str] = (), extra: dict | None = None,
+    trusted: Iterable[str] = (), extra: dict | None = None, calibrator: Any = None,
 ) -> Path:
     """Write a bundle to ``path`` atomically and return the path.
+
+    ``calibrator`` (optional, with ``transform(proba)``) maps the model's probabilities to calibrated
+    ones at prediction time; ``extra["decision"]`` holds the decision threshold(s) predict applies.
 
     Everything goes into a temporary sibling directory first, renamed into place once complete; an
     existing bundle at ``path`` is replaced only then.  On failure nothing is left behind and an
@@ -68,6 +72,8 @@ def save_bundle(
     try:
         sio.dump(preprocessor, tmp / PREPROCESS_FILE)
         model_info = _write_model(tmp, model, task)
+        if calibrator is not None:
+            sio.dump(calibrator, tmp / CALIBRATOR_FILE)
         manifest = new_manifest(
             task=task, features=features, classes=classes, model_type=model_type, model_info=model_info,
             metrics=metrics, recipe=recipe, data_fingerprint=data_fingerprint,
@@ -178,7 +184,8 @@ def load_bundle(
     else:
         model = _load_skops(path, MODEL_SKOPS, trusted)
         _check_model_classes(path, manifest, model)
-    return Bundle(path, manifest, preprocessor, model, prepare=prepare)
+    calibrator = _load_skops(path, CALIBRATOR_FILE, trusted) if CALIBRATOR_FILE in manifest["files"] else None
+    return Bundle(path, manifest, preprocessor, model, prepare=prepare, calibrator=calibrator)
 
 
 def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = None) -> list[str]:
@@ -194,7 +201,8 @@ def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = No
     except BundleError as exc:
         return [_problem_of(exc)]
     problems = _file_problems(path, manifest)
-    checked = [n for n in (PREPROCESS_FILE, MODEL_SKOPS) if n in manifest["files"]] if not problems else []
+    skops_files = (PREPROCESS_FILE, MODEL_SKOPS, CALIBRATOR_FILE)
+    checked = [n for n in skops_files if n in manifest["files"]] if not problems else []
     for name in checked if trusted is not None else []:
         try:
             _check_types(path, name, _type_names(trusted))

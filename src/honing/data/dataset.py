@@ -36,6 +36,7 @@ class Dataset:
     fingerprint: str
     n_rows: int
     notes: list[str] = field(default_factory=list)
+    raw: pd.DataFrame | None = field(default=None, repr=False)  # the table as read, before cleaning (for the audit)
 
     @property
     def n_classes(self) -> int | None:
@@ -45,7 +46,11 @@ class Dataset:
         return coerce_features(self.splits[split], self.schema)
 
     def labels(self, split: str) -> np.ndarray:
-        return encode_target(self.splits[split][self.target], self.task, self.classes)
+        return self.labels_of(self.splits[split])
+
+    def labels_of(self, rows: pd.DataFrame) -> np.ndarray:
+        """The encoded target of ``rows`` (class codes 0..K-1, or floats)."""
+        return encode_target(rows[self.target], self.task, self.classes)
 
     def prepared(self, cfg: DataConfig) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The preprocessing ``cfg`` describes, fitted on the training split only, and every
@@ -54,6 +59,13 @@ class Dataset:
         preprocessor.fit(self.features("train"))
         return preprocessor, {s: (preprocessor.transform(self.features(s)), self.labels(s))
                               for s in SPLITS if len(self.splits[s])}
+
+    def excluding(self, columns: list[str]) -> Dataset:
+        """A copy whose model features leave out ``columns`` (they stay in the rows, e.g. for the
+        fairness audit of ``audit.exclude_sensitive``)."""
+        kept = [c for c in self.schema.columns if c.name not in columns]
+        schema = replace(self.schema, columns=kept, dropped=[*self.schema.dropped, *columns])
+        return replace(self, schema=schema)
 
     def with_validation_in_train(self) -> Dataset:
         """A copy whose training split also holds the validation rows (to refit a chosen model)."""
@@ -114,6 +126,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         task = infer_task(frame[target])
         notes.append(f"task inferred from target '{target}': {task} (set data.task to override)")
     check_target(frame, target, task)
+    raw = frame
     frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
     notes += cleaning
     schema = infer_schema(frame, target=target, overrides={**types, **cfg.types}, drop=cfg.drop)
@@ -125,7 +138,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if classes is not None:
         _check_train_classes(frame[target], splits["train"][target], target)
     return Dataset(task=task, target=target, schema=schema, splits=splits, classes=classes,
-                   fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes)
+                   fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes, raw=raw)
 
 
 def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str, str]]:

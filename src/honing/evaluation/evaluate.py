@@ -1,0 +1,202 @@
+"""The evaluation stage of ``honing train``: what the chosen model does on held-out data.
+
+It calibrates the probabilities and picks the decision threshold on the validation split (when the
+recipe asks), then scores validation and test exactly as the saved bundle will predict, with
+bootstrap intervals on test, error analysis, explanations, and their plots.  Cross-validation of
+the chosen model against the dummy baseline on the same folds is :func:`cross_validation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from honing.bundle.predictor import Bundle
+from honing.data.dataset import Dataset
+from honing.errors import RecipeError, did_you_mean
+from honing.evaluation import calibration, errors, threshold
+from honing.evaluation.crossval import compare, cross_validate, fold_indices
+from honing.evaluation.intervals import bootstrap_intervals
+from honing.evaluation.metrics import compute_metrics, primary_metric
+from honing.progress import SILENT, Progress
+from honing.recipe import Recipe
+
+
+@dataclass
+class Evaluation:
+    """Metrics and analyses for metrics.json, and what the bundle keeps to predict the same way."""
+
+    metrics: dict[str, Any]
+    decision: dict[str, Any] = field(default_factory=dict)  # the manifest's "decision"
+    calibrator: Any = None
+    plots: list[Path] = field(default_factory=list)
+
+
+def predictor(model: Any, preprocessor: Any, dataset: Dataset, decision: dict | None = None,
+              calibrator: Any = None) -> Bundle:
+    """An in-memory bundle: the model predicting exactly as its saved bundle will."""
+    manifest = {"task": dataset.task, "classes": dataset.classes, "decision": decision or {}}
+    return Bundle(".", manifest, preprocessor, model, calibrator=calibrator)
+
+
+def held_out_scores(bundle: Bundle, dataset: Dataset, data: dict, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted labels (or values) and probabilities of ``split`` through ``bundle``."""
+    return bundle.scores(data[split][0], dataset.splits[split])
+
+
+def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe: Recipe, plots: Path,
+             progress: Progress = SILENT, decision: dict | None = None) -> Evaluation:
+    """Calibrate, choose the threshold, score the held-out splits, and analyse the test errors.
+    A ``decision`` already made (per-group thresholds of ``audit.mitigate: threshold``) is kept."""
+    cfg = recipe.evaluate
+    out = Evaluation({}, decision=decision or {})
+    if dataset.task == "classification" and not decision:
+        out.calibrator, out.metrics["calibration"] = _calibrate(model, preprocessor, dataset, data, cfg.calibrate)
+        out.decision, out.metrics["decision"] = _decide(model, preprocessor, dataset, data, cfg, out.calibrator)
+    bundle = predictor(model, preprocessor, dataset, out.decision, out.calibrator)
+    for split in ("validation", "test"):
+        if split in data:
+            out.metrics[split] = _scores(bundle, dataset, data, split)
+    if "test" in data:
+        with progress.step("analysing the test predictions"):
+            out.metrics.update(_test_analysis(bundle, dataset, data, recipe, plots, out))
+    return out
+
+
+def _scores(bundle: Bundle, dataset: Dataset, data: dict, split: str) -> dict[str, Any]:
+    y_pred, proba = held_out_scores(bundle, dataset, data, split)
+    scores: dict[str, Any] = compute_metrics(dataset.task, data[split][1], y_pred, proba, dataset.n_classes)
+    if dataset.task == "classification":
+        scores["confusion_matrix"] = errors.confusion_analysis(data[split][1], y_pred, dataset.classes)["counts"]
+    return scores
+
+
+def _validation(data: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    if "validation" not in data:
+        raise RecipeError(f"evaluate.{key} is fitted on the validation split, which is empty",
+                          f"set data.split.validation > 0, or evaluate.{key}: none")
+    return data["validation"]
+
+
+def _calibrate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, method: str) -> tuple[Any, dict]:
+    if method == "none":
+        return None, {}
+    X_val, y_val = _validation(data, "calibrate")
+    raw = predictor(model, preprocessor, dataset)
+    calibrator = calibration.Calibrator(method).fit(raw.predict_proba_encoded(X_val), y_val)
+    report: dict[str, Any] = {"method": method}
+    if "test" in data:
+        X_test, y_test = data["test"]
+        before = raw.predict_proba_encoded(X_test)
+        report["before"] = calibration.reliability(y_test, before)
+        report["after"] = calibration.reliability(y_test, calibrator.transform(before))
+    return calibrator, report
+
+
+def _decide(model: Any, preprocessor: Any, dataset: Dataset, data: dict, cfg: Any, calibrator: Any) -> tuple[dict, dict]:
+    if cfg.threshold == "none":
+        return {}, {}
+    if dataset.n_classes != 2:
+        raise RecipeError(f"evaluate.threshold: {cfg.threshold} is for binary classifiers; "
+                          f"this target has {dataset.n_classes} classes", "set evaluate.threshold: none")
+    X_val, y_val = _validation(data, "threshold")
+    p1 = predictor(model, preprocessor, dataset, calibrator=calibrator).predict_proba_encoded(X_val)[:, 1]
+    chosen = threshold.choose_threshold(y_val, p1, cfg.threshold, cfg.threshold_value)
+    report = {**chosen, "positive_class": str(dataset.classes[1]), "curve": threshold.threshold_curve(y_val, p1)}
+    return {"threshold": chosen["threshold"], "method": cfg.threshold}, report
+
+
+def _test_analysis(bundle: Bundle, dataset: Dataset, data: dict, recipe: Recipe, plots: Path,
+                   out: Evaluation) -> dict[str, Any]:
+    from honing.report import evaluation_plots as draw
+
+    cfg, task = recipe.evaluate, dataset.task
+    y = data["test"][1]
+    y_pred, proba = held_out_scores(bundle, dataset, data, "test")
+    features = dataset.features("test")
+    result: dict[str, Any] = {}
+    if cfg.bootstrap:
+        intervals = bootstrap_intervals(task, y, y_pred, proba, dataset.n_classes, resamples=cfg.bootstrap,
+                                        confidence=cfg.confidence, seed=recipe.seed)
+        result["intervals"] = {"confidence": cfg.confidence, "resamples": cfg.bootstrap, "test": intervals}
+    analysis: dict[str, Any] = {
+        "worst_rows": errors.worst_rows(features, y, y_pred, task, dataset.classes, proba, n=cfg.worst_rows),
+    }
+    metric = recipe.evaluate.metric
+    if task == "classification":
+        analysis["confusion"] = errors.confusion_analysis(y, y_pred, dataset.classes)
+        analysis["slices"] = errors.slice_metrics(features, y, y_pred, task, proba, dataset.n_classes,
+                                                  metric=metric, flag_gap=cfg.slice_gap)
+        out.plots.append(draw.confusion_matrix_plot(analysis["confusion"], plots / "confusion_matrix.png",
+                                                    "confusion matrix (test)"))
+        reliability = out.metrics.get("calibration", {}).get("after") or calibration.reliability(y, proba)
+        analysis["reliability"] = reliability
+        out.plots.append(draw.reliability_plot(reliability, plots / "reliability.png", "reliability (test)"))
+        if out.metrics.get("decision"):
+            out.plots.append(draw.threshold_plot(out.metrics["decision"]["curve"], out.metrics["decision"],
+                                                 plots / "threshold.png", "threshold (validation)"))
+    else:
+        analysis["slices"] = errors.slice_metrics(features, y, y_pred, task, metric=metric, flag_gap=cfg.slice_gap)
+        analysis["residuals"] = errors.residual_analysis(features, y, y_pred, flag_gap=cfg.slice_gap)
+        out.plots.append(draw.residual_plot(analysis["residuals"], plots / "residuals.png", "residuals (test)"))
+    result["errors"] = analysis
+    if cfg.explain:
+        result["explain"] = _explain(bundle, dataset, features, y, recipe, plots, out)
+    return result
+
+
+def _explain(bundle: Bundle, dataset: Dataset, features: Any, y: np.ndarray, recipe: Recipe, plots: Path,
+             out: Evaluation) -> dict[str, Any]:
+    from honing.evaluation import explain
+    from honing.report import explain_plots
+
+    task = dataset.task
+    frame_model = explain.FrameModel(bundle.transform, bundle.model, task, dataset.n_classes)
+    importance = explain.permutation_importances(frame_model, features, y, task, recipe.evaluate.metric,
+                                                 repeats=recipe.evaluate.importance_repeats, seed=recipe.seed,
+                                                 n_classes=dataset.n_classes)
+    top = [row["feature"] for row in importance[:3]]
+    dependence = [explain.partial_dependence(frame_model, features, name, task=task) for name in top]
+    out.plots.append(explain_plots.importance_plot(importance, plots / "importance.png",
+                                                   "permutation importance (test)"))
+    if dependence:
+        out.plots.append(explain_plots.partial_dependence_plot(dependence, plots / "partial_dependence.png",
+                                                               "partial dependence (test)"))
+    return {"importance": importance, "partial_dependence": dependence}
+
+
+def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: dict,
+                     progress: Progress = SILENT) -> dict[str, Any]:
+    """``evaluate.cv``: the chosen model and the dummy baseline on the same repeated K folds of
+    train + validation, preprocessing refitted inside each fold; their paired comparison."""
+    import pandas as pd
+
+    from honing.data.preprocess import build_preprocessor, coerce_features
+    from honing.models.classic import make_baseline, make_model
+
+    cv, task = recipe.evaluate.cv, dataset.task
+    rows = pd.concat([dataset.splits["train"], dataset.splits["validation"]], ignore_index=True)
+    y = dataset.labels_of(rows)
+    group = cv.group or recipe.data.split.group
+    if group is not None and group not in rows.columns:
+        raise RecipeError(f"evaluate.cv.group: no column '{group}' in {recipe.data.source}",
+                          did_you_mean(group, list(map(str, rows.columns))))
+    stratify = cv.stratify if cv.stratify is not None else task == "classification"
+    folds = fold_indices(len(rows), y, folds=cv.folds, repeats=cv.repeats, stratify=stratify and group is None,
+                         groups=rows[group].to_numpy() if group else None, seed=recipe.seed)
+    X = coerce_features(rows, dataset.schema)
+
+    def model_maker(make: Any) -> Any:
+        return lambda: (build_preprocessor(dataset.schema, recipe.data), make())
+
+    metric, greater = primary_metric(task, recipe.evaluate.metric)
+    with progress.step(f"cross-validating {model_type} ({cv.folds} folds × {cv.repeats})"):
+        chosen = cross_validate(X, y, model_maker(lambda: make_model(model_type, task, params, recipe.seed, recipe.train)),
+                                folds, task, dataset.n_classes)
+        baseline = cross_validate(X, y, model_maker(lambda: make_baseline(task, recipe.seed)), folds, task,
+                                  dataset.n_classes)
+    return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "model": chosen.to_dict(),
+            "baseline": baseline.to_dict(), "comparison": compare(chosen, baseline, metric, greater)}

@@ -1,0 +1,122 @@
+"""Fairness of the trained model on the test split (``audit.sensitive``), and the opt-in mitigation
+(``audit.mitigate``) that replaces the model or its decision rule, measured before and after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honing.audit.fairness import MAX_NUMERIC_GROUPS, group_labels, model_fairness
+from honing.audit.findings import Finding
+from honing.bundle.predictor import Bundle, group_keys
+from honing.data.dataset import Dataset
+from honing.errors import RecipeError
+from honing.evaluation.metrics import compute_metrics
+from honing.progress import SILENT, Progress
+from honing.recipe import Recipe
+
+#: Measures shown side by side before and after mitigation.
+_HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro")
+
+
+@dataclass
+class Fairness:
+    """Per-group results of the final model (and of the model before mitigation), for audit.json."""
+
+    report: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    measured: dict[str, list[tuple[str | None, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class Mitigated:
+    model: Any
+    decision: dict[str, Any]
+
+
+def check_mitigation(recipe: Recipe, dataset: Dataset) -> None:
+    """RecipeError when ``audit.mitigate`` cannot apply to this run (say what would), before training."""
+    from honing.audit import mitigation
+
+    method = recipe.audit.mitigate
+    if method == "none":
+        return
+    if not recipe.audit.sensitive:
+        raise RecipeError(f"audit.mitigate: {method} needs a sensitive column", "set audit.sensitive: [COLUMN]")
+    mitigation.check_mitigation(method, dataset.task, dataset.n_classes)
+    if method != "threshold":
+        return
+    if recipe.evaluate.threshold != "none" or recipe.evaluate.calibrate != "none":
+        raise RecipeError("audit.mitigate: threshold sets its own decision thresholds per group",
+                          "set evaluate.threshold: none and evaluate.calibrate: none, or choose another mitigation")
+    column = recipe.audit.sensitive[0]
+    values = dataset.splits["train"].get(column)
+    if values is not None and pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_NUMERIC_GROUPS:
+        raise RecipeError(f"audit.mitigate: threshold keeps one threshold per value of '{column}', which has "
+                          f"{values.nunique()} values", "use reweigh or exponentiated_gradient, or a categorical column")
+
+
+def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe: Recipe, model_type: str,
+             params: dict, progress: Progress = SILENT) -> Mitigated:
+    """The model (or decision rule) ``audit.mitigate`` gives, on the first sensitive column."""
+    from honing.audit import mitigation
+    from honing.models.classic import make_model
+
+    method, column = recipe.audit.mitigate, recipe.audit.sensitive[0]
+    X, y = data["train"]
+    with progress.step(f"mitigating unfairness on '{column}' ({method})"):
+        if method == "threshold":
+            if "validation" not in data:
+                raise RecipeError("audit.mitigate: threshold fits its thresholds on the validation split, which is empty",
+                                  "set data.split.validation > 0")
+            X_val, y_val = data["validation"]
+            scores = np.asarray(model.predict_proba(X_val))[:, 1]
+            rule = mitigation.GroupThresholds().fit(scores, y_val, group_keys(dataset.splits["validation"][column]))
+            groups = {"column": column, "thresholds": dict(rule.thresholds_), "default": float(rule.default_)}
+            return Mitigated(model, {"groups": groups, "method": "audit.mitigate: threshold"})
+        fresh = make_model(model_type, dataset.task, params, recipe.seed, recipe.train)
+        mitigation.check_sample_weight(fresh, method)
+        train_groups = group_labels(dataset.splits["train"], [column])[column]
+        if method == "reweigh":
+            fresh.fit(X, y, sample_weight=mitigation.reweigh(y, train_groups))
+            return Mitigated(fresh, {})
+        return Mitigated(mitigation.exponentiated_gradient(fresh, X, y, train_groups, seed=recipe.seed), {})
+
+
+def assess(final: Bundle, before: Bundle | None, dataset: Dataset, data: dict, recipe: Recipe) -> Fairness:
+    """Per-group metrics and fairness measures of ``final`` on the test split; with ``before`` (the
+    model before mitigation) both, side by side."""
+    X, y = data["test"]
+    rows = dataset.splits["test"]
+    groups = group_labels(rows, recipe.audit.sensitive)
+    y_final = final.scores(X, rows)[0]
+    report, findings = model_fairness(y, y_final, groups, dataset.task)
+    out = Fairness({"test": report}, findings, _measured(report))
+    if before is not None:
+        y_before = before.scores(X, rows)[0]
+        earlier, _ = model_fairness(y, y_before, groups, dataset.task)
+        out.report["mitigation"] = {
+            "method": recipe.audit.mitigate, "column": recipe.audit.sensitive[0],
+            "before": _side(earlier, y, y_before, dataset), "after": _side(report, y, y_final, dataset),
+        }
+    return out
+
+
+def _side(report: dict, y: np.ndarray, y_pred: np.ndarray, dataset: Dataset) -> dict[str, Any]:
+    """Headline metrics and every fairness measure of one model, for the before/after table."""
+    scores = compute_metrics(dataset.task, y, y_pred, n_classes=dataset.n_classes)
+    return {"metrics": {k: scores[k] for k in _HEADLINE if k in scores},
+            "measures": {column: part.get("measures", {}) for column, part in report.items()}}
+
+
+def _measured(report: dict) -> dict[str, list[tuple[str | None, float]]]:
+    """Every measure per column (check → [(column, value)]), for the gate."""
+    out: dict[str, list[tuple[str | None, float]]] = {}
+    for column, part in report.items():
+        for name, value in part.get("measures", {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault(name, []).append((column, float(value)))
+    return out
