@@ -357,6 +357,42 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
     return result
 
 
+def compare(run_a: str | Path, run_b: str | Path, metric: str | None = None) -> dict[str, Any]:
+    """Compare two cross-validated runs (``evaluate.cv``) on their shared folds: the corrected
+    resampled t-test and the Wilcoxon test of their fold scores, each also against the baseline."""
+    from honing.evaluation.evaluate import compare_runs
+
+    return compare_runs(_run_metrics(run_a), _run_metrics(run_b), (str(run_a), str(run_b)), metric)
+
+
+def _run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise HoningError(f"{run_dir}: not a run directory (no metrics.json)", "give the directories `honing train` wrote")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def explain(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame, row: int = 0, top: int = 5,
+            samples: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Why the model predicts what it does for one row of ``data`` (by position): each feature's
+    contribution against the other rows of ``data`` as background (see docs/evaluation.md)."""
+    from honing.evaluation.explain import FrameModel, local_explanation
+
+    bundle, frame = _open(bundle, data)
+    if not -len(frame) <= row < len(frame):
+        raise DataError(f"--row {row}: the data has {len(frame)} rows", f"choose a row from 0 to {len(frame) - 1}")
+    with _naming(data):
+        features = bundle.prepare(frame)
+    model = FrameModel(bundle.transform, bundle.model, bundle.task, len(bundle.classes or []) or None)
+    result = local_explanation(model, features.iloc[[row]], features, task=bundle.task, top=top,
+                               samples=samples, seed=seed)
+    if bundle.is_classifier and "class" in result:  # the explained class: the model's argmax, as its label
+        result["prediction"] = result["class"] = bundle.classes[int(result["class"])]
+    return {"row": row, **result}
+
+
 def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:
     """Train on the bundled titanic data with a default recipe."""
     recipe = {"name": "quickstart", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]}}

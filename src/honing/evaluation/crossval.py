@@ -126,6 +126,12 @@ class CVResult:
             }
         return out
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> CVResult:
+        """The inverse of :meth:`to_dict` (None fold scores back to ``nan``)."""
+        folds = [{k: math.nan if v is None else float(v) for k, v in fold.items()} for fold in saved["folds"]]
+        return cls(folds, int(saved["n_train"]), int(saved["n_test"]))
+
     def to_dict(self, confidence: float = 0.95) -> dict:
         """JSON-ready: ``{"folds": [...], "summary": {...}, "n_train": …, "n_test": …}``."""
         return {
@@ -196,6 +202,16 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, make: Callable[[], tuple[Any,
     progress.note(f"{len(folds)}-fold cross-validation: mean {key} "
                   f"{np.nanmean([r.get(key, math.nan) for r in results]):.4f}")
     return CVResult(results, n_train, n_test)
+
+
+def folds_id(folds: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """A fingerprint of the folds' held-out rows: two runs with the same id were scored on the same folds."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for _, held_out in folds:
+        digest.update(np.asarray(held_out, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()[:16]
 
 
 def compare(a: CVResult, b: CVResult, metric: str, greater_is_better: bool = True) -> dict:

@@ -18,7 +18,7 @@ from honing.bundle.predictor import Bundle
 from honing.data.dataset import Dataset
 from honing.errors import RecipeError, did_you_mean
 from honing.evaluation import calibration, errors, threshold
-from honing.evaluation.crossval import compare, cross_validate, fold_indices
+from honing.evaluation.crossval import CVResult, compare, cross_validate, fold_indices, folds_id
 from honing.evaluation.intervals import bootstrap_intervals
 from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.progress import SILENT, Progress
@@ -198,5 +198,25 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
                                 folds, task, dataset.n_classes)
         baseline = cross_validate(X, y, model_maker(lambda: make_baseline(task, recipe.seed)), folds, task,
                                   dataset.n_classes)
-    return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "model": chosen.to_dict(),
-            "baseline": baseline.to_dict(), "comparison": compare(chosen, baseline, metric, greater)}
+    return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "folds_id": folds_id(folds),
+            "data_fingerprint": dataset.fingerprint, "model": chosen.to_dict(recipe.evaluate.confidence),
+            "baseline": baseline.to_dict(recipe.evaluate.confidence),
+            "comparison": compare(chosen, baseline, metric, greater)}
+
+
+def compare_runs(a: dict, b: dict, names: tuple[str, str], metric: str | None = None) -> dict[str, Any]:
+    """The paired test of two runs' cross-validation (their metrics.json), which must share folds."""
+    for run, name in ((a, names[0]), (b, names[1])):
+        if not run.get("cv"):
+            raise RecipeError(f"{name}: the run has no cross-validation to compare",
+                              "train it with evaluate.cv: {folds: 5} (both runs on the same data and seed)")
+    if a["cv"]["folds_id"] != b["cv"]["folds_id"] or a["cv"]["data_fingerprint"] != b["cv"]["data_fingerprint"]:
+        raise RecipeError(f"{names[0]} and {names[1]} were cross-validated on different folds",
+                          "train both on the same data with the same seed and evaluate.cv")
+    name, greater = primary_metric(a["task"], metric or a["selection_metric"])
+    first, second = CVResult.from_dict(a["cv"]["model"]), CVResult.from_dict(b["cv"]["model"])
+    return {"metric": name, "runs": list(names), "models": [a["model"], b["model"]],
+            "summary": [first.summary().get(name), second.summary().get(name)],
+            "baseline": a["cv"]["baseline"]["summary"].get(name),
+            "vs_baseline": [a["cv"]["comparison"]["p_value"], b["cv"]["comparison"]["p_value"]],
+            "comparison": compare(first, second, name, greater)}
