@@ -117,7 +117,7 @@ def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
 def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
                 fit_on_validation: bool = False) -> RunResult:
     from honing.evaluation import fairness_check
-    from honing.evaluation.evaluate import evaluate, predictor
+    from honing.evaluation.evaluate import check_config, evaluate, predictor
 
     dataset = _load(recipe, progress)
     if fit_on_validation:
@@ -125,6 +125,7 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     resolved = _resolved_recipe(recipe, dataset)
     audit = _audit_before_training(resolved, dataset, progress)
     fairness_check.check_mitigation(resolved, dataset)
+    check_config(resolved, dataset)
     if resolved.audit.exclude_sensitive:
         dataset = dataset.excluding(resolved.audit.sensitive)
     with progress.step("fitting preprocessing on the training split"):
@@ -247,11 +248,13 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
 
     With ``resume``, ``out`` is an interrupted tuning run: its finished trials are kept and the
     interrupted ones run again."""
+    from honing.evaluation.evaluate import check_refit
     from honing.tuning import search as searching
 
     if resume:
         recipe = _resumable(out, "tune")
     recipe = load_recipe(recipe, overrides)
+    check_refit(recipe)
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
     with run_directory(run_dir, resume=resume) as tmp:
         progress.note(f"run directory: {run_dir}")
@@ -337,6 +340,9 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
     from honing.audit.run import audit_data, guess_sensitive
     from honing.recipe import DataConfig
 
+    if target is None and not str(data).startswith("builtin:"):
+        columns = ", ".join(map(str, read_table(data).columns[:10]))
+        raise DataError(f"{data}: which column is the target?", f"pass --target COL (one of: {columns})")
     with progress.step(f"loading {data}"):
         dataset = load_dataset(DataConfig(source=str(data), target=target), seed)
     frame = dataset.raw

@@ -288,9 +288,15 @@ def audit(
     --fail-on split_leakage --fail-on target_leakage=0.99`. `honing train` runs the same audit (audit.json).
     """
     from honing import api
+    from honing.audit.gate import MODEL_CHECKS
+    from honing.errors import HoningError
     from honing.tracking import write_json
 
     rules = [_rule(text) for text in fail_on or []]
+    on_model = [text for text in fail_on or [] if text.partition("=")[0] in MODEL_CHECKS]
+    if on_model:
+        raise HoningError(f"--fail-on {on_model[0]}: measured on a trained model's predictions, not on data",
+                          "put it in the recipe's audit.fail_on and run honing train")
     result = api.audit(data, target, sensitive=sensitive, test=test, fail_on=rules, seed=seed,
                        progress=_progress(quiet))
     if out is not None:

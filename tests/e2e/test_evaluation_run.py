@@ -121,3 +121,25 @@ def test_evaluation_mistakes_name_the_key(cli, tmp_path):
     recipe["evaluate"] = {"cv": {"folds": 5, "group": "nope"}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert_user_error(cli("train", tmp_path / "r.yaml"), "evaluate.cv.group", "nope")
+
+
+def test_settings_that_cannot_apply_fail_before_training(cli, tmp_path):
+    X, y = make_regression(n_samples=200, n_features=3, random_state=0)
+    pd.DataFrame(X, columns=list("abc")).assign(y=y).to_csv(tmp_path / "reg.csv", index=False)
+    recipe = {"data": {"source": str(tmp_path / "reg.csv"), "target": "y"}, "model": {"type": "ridge"},
+              "evaluate": {"calibrate": "isotonic"}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = cli("train", tmp_path / "r.yaml")
+    assert_user_error(result, "evaluate.calibrate", "regression")
+    assert "fitting" not in result.err  # refused before any model was fitted
+    recipe["evaluate"] = {}
+    recipe["audit"] = {"fail_on": [{"demographic_parity_difference": 0.1}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert_user_error(cli("train", tmp_path / "r.yaml"), "demographic_parity_difference", "audit.sensitive")
+    _cancer(tmp_path)
+    recipe = {"data": {"source": str(tmp_path / "cancer.csv"), "target": "target"},
+              "model": {"type": "logistic_regression"}, "evaluate": {"threshold": "f1"}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(recipe))
+    assert_user_error(cli("tune", tmp_path / "t.yaml"), "tune.refit", "evaluate.threshold")
+    assert_user_error(cli("audit", tmp_path / "cancer.csv", "--target", "target", "--fail-on",
+                          "disparate_impact=0.8"), "--fail-on disparate_impact", "honing train")

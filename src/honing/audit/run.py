@@ -11,8 +11,9 @@ import pandas as pd
 
 from honing.audit.fairness import FairnessLimits, data_bias
 from honing.audit.findings import SEVERITIES, Finding
-from honing.audit.gate import MODEL_CHECKS, Rule, enforce, parse_rules
+from honing.audit.gate import FAIRNESS_CHECKS, MODEL_CHECKS, Rule, enforce, parse_rules
 from honing.audit.quality import CHECKS, QualityLimits, check_quality
+from honing.errors import RecipeError
 from honing.progress import SILENT, Progress
 
 #: Column names that usually hold a protected attribute; `honing audit` audits them when no
@@ -86,6 +87,10 @@ def audit_data(frame: pd.DataFrame, target: str | None, task: str | None, *, sen
     of ``sensitive``; ``fail_on`` is parsed here (an unknown check fails before any work) and
     enforced by :meth:`Audit.enforce_data` / :meth:`Audit.enforce_model`."""
     rules = parse_rules(fail_on, CHECKS)
+    unmeasured = [str(r) for r in rules if r.check in FAIRNESS_CHECKS] if not sensitive else []
+    if unmeasured:
+        raise RecipeError(f"audit.fail_on: {unmeasured[0]} is measured on sensitive columns, and none is given",
+                          "set audit.sensitive: [COLUMN] (or --sensitive COLUMN)")
     with progress.step("auditing the data"):
         findings = check_quality(frame, target, task, splits=splits, ignore=ignore, seed=seed,
                                  limits=_tightened(QualityLimits(), rules))

@@ -35,6 +35,33 @@ class Evaluation:
     plots: list[Path] = field(default_factory=list)
 
 
+def check_config(recipe: Recipe, dataset: Dataset) -> None:
+    """RecipeError when the ``evaluate:`` section cannot apply to this dataset (before training)."""
+    cfg = recipe.evaluate
+    for key, value in (("calibrate", cfg.calibrate), ("threshold", cfg.threshold)):
+        if value == "none":
+            continue
+        if dataset.task != "classification":
+            raise RecipeError(f"evaluate.{key}: {value} is for classifiers, and this is regression",
+                              f"set evaluate.{key}: none")
+        if not len(dataset.splits["validation"]):
+            raise RecipeError(f"evaluate.{key} is fitted on the validation split, which is empty",
+                              f"set data.split.validation > 0, or evaluate.{key}: none")
+    if cfg.threshold != "none" and dataset.n_classes != 2:
+        raise RecipeError(f"evaluate.threshold: {cfg.threshold} is for binary classifiers; "
+                          f"this target has {dataset.n_classes} classes", "set evaluate.threshold: none")
+
+
+def check_refit(recipe: Recipe) -> None:
+    """RecipeError when ``tune.refit`` (train + validation, no validation split left) meets a step
+    that is fitted on the validation split."""
+    fitted = [f"evaluate.{k}" for k in ("calibrate", "threshold") if getattr(recipe.evaluate, k) != "none"]
+    fitted += ["audit.mitigate: threshold"] if recipe.audit.mitigate == "threshold" else []
+    if recipe.tune.refit and fitted:
+        raise RecipeError(f"tune.refit: the best recipe is refitted on train + validation, and {fitted[0]} "
+                          "is fitted on the validation split", "set tune.refit: false to keep a validation split")
+
+
 def predictor(model: Any, preprocessor: Any, dataset: Dataset, decision: dict | None = None,
               calibrator: Any = None) -> Bundle:
     """An in-memory bundle: the model predicting exactly as its saved bundle will."""
@@ -52,6 +79,7 @@ def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
     """Calibrate, choose the threshold, score the held-out splits, and analyse the test errors.
     A ``decision`` already made (per-group thresholds of ``audit.mitigate: threshold``) is kept."""
     cfg = recipe.evaluate
+    check_config(recipe, dataset)
     out = Evaluation({}, decision=decision or {})
     if dataset.task == "classification" and not decision:
         out.calibrator, out.metrics["calibration"] = _calibrate(model, preprocessor, dataset, data, cfg.calibrate)
@@ -74,17 +102,10 @@ def _scores(bundle: Bundle, dataset: Dataset, data: dict, split: str) -> dict[st
     return scores
 
 
-def _validation(data: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    if "validation" not in data:
-        raise RecipeError(f"evaluate.{key} is fitted on the validation split, which is empty",
-                          f"set data.split.validation > 0, or evaluate.{key}: none")
-    return data["validation"]
-
-
 def _calibrate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, method: str) -> tuple[Any, dict]:
     if method == "none":
         return None, {}
-    X_val, y_val = _validation(data, "calibrate")
+    X_val, y_val = data["validation"]
     raw = predictor(model, preprocessor, dataset)
     calibrator = calibration.Calibrator(method).fit(raw.predict_proba_encoded(X_val), y_val)
     report: dict[str, Any] = {"method": method}
@@ -99,10 +120,7 @@ def _calibrate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, meth
 def _decide(model: Any, preprocessor: Any, dataset: Dataset, data: dict, cfg: Any, calibrator: Any) -> tuple[dict, dict]:
     if cfg.threshold == "none":
         return {}, {}
-    if dataset.n_classes != 2:
-        raise RecipeError(f"evaluate.threshold: {cfg.threshold} is for binary classifiers; "
-                          f"this target has {dataset.n_classes} classes", "set evaluate.threshold: none")
-    X_val, y_val = _validation(data, "threshold")
+    X_val, y_val = data["validation"]
     p1 = predictor(model, preprocessor, dataset, calibrator=calibrator).predict_proba_encoded(X_val)[:, 1]
     chosen = threshold.choose_threshold(y_val, p1, cfg.threshold, cfg.threshold_value)
     report = {**chosen, "positive_class": str(dataset.classes[1]), "curve": threshold.threshold_curve(y_val, p1)}
