@@ -5,38 +5,15 @@ regression residuals, drawn from the JSON-ready dicts of :mod:`honing.evaluation
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from honing.report.plots import PALETTE
-
-
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend (imported lazily: it is slow to load)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Lay out, write and close ``fig``; the parent folders are created."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+from honing.report.plots import PALETTE, pyplot, save
 
 
 def confusion_matrix_plot(analysis: dict, path: str | Path, title: str = "confusion matrix") -> Path:
     """The confusion matrix of :func:`~honing.evaluation.errors.confusion_analysis`: cells coloured by
     the row-normalised rate (recall on the diagonal), annotated with counts.  The figure grows with
     the number of classes; beyond 30 classes the counts are left out (the colours still read)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels, counts, rates = analysis["labels"], analysis["counts"], analysis["normalized"]
     k = len(labels)
     side = min(max(4.2, 0.42 * k + 1.5), 16.0)
@@ -56,13 +33,13 @@ def confusion_matrix_plot(analysis: dict, path: str | Path, title: str = "confus
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def threshold_plot(curve: dict, chosen: dict | None, path: str | Path, title: str = "decision threshold") -> Path:
     """Precision, recall and F1 against the decision threshold (:func:`~honing.evaluation.threshold.
     threshold_curve`), with the chosen threshold marked when ``chosen`` is given."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for name, color in zip(("precision", "recall", "f1"), PALETTE, strict=False):
         ax.plot(curve["threshold"], curve[name], color=color, label=name)
@@ -78,14 +55,14 @@ def threshold_plot(curve: dict, chosen: dict | None, path: str | Path, title: st
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", frameon=False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def reliability_plot(rel: dict, path: str | Path, title: str = "reliability") -> Path:
     """The reliability diagram of :func:`~honing.evaluation.calibration.reliability`: each bin's
     accuracy against its mean confidence with the perfect-calibration diagonal, ECE in the legend,
     and the number of rows per bin below."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, below) = plt.subplots(2, 1, figsize=(7, 5.2), dpi=110, sharex=True,
                                     gridspec_kw={"height_ratios": [3, 1]})
     filled = [b for b in rel["bins"] if b["count"]]
@@ -106,13 +83,13 @@ def reliability_plot(rel: dict, path: str | Path, title: str = "reliability") ->
     below.set_xlabel("confidence (top-label probability)" if top_label else "predicted P(positive)")
     below.set_ylabel("rows")
     below.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def residual_plot(residuals: dict, path: str | Path, title: str = "residuals") -> Path:
     """Residuals (true − predicted) against the predicted value, from
     :func:`~honing.evaluation.errors.residual_analysis`, with the zero line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     points = residuals.get("points") or []
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=10, alpha=0.5, color=PALETTE[0],
@@ -127,4 +104,4 @@ def residual_plot(residuals: dict, path: str | Path, title: str = "residuals") -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", frameon=False)
-    return _save(fig, path)
+    return save(fig, path)

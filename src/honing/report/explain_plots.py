@@ -11,21 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from honing.report.plots import PALETTE
+from honing.report.plots import PALETTE, pyplot, save
 
 _TOP_FEATURES = 15
 _PANEL_COLUMNS = 3
 _LABEL_CHARS = 14
 
-
-def _pyplot() -> Any:
-    """matplotlib.pyplot on the Agg (file-only) backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _number(value: Any) -> float:
@@ -45,22 +36,12 @@ def _short(label: Any) -> str:
     return text if len(text) <= _LABEL_CHARS else text[:_LABEL_CHARS - 1] + "…"
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    """Lay out, write and close the figure; create the parent directories."""
-    plt = _pyplot()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
 
 def importance_plot(importances: list[dict], path: str | Path,
                     title: str = "permutation importance") -> Path:
     """The top 15 features by mean importance as horizontal bars, most important on top, each
     with its ``low``–``high`` interval as an error bar."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted(importances, key=lambda r: -math.inf if r.get("mean") is None else r["mean"],
                   reverse=True)[:_TOP_FEATURES][::-1]
     fig, ax = plt.subplots(figsize=(7, max(4.2, 0.3 * len(rows) + 1.2)), dpi=110)
@@ -79,7 +60,7 @@ def importance_plot(importances: list[dict], path: str | Path,
     ax.grid(alpha=0.3, axis="x")
     if not rows:
         ax.text(0.5, 0.5, "no features", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _pd_panel(ax: Any, pd_: dict, ylabel: str | None) -> None:
@@ -105,7 +86,7 @@ def partial_dependence_plot(pds: list[dict], path: str | Path, title: str = "par
                             ylabel: str = "average prediction") -> Path:
     """One small panel per feature's partial dependence (up to three a row, on one shared y scale
     so the panels compare)."""
-    plt = _pyplot()
+    plt = pyplot()
     count = max(len(pds), 1)
     cols = min(_PANEL_COLUMNS, count)
     rows = math.ceil(count / cols)
@@ -120,4 +101,4 @@ def partial_dependence_plot(pds: list[dict], path: str | Path, title: str = "par
         axes.flat[0].text(0.5, 0.5, "no features", ha="center", va="center",
                           transform=axes.flat[0].transAxes)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)

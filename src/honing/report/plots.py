@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 #: Okabe-Ito colours: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
 
-def learning_curve(history: list[dict], path: str | Path, title: str = "learning curve") -> Path:
-    """Training and validation loss per epoch (and the learning rate when it changes) as a PNG."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported lazily: it is slow to load)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Lay out, write and close ``fig``; the parent folders are created."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    pyplot().close(fig)
+    return path
+
+
+def learning_curve(history: list[dict], path: str | Path, title: str = "learning curve") -> Path:
+    """Training and validation loss per epoch (and the learning rate when it changes) as a PNG."""
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(epochs, [row["loss"] for row in history], color=PALETTE[0], label="training loss")
@@ -34,9 +51,4 @@ def learning_curve(history: list[dict], path: str | Path, title: str = "learning
         twin.set_ylabel("learning rate")
         twin.legend(loc="center right", frameon=False)
     ax.legend(loc="upper right", frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
