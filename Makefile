@@ -1,6 +1,8 @@
 # make demo   — create .venv, install honing with pinned versions, train on a bundled dataset
-# make test   — create .venv, install, start a throwaway PostgreSQL (scripts/postgres.sh), run every test
-# Both start from nothing: only python3 (3.11+) is needed (make test adds PostgreSQL with apt-get if it can).
+# make test   — create .venv, install, start a throwaway PostgreSQL (scripts/postgres.sh), find headless
+#               Chromium for the report's browser test (scripts/chromium.sh), run every test
+# Both start from nothing: only python3 (3.11+) is needed (make test adds PostgreSQL and Chromium with
+# apt-get if it can).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +25,9 @@ demo: $(STAMP)
 # The PostgreSQL tests use $HONING_TEST_POSTGRES when set, else the server scripts/postgres.sh starts
 # (installed from Debian if missing); if it prints no URL they skip, or fail when CI is set.
 test: $(STAMP)
-	HONING_TEST_POSTGRES="$${HONING_TEST_POSTGRES:-$$(bash scripts/postgres.sh)}" $(BIN)/python -m pytest -n 2 -q
+	HONING_TEST_POSTGRES="$${HONING_TEST_POSTGRES:-$$(bash scripts/postgres.sh)}" \
+	HONING_TEST_CHROMIUM="$${HONING_TEST_CHROMIUM:-$$(bash scripts/chromium.sh)}" \
+	$(BIN)/python -m pytest -n 2 -q
 
 docs: $(STAMP)
 	$(BIN)/python -c "from honing.recipe import reference_markdown as r; open('docs/recipe.md','w').write(r())"

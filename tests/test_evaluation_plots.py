@@ -56,3 +56,14 @@ def test_residual_plot(tmp_path):
     pred = y + rng.normal(scale=0.5, size=400)
     residuals = residual_analysis(pd.DataFrame({"x": rng.normal(size=400)}), y, pred)
     _check_png(plots.residual_plot(residuals, tmp_path / "residuals.png", "residuals (test)"))
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_roc_and_pr_plots(tmp_path, k):
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 300)
+    proba = rng.dirichlet(np.ones(k), 300) + np.eye(k)[y]  # informative scores
+    proba /= proba.sum(axis=1, keepdims=True)
+    classes = [f"class {i}" for i in range(k)]
+    for draw in (plots.roc_plot, plots.pr_plot):
+        _check_png(draw(y, proba, classes, tmp_path / "nested" / f"{draw.__name__}.png"))

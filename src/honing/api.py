@@ -7,6 +7,7 @@ logic of its own beyond wiring them together.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
+from honing.report.html import build_report
 from honing.report.plots import learning_curve
 from honing.tracking import (
     CHECKPOINTS,
@@ -67,13 +69,15 @@ class RunResult:
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
           out: str | Path | None = None, progress: Progress = SILENT, resume: bool = False,
-          fit_on_validation: bool = False) -> RunResult:
-    """Train the model a recipe describes; write the run directory (bundle, metrics, recipe).
+          fit_on_validation: bool = False, track: bool = True) -> RunResult:
+    """Train the model a recipe describes; write the run directory (bundle, metrics, recipe,
+    report.html) and log it to MLflow (``tracking:``; ``track=False`` leaves that to the caller).
 
     Neural models checkpoint every epoch inside the run's partial directory; with ``resume`` (see
     :func:`resume`) training continues from those checkpoints.  ``fit_on_validation`` trains on
     train + validation (a model already chosen, with its epochs fixed), scored on test alone.
     """
+    started = time.time()
     recipe = load_recipe(recipe, overrides)
     classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
@@ -84,7 +88,29 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
             write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         result = _train_into(recipe, run_dir, tmp, progress if writer else SILENT,
                              partial_dir(run_dir) / CHECKPOINTS, fit_on_validation)
+    if writer and track:
+        _track(result.recipe, run_dir, progress, started)
     return result
+
+
+def _track(recipe: Recipe, run_dir: Path, progress: Progress, started: float | None = None) -> None:
+    """Log a finished run to MLflow (a tuning run when ``started`` is None); an unreachable store
+    is a warning, since the run is saved."""
+    import warnings
+
+    from honing import mlflow_runs
+    from honing.mlflow_store import redact
+
+    if not mlflow_runs.enabled(recipe.tracking):
+        return
+    try:
+        with progress.step(f"logging the run to MLflow ({redact(mlflow_runs.tracking_uri(recipe.tracking.uri))})"):
+            if started is None:
+                mlflow_runs.log_tune(run_dir, recipe)
+            else:
+                mlflow_runs.log_train(run_dir, recipe, started=started)
+    except HoningError as exc:
+        warnings.warn(f"{exc} (the run is saved in {run_dir})", stacklevel=2)
 
 
 def launch_train(recipe: str | Path, overrides: list[str], out: str | Path | None, processes: int | None,
@@ -171,6 +197,7 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
             pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
             learning_curve(history, tmp / "plots" / "learning_curve.png",
                            f"{best.type} on {resolved.data.source}")
+        build_report(tmp)
     return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
                      dataset.notes)
 
@@ -269,6 +296,7 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
         searching.run(search, found, progress)
         outcome = searching.outcome(search, found)
         result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
+    _track(recipe, run_dir, progress)
     return result
 
 
@@ -315,8 +343,9 @@ def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Pat
     what = "train + validation" if tune.refit else "train"
     which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
     progress.note(f"training the best recipe ({which}) on {what}")
-    trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit)
+    trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit, track=False)
     write_json(tmp / "tune.json", outcome.summary(search.spec.name, default, trained.metrics.get("test", {})))
+    build_report(tmp)
     return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.trial, outcome.scores[0], default,
                       outcome.rows, trained, [*outcome.notes, *notes])
 
@@ -397,6 +426,35 @@ def explain(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame, row: i
     if bundle.is_classifier and "class" in result:  # the explained class: the model's argmax, as its label
         result["prediction"] = result["class"] = bundle.classes[int(result["class"])]
     return {"row": row, **result}
+
+
+def report(run_dir: str | Path) -> Path:
+    """(Re)build a run directory's self-contained report.html."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file() and not (run_dir / "tune.json").is_file():
+        raise HoningError(f"{run_dir}: not a run directory (no metrics.json)", "give a directory `honing train` or `honing tune` wrote")
+    return build_report(run_dir)
+
+
+def runs(name: str | None = None, limit: int = 50, uri: str | None = None) -> list[dict[str, Any]]:
+    """Runs logged to MLflow, newest first (``name``: only that recipe's)."""
+    from honing import mlflow_runs
+
+    return mlflow_runs.list_runs(uri, name=name, limit=limit)
+
+
+def compare_tracked(run_ids: list[str], uri: str | None = None) -> dict[str, Any]:
+    """Params and metrics of MLflow runs side by side, with the keys whose values differ."""
+    from honing import mlflow_runs
+
+    return mlflow_runs.compare_runs(run_ids, uri)
+
+
+def promote(name: str, version: int, alias: str, uri: str | None = None) -> None:
+    """Point a registry alias (e.g. production) at a registered model version."""
+    from honing import mlflow_runs
+
+    mlflow_runs.promote(name, version, alias, uri)
 
 
 def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> RunResult:

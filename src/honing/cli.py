@@ -394,6 +394,113 @@ def explain(
 
 
 @app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (honing train or honing tune).")],
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
+) -> None:
+    """(Re)build a run's self-contained report.html: metrics with intervals, audit, plots, fairness, model card.
+
+    Every train and tune run writes one; rebuild it after upgrading honing, or to look again.
+    """
+    from honing import api
+
+    path = api.report(run_dir)
+    _console().print(f"wrote [bold]{path}[/]")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+runs_app = typer.Typer(help="Runs logged to MLflow: list them, or compare some side by side.", no_args_is_help=False,
+                       rich_markup_mode="markdown")
+app.add_typer(runs_app, name="runs")
+TrackingUri = Annotated[str | None, typer.Option("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here).")]
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only the runs of this recipe name.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most runs to show.")] = 20,
+    uri: TrackingUri = None,
+) -> None:
+    """List the runs logged to MLflow, newest first (`honing runs compare ID ID` to compare)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from honing import api
+
+    rows = api.runs(name, limit, uri)
+    if not rows:
+        _console().print("no runs logged yet (train a recipe, or check --uri)")
+        return
+    metric_names = list(dict.fromkeys(k for row in rows for k in row.get("metrics", {})))[:3]
+    table = Table("id", "name", "date", "model", *metric_names, "seconds", title="runs")
+    for row in rows:
+        metrics = row.get("metrics", {})
+        cells = [f"{metrics[m]:.4f}" if isinstance(metrics.get(m), float) else "" for m in metric_names]
+        duration = row.get("duration")
+        table.add_row(str(row["id"])[:12], str(row.get("name", "")), str(row.get("date", ""))[:19],
+                      str(row.get("model", "")), *cells, f"{duration:.1f}" if duration is not None else "")
+    _console().print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    ids: Annotated[list[str], typer.Argument(help="Two or more MLflow run ids (see `honing runs`).")],
+    uri: TrackingUri = None,
+) -> None:
+    """Params and metrics of runs side by side; the values that differ are highlighted."""
+    from rich.table import Table
+
+    from honing import api
+    from honing.errors import HoningError
+
+    if len(ids) < 2:
+        raise HoningError("honing runs compare needs two or more run ids", "list them with `honing runs`")
+    result = api.compare_tracked(ids, uri)
+    different = set(result["different"])
+    for kind in ("metrics", "params"):
+        table = Table(kind, *[str(r)[:12] for r in result["runs"]], title=kind)
+        for key, values in sorted(result[kind].items(), key=lambda kv: (kv[0] not in different, kv[0])):
+            style = "bold yellow" if key in different else None
+            table.add_row(key, *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in values], style=style)
+        _console().print(table)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1.")] = 5000,
+    uri: TrackingUri = None,
+) -> None:
+    """Start the MLflow UI for the runs logged here, on http://127.0.0.1:PORT (Ctrl-C stops it)."""
+    import subprocess
+
+    from honing import mlflow_runs
+    from honing.mlflow_store import redact
+
+    command = mlflow_runs.ui_command(uri, port)
+    _console().print(f"MLflow UI on http://127.0.0.1:{port} for {redact(mlflow_runs.tracking_uri(uri))} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name (the recipe's name).")],
+    version: Annotated[int, typer.Argument(help="Model version (see the MLflow UI or `honing runs`).")],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to point at this version.")] = "production",
+    uri: TrackingUri = None,
+) -> None:
+    """Point a model-registry alias (default: production) at a registered version of a model."""
+    from honing import api
+
+    api.promote(name, version, alias, uri)
+    _console().print(f"{name}@{alias} → version {version}")
+
+
+@app.command()
 def models() -> None:
     """List the model types a recipe's `model.type` can name."""
     from rich.table import Table

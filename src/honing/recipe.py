@@ -204,6 +204,15 @@ class TuneConfig(_Section):
     space: dict[str, Any] | None = Field(None, description="Search space keyed by recipe path, e.g. `train.optimizer.lr: {float: [1.0e-5, 1.0e-1], log: true}`; null = the model type's default space (docs/tuning.md).")
 
 
+class TrackingConfig(_Section):
+    """Experiment tracking on MLflow (every train and tune run); `tracking: false` turns it off."""
+
+    enabled: bool = Field(True, description="Log the run to MLflow (the environment variable HONING_TRACKING=0 also turns it off).")
+    uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working directory (artifacts in mlartifacts/ beside it).")
+    experiment: str | None = Field(None, description="MLflow experiment (default: the recipe's name).")
+    register_model: bool = Field(True, description="Register the run's bundle in the MLflow model registry under the recipe's name (a new version per run).")
+
+
 class Recipe(_Section):
     """A honing recipe."""
 
@@ -216,6 +225,15 @@ class Recipe(_Section):
     audit: AuditConfig = Field(default_factory=AuditConfig, description="Data-quality and fairness audit and its gates.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison and evaluation.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search (honing tune).")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment tracking on MLflow; false turns it off.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tracking_switch(cls, raw: Any) -> Any:
+        """``tracking: false`` / ``true`` is short for ``tracking: {enabled: false / true}``."""
+        if isinstance(raw, dict) and isinstance(raw.get("tracking"), bool):
+            raw = {**raw, "tracking": {"enabled": raw["tracking"]}}
+        return raw
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

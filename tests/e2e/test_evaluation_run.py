@@ -63,7 +63,7 @@ def test_error_analysis_and_explanations(cancer_run):
     importance = cancer_run.metrics["explain"]["importance"]
     assert len(importance) == 30 and importance[0]["mean"] >= importance[-1]["mean"]
     plots = {p.name for p in (cancer_run.run_dir / "plots").iterdir()}
-    assert {"confusion_matrix.png", "reliability.png", "threshold.png", "importance.png",
+    assert {"confusion_matrix.png", "roc.png", "pr.png", "reliability.png", "threshold.png", "importance.png",
             "partial_dependence.png"} <= plots
 
 

@@ -150,6 +150,8 @@ def _test_analysis(bundle: Bundle, dataset: Dataset, data: dict, recipe: Recipe,
                                                   metric=metric, flag_gap=cfg.slice_gap)
         out.plots.append(draw.confusion_matrix_plot(analysis["confusion"], plots / "confusion_matrix.png",
                                                     "confusion matrix (test)"))
+        out.plots.append(draw.roc_plot(y, proba, dataset.classes, plots / "roc.png", "ROC curve (test)"))
+        out.plots.append(draw.pr_plot(y, proba, dataset.classes, plots / "pr.png", "precision-recall curve (test)"))
         reliability = out.metrics.get("calibration", {}).get("after") or calibration.reliability(y, proba)
         analysis["reliability"] = reliability
         out.plots.append(draw.reliability_plot(reliability, plots / "reliability.png", "reliability (test)"))

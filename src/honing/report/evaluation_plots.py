@@ -1,10 +1,11 @@
-"""Plots of the evaluation stage: confusion matrix, threshold trade-off, reliability diagram and
-regression residuals, drawn from the JSON-ready dicts of :mod:`honing.evaluation` in the style of
+"""Plots of the evaluation stage: confusion matrix, ROC and precision-recall curves, threshold
+trade-off, reliability diagram and regression residuals, drawn from the JSON-ready dicts of :mod:`honing.evaluation` in the style of
 :mod:`honing.report.plots` (file-only backend, Okabe-Ito colours)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from honing.report.plots import PALETTE, pyplot, save
 
@@ -104,4 +105,61 @@ def residual_plot(residuals: dict, path: str | Path, title: str = "residuals") -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", frameon=False)
+    return save(fig, path)
+
+
+def _one_vs_rest(y_true: Any, proba: Any, classes: list, most: int = 8) -> list[tuple[str, Any, Any]]:
+    """(label, is this class, its probability) for the positive class of a binary task, or for
+    each of the ``most`` most frequent classes (one-vs-rest)."""
+    import numpy as np
+
+    y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=float)
+    if proba.shape[1] == 2:
+        return [(str(classes[1]), y_true == 1, proba[:, 1])]
+    shown = np.argsort(-np.bincount(y_true, minlength=proba.shape[1]), kind="stable")[:most]
+    return [(str(classes[k]), y_true == k, proba[:, k]) for k in sorted(shown) if (y_true == k).any()]
+
+
+def roc_plot(y_true: Any, proba: Any, classes: list, path: str | Path, title: str = "ROC curve") -> Path:
+    """ROC curve of the positive class (binary) or of each class against the rest, with its AUC."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i, (label, hits, scores) in enumerate(_one_vs_rest(y_true, proba, classes)):
+        if hits.all():
+            continue
+        fpr, tpr, _ = roc_curve(hits, scores)
+        ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], label=f"{label} (AUC {roc_auc_score(hits, scores):.3f})")
+    ax.plot([0, 1], [0, 1], color=PALETTE[7], linestyle="--", linewidth=1, label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    return save(fig, path)
+
+
+def pr_plot(y_true: Any, proba: Any, classes: list, path: str | Path, title: str = "precision-recall curve") -> Path:
+    """Precision against recall of the positive class (binary) or of each class against the rest,
+    with its average precision and the no-skill level (the class's share)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i, (label, hits, scores) in enumerate(_one_vs_rest(y_true, proba, classes)):
+        if hits.all():
+            continue
+        precision, recall, _ = precision_recall_curve(hits, scores)
+        color = PALETTE[i % len(PALETTE)]
+        ax.step(recall, precision, where="post", color=color,
+                label=f"{label} (AP {average_precision_score(hits, scores):.3f}, no skill {hits.mean():.2f})")
+        ax.axhline(hits.mean(), color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", frameon=False)
     return save(fig, path)
