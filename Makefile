@@ -23,7 +23,9 @@ demo: $(STAMP)
 	$(BIN)/honing quickstart --out runs/quickstart-demo
 
 # The PostgreSQL tests use $HONING_TEST_POSTGRES when set, else the server scripts/postgres.sh starts
-# (installed from Debian if missing); if it prints no URL they skip, or fail when CI is set.
+# (installed from Debian if missing); the browser test (tests/report/test_browser.py) uses
+# $HONING_TEST_CHROMIUM when set, else the Chromium scripts/chromium.sh installs from Debian. Either
+# missing: those tests skip, or fail when CI is set.
 test: $(STAMP)
 	HONING_TEST_POSTGRES="$${HONING_TEST_POSTGRES:-$$(bash scripts/postgres.sh)}" \
 	HONING_TEST_CHROMIUM="$${HONING_TEST_CHROMIUM:-$$(bash scripts/chromium.sh)}" \

@@ -42,14 +42,19 @@ install_chromium() {
   flock 9
   if find_chromium >/dev/null; then exec 9<&-; return 0; fi  # the other one installed it
   echo "chromium.sh: installing Chromium from Debian (apt-get install chromium fonts-liberation)"
-  local install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive
-                 apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends
-                 chromium fonts-liberation)
+  # apt's and dpkg's chatter goes to a log, shown only when the install fails.
+  local log
+  log="$(mktemp -t honing-chromium-install.XXXXXX)"
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300)
+  local install=("${apt[@]}" install --no-install-recommends chromium fonts-liberation)
   # A fresh machine has no package lists yet, or stale ones: update and try again.
-  if ! "${install[@]}" 9<&-; then
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q -o DPkg::Lock::Timeout=300 9<&- \
-      && "${install[@]}" 9<&- \
-      || echo "chromium.sh: apt-get could not install chromium; the browser tests will skip"
+  if "${install[@]}" >"$log" 2>&1 9<&- \
+      || { "${apt[@]}" update >>"$log" 2>&1 9<&- && "${install[@]}" >>"$log" 2>&1 9<&-; }; then
+    echo "chromium.sh: installed $(dpkg-query -W -f '${Package} ${Version}' chromium 2>/dev/null)"
+    rm -f "$log"
+  else
+    echo "chromium.sh: apt-get could not install chromium (the browser tests will skip); the end of $log:"
+    tail -n 20 "$log"
   fi
   exec 9<&-
 }

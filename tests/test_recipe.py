@@ -45,8 +45,10 @@ def test_wrong_values_name_the_key(override, key, words):
 def test_cross_field_checks():
     with pytest.raises(RecipeError, match="validation \\+ test must be < 1"):
         load_recipe({"data": {"source": "x", "split": {"validation": 0.5, "test": 0.5}}})
-    with pytest.raises(RecipeError, match="either group or time"):
+    with pytest.raises(RecipeError, match="only one of group, time and column"):
         load_recipe({"data": {"source": "x", "split": {"group": "a", "time": "b"}}})
+    with pytest.raises(RecipeError, match="only one of group, time and column"):
+        load_recipe({"data": {"source": "x", "split": {"column": "a", "time": "b"}}})
 
 
 def test_missing_data_section_and_version():

@@ -20,6 +20,7 @@ import pandas as pd
 from honing.audit.mitigation import TRUSTED_TYPES as MITIGATION_TYPES
 from honing.bundle import Bundle, load_bundle, save_bundle
 from honing.data import preprocess
+from honing.data.balance import balance_training
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
 from honing.data.preprocess import coerce_features, extra_columns
 from honing.data.schema import Schema
@@ -156,8 +157,13 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
         dataset = dataset.excluding(resolved.audit.sensitive)
     with progress.step("fitting preprocessing on the training split"):
         preprocessor, data = dataset.prepared(resolved.data)
+    if resolved.data.balance != "none":
+        with progress.step(f"balancing the training split ({resolved.data.balance})"):
+            data, weights = balance_training(data, resolved.data.balance, dataset.task, resolved.seed)
+    else:
+        weights = None
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress, resolved.train, checkpoints)
+                             resolved.evaluate.metric, progress, resolved.train, checkpoints, weights)
     best = selection.best
     params = resolved.model.params if resolved.model.type != "auto" else {}
     model, decision = best.estimator, {}

@@ -40,13 +40,14 @@ class SplitConfig(_Section):
     stratify: bool | None = Field(None, description="Keep class proportions in every split; default: true for classification.")
     group: str | None = Field(None, description="Column whose values never cross splits (e.g. a patient id).")
     time: str | None = Field(None, description="Column to order by: the latest rows go to test, the ones before to validation.")
+    column: str | None = Field(None, description="Column naming each row's split (train / validation or dev / test), e.g. an official test set; without validation rows, validation is cut from train. Not a model feature.")
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
         if self.validation + self.test >= 1:
             raise ValueError("validation + test must be < 1 (some rows must be left to train on)")
-        if self.group and self.time:
-            raise ValueError("use either group or time, not both")
+        if sum(bool(x) for x in (self.group, self.time, self.column)) > 1:
+            raise ValueError("use only one of group, time and column")
         if self.stratify and self.time:
             raise ValueError("a time split cannot be stratified; remove stratify or time")
         return self
@@ -71,7 +72,7 @@ class CleanConfig(_Section):
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
-    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test).")
+    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
     task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers classification vs regression from the target.")
     drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
@@ -84,6 +85,7 @@ class DataConfig(_Section):
     max_categories: int = Field(30, ge=2, description="Most one-hot columns per categorical feature; rarer values share one 'infrequent' column.")
     text: Literal["tfidf", "tokens", "drop"] = Field("tfidf", description="Free-text columns: TF-IDF features; tokens: ids from a vocabulary fitted on the training split, for rnn/lstm/gru/transformer models; or drop them.")
     max_tokens: int = Field(64, ge=1, description="Tokens kept per text value (data.text: tokens); longer text is truncated.")
+    balance: Literal["none", "class_weight", "oversample", "undersample", "smote"] = Field("none", description="Class balancing of the training split only (classification): class_weight (weights inversely proportional to class counts), oversample / undersample (random, imbalanced-learn), smote.")
 
 
 class ModelConfig(_Section):

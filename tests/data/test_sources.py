@@ -99,7 +99,8 @@ def test_every_builtin_loads(name):
 
 def test_builtin_list_and_metadata():
     assert set(builtin_names()) == {
-        "titanic", "wine_quality", "california_housing", "breast_cancer", "iris", "digits", "diabetes", "mnist_test"
+        "titanic", "wine_quality", "california_housing", "breast_cancer", "iris", "digits", "diabetes", "mnist_test",
+        "pima_diabetes", "sst2",
     }
     assert load_builtin("wine_quality").task == "regression"
     assert load_builtin("california_housing").frame["total_bedrooms"].isna().sum() == 207

@@ -1,6 +1,6 @@
 """Builtin datasets, used as ``data.source: builtin:NAME`` (no download needed).
 
-Three CSVs and MNIST's test set (gzipped IDX files) ship inside the package
+Four CSVs, a gzipped CSV (SST-2) and MNIST's test set (gzipped IDX files) ship inside the package
 (``honing/data/builtin/``, provenance in ``NAME.SOURCE.md``); four more come from
 :mod:`sklearn.datasets`, which bundles them.
 
@@ -18,6 +18,13 @@ digits                 target (0..9)           classification  8x8 images as 64 
 diabetes               target                  regression      sklearn's scaled features
 mnist_test             label (0..9)            classification  the official MNIST test set: 10,000
                                                                28x28 images as 784 pixel columns
+pima_diabetes          outcome (0/1)           classification  768 rows, 35% positive (imbalanced);
+                                                               zeros mean missing in 5 columns
+sst2                   label (negative /       classification  SST-2 sentiment, text: 10,000 train
+                       positive)                               phrases + the 872 official test
+                                                               sentences; ``split`` says which
+                                                               (never a feature; use it with
+                                                               ``data.split.column: split``)
 =====================  ======================  ==============  ======================================
 
 Every call to :func:`load_builtin` returns a fresh copy of the frame.
@@ -70,10 +77,11 @@ def builtin_names() -> list[str]:
 
 @cache
 def _package_csv(filename: str) -> pd.DataFrame:
-    """A CSV shipped in ``honing/data/builtin/`` (read once, copied by :func:`load_builtin`)."""
+    """A CSV (``.csv`` or ``.csv.gz``) shipped in ``honing/data/builtin/`` (read once, copied by
+    :func:`load_builtin`)."""
     resource = files("honing.data") / "builtin" / filename
     with resource.open("rb") as fh:
-        return pd.read_csv(fh)
+        return pd.read_csv(fh, compression="gzip" if filename.endswith(".gz") else None)
 
 
 @cache
@@ -223,4 +231,36 @@ def _mnist() -> Builtin:
         task="classification",
         description="MNIST handwritten digits, official test set (10,000 rows): the digit from 28x28 pixels.",
         source="LeCun, Cortes & Burges, MNIST database (t10k files), via RahulBaboota/MNIST",
+    )
+
+
+@BUILTINS.register("pima_diabetes", task="classification")
+def _pima_diabetes() -> Builtin:
+    """Pima Indians diabetes (zeros stand for missing values in five columns)."""
+    return Builtin(
+        "pima_diabetes",
+        _package_csv("pima_diabetes.csv"),
+        target="outcome",
+        task="classification",
+        description="Pima Indian women (768 rows): diabetes within five years (outcome 1, 35% of rows) from "
+        "8 clinical measurements. Imbalanced (500 / 268). Zeros in glucose, blood_pressure, "
+        "skin_thickness, insulin and bmi stand for missing values (kept as 0).",
+        source="NIDDK via the former UCI repository (Smith et al. 1988), via jbrownlee/Datasets",
+    )
+
+
+@BUILTINS.register("sst2", task="classification")
+def _sst2() -> Builtin:
+    """SST-2 sentiment: a seeded 10,000-phrase training sample and the official 872-sentence test set."""
+    return Builtin(
+        "sst2",
+        _package_csv("sst2.csv.gz"),
+        # ``split`` (train / test) marks the official test set; as an identifier it is never a feature.
+        types={"sentence": "text", "split": "identifier"},
+        target="label",
+        task="classification",
+        description="Stanford Sentiment Treebank, binary (10,872 rows): negative or positive from a movie-review "
+        "sentence. split = 'train' (10,000 phrases sampled with seed 0) or 'test' (the 872 GLUE dev sentences); "
+        "use data.split.column: split to keep that official test set.",
+        source="Socher et al. (2013) SST-2, GLUE version, via forest-snow/alps",
     )

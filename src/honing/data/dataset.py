@@ -129,11 +129,13 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     raw = frame
     frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
     notes += cleaning
-    schema = infer_schema(frame, target=target, overrides={**types, **cfg.types}, drop=cfg.drop)
+    drop = [*cfg.drop, *([cfg.split.column] if cfg.split.column and cfg.split.column not in cfg.drop else [])]
+    schema = infer_schema(frame, target=target, overrides={**types, **cfg.types}, drop=drop)
     notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
     split = cfg.split
     splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
-                         stratify=split.stratify, group=split.group, time=split.time, seed=seed)
+                         stratify=split.stratify, group=split.group, time=split.time, seed=seed,
+                         column=split.column)
     classes = _classes(frame[target]) if task == "classification" else None
     if classes is not None:
         _check_train_classes(frame[target], splits["train"][target], target)
@@ -164,7 +166,7 @@ def _check_columns(frame: pd.DataFrame, target: str, cfg: DataConfig) -> None:
     columns = [str(c) for c in frame.columns]
     named = [("data.target", target)] + [("data.drop", c) for c in cfg.drop] + [
         ("data.split.group", cfg.split.group),
-                                                     ("data.split.time", cfg.split.time)]
+                                                     ("data.split.time", cfg.split.time), ("data.split.column", cfg.split.column)]
     for key, column in named:
         if column is not None and column not in columns:
             raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, columns))

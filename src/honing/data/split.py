@@ -13,6 +13,10 @@ splits are in time order.
   are shuffled and cut where the row counts come closest to the fractions.
 * **time** (``time``): rows are sorted by the column (numbers, datetimes, or text parsed as dates);
   the earliest rows train, the next validate, the latest test.  Rows without a time train.
+* **given** (``column``): a column names each row's split (``train``, ``validation`` — or ``valid``,
+  ``val``, ``dev`` — and ``test``, in any case), as in datasets that ship an official test set.
+  When no row says ``validation``, the validation split is cut from the training rows (stratified
+  like a random split); ``test`` is then ignored.
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ def split_frame(
     group: str | None,
     time: str | None,
     seed: int,
+    column: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Split ``df`` into ``{"train", "validation", "test"}`` frames (see the module doc)."""
+    if column:
+        return _given_split(df, column, target=target, task=task, validation=validation, stratify=stratify, seed=seed)
     if group and time:
         raise DataError("data.split: use either group or time, not both", "remove data.split.group or data.split.time")
     n_val, n_test = split_sizes(len(df), validation, test)
@@ -55,6 +62,28 @@ def split_frame(
         labels = _strata(df, target, task) if wants else None
         parts = _random_split(len(df), n_val, n_test, labels, seed, target)
     return {name: df.iloc[rows].reset_index(drop=True) for name, rows in zip(SPLITS, parts)}
+
+
+_SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+                "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+
+
+def _given_split(df: pd.DataFrame, column: str, *, target: str, task: str, validation: float,
+                 stratify: bool | None, seed: int) -> dict[str, pd.DataFrame]:
+    """The splits a column names; validation cut from train when the column has none."""
+    names = _column(df, column, "data.split.column").astype("string").str.strip().str.lower().map(_SPLIT_NAMES)
+    unknown = df.loc[names.isna(), column]
+    if len(unknown):
+        raise DataError(f"data.split.column: {len(unknown)} rows of '{column}' name no split (e.g. {unknown.iloc[0]!r})",
+                        "use train, validation (or dev) and test")
+    parts = {name: df[names == name].reset_index(drop=True) for name in SPLITS}
+    if not len(parts["train"]):
+        raise DataError(f"data.split.column: no row of '{column}' says train", "mark the training rows 'train'")
+    if not len(parts["validation"]) and validation > 0:
+        cut = split_frame(parts["train"], target=target, task=task, validation=validation, test=0.0,
+                          stratify=stratify, group=None, time=None, seed=seed)
+        parts["train"], parts["validation"] = cut["train"], cut["validation"]
+    return parts
 
 
 def split_sizes(rows: int, validation: float, test: float) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import has_fit_parameter
 
 from honing.errors import ModelError
 from honing.evaluation.metrics import compute_metrics, primary_metric
@@ -54,11 +55,13 @@ class Selection:
 
 def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
                  n_classes: int | None, metric: str = "auto", progress: Progress = SILENT,
-                 train: TrainConfig | None = None, checkpoints: Path | None = None) -> Selection:
+                 train: TrainConfig | None = None, checkpoints: Path | None = None,
+                 sample_weight: np.ndarray | None = None) -> Selection:
     """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation.
 
     Neural models (configured by ``train``) watch the validation split for early stopping, and with
-    ``checkpoints`` (a directory) save a checkpoint there every epoch and resume from it."""
+    ``checkpoints`` (a directory) save a checkpoint there every epoch and resume from it.
+    ``sample_weight`` (one per training row, e.g. ``data.balance: class_weight``) goes to every fit."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
     estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
@@ -74,7 +77,8 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
     fitted = []
     for name, est in estimators:  # neural models show their own live bar of epochs
         with contextlib.nullcontext() if is_neural(est) else progress.step(f"fitting {name}"):
-            fitted.append(fit_candidate(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress))
+            fitted.append(fit_candidate(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress,
+                                        sample_weight=sample_weight))
     baseline = fit_candidate("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
     sign = -1.0 if greater else 1.0
     fitted.sort(key=lambda c: sign * _finite(c.validation.get(metric), greater))
@@ -82,21 +86,26 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
 
 
 def fit_candidate(name: str, est: Any, X_train, y_train, X_val, y_val, task: str, n_classes,
-                  progress: Progress = SILENT, callbacks: list | None = None) -> Candidate:
+                  progress: Progress = SILENT, callbacks: list | None = None,
+                  sample_weight: np.ndarray | None = None) -> Candidate:
     """Fit one estimator on train (neural models and LightGBM stop early on the validation split)
     and score it on validation.  ``callbacks`` go to the training loop of a neural model, or to
     LightGBM's boosting rounds; other models have no loop to call back from."""
     start = time.perf_counter()
+    weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+    if weights and (is_neural(est) or not has_fit_parameter(est, "sample_weight")):
+        raise ModelError(f"data.balance: class_weight weighs the training rows, which {name} cannot take",
+                         "use data.balance: oversample (or undersample, smote) instead")
     if is_neural(est):  # live epochs, early stopping on the validation split
         est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress,
                 callbacks=callbacks)
     elif is_lightgbm(est) and len(y_val):  # boosting rounds stop early too
         import lightgbm
 
-        est.fit(X_train, y_train, eval_X=(X_val,), eval_y=(y_val,),
+        est.fit(X_train, y_train, eval_X=(X_val,), eval_y=(y_val,), **weights,
                 callbacks=[lightgbm.early_stopping(LIGHTGBM_PATIENCE, verbose=False), *(callbacks or [])])
     else:
-        est.fit(X_train, y_train)
+        est.fit(X_train, y_train, **weights)
     seconds = time.perf_counter() - start
     scores = {}
     if len(y_val):

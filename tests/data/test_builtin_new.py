@@ -1,0 +1,108 @@
+"""The bundled Pima diabetes and SST-2 datasets, checked against their shared sources."""
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from honing.data.builtin import builtin_names, load_builtin
+from honing.data.dataset import load_dataset
+from honing.recipe import DataConfig, SplitConfig
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is absent (as in CI)")
+
+
+def _tsv(name: str) -> pd.DataFrame:
+    return pd.read_csv(SHARED / "sst2" / name, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+
+
+def test_new_builtins_are_registered():
+    assert {"pima_diabetes", "sst2"} <= set(builtin_names())
+
+
+def test_pima_diabetes_shape_target_and_task():
+    data = load_builtin("pima_diabetes")
+    assert data.frame.shape == (768, 9)
+    assert (data.target, data.task) == ("outcome", "classification")
+    assert list(data.frame.columns) == ["pregnancies", "glucose", "blood_pressure", "skin_thickness", "insulin",
+                                        "bmi", "diabetes_pedigree", "age", "outcome"]
+    assert all(pd.api.types.is_numeric_dtype(data.frame[c]) for c in data.frame.columns)
+    assert data.frame["outcome"].value_counts().to_dict() == {0: 500, 1: 268}  # from the .names file
+    assert (data.frame["insulin"] == 0).sum() > 0  # zeros-as-missing are kept
+    assert "missing" in data.description
+
+
+@needs_shared
+def test_pima_diabetes_equals_the_shared_source():
+    data = load_builtin("pima_diabetes")
+    direct = pd.read_csv(SHARED / "pima_diabetes" / "pima-indians-diabetes.with_header.csv")
+    pd.testing.assert_frame_equal(data.frame, direct)
+    assert data.frame["outcome"].value_counts().to_dict() == direct["outcome"].value_counts().to_dict()
+
+
+def test_sst2_shape_splits_and_kinds():
+    data = load_builtin("sst2")
+    frame = data.frame
+    assert list(frame.columns) == ["sentence", "label", "split"]
+    assert (data.target, data.task) == ("label", "classification")
+    assert frame["split"].value_counts().to_dict() == {"train": 10000, "test": 872}
+    assert set(frame["label"]) == {"negative", "positive"}
+    assert frame["sentence"].notna().all() and not frame.loc[frame["split"] == "train", "sentence"].duplicated().any()
+    assert data.types == {"sentence": "text", "split": "identifier"}
+
+
+def test_sst2_through_load_dataset_split_is_not_a_feature():
+    ds = load_dataset(DataConfig(source="builtin:sst2"), seed=0)
+    kinds = {c.name: c.kind for c in ds.schema.columns}
+    assert kinds == {"sentence": "text", "label": "categorical", "split": "identifier"}
+    assert ds.schema.feature_names == ["sentence"]
+    assert ds.classes == ["negative", "positive"] and ds.n_rows == 10872  # nothing lost to de-duplication
+
+
+def test_pima_through_load_dataset():
+    ds = load_dataset(DataConfig(source="builtin:pima_diabetes"), seed=0)
+    assert ds.task == "classification" and ds.classes == [0, 1] and len(ds.schema.feature_names) == 8
+
+
+def test_each_load_is_a_fresh_copy():
+    a = load_builtin("sst2").frame
+    a.loc[0, "sentence"] = "changed"
+    assert load_builtin("sst2").frame.loc[0, "sentence"] != "changed"
+
+
+@needs_shared
+def test_sst2_test_rows_equal_test_tsv_and_train_rows_come_from_train_tsv():
+    frame = load_builtin("sst2").frame
+    names = {0: "negative", 1: "positive"}
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    direct = _tsv("test.tsv")
+    assert test["sentence"].tolist() == direct["sentence"].tolist()
+    assert test["label"].tolist() == direct["label"].map(names).tolist()
+    assert test["label"].value_counts().to_dict() == direct["label"].map(names).value_counts().to_dict()
+    train = frame[frame["split"] == "train"]
+    source = _tsv("train.tsv").drop_duplicates("sentence")
+    pairs = set(zip(source["sentence"], source["label"].map(names)))
+    assert all(pair in pairs for pair in zip(train["sentence"], train["label"]))
+
+
+@needs_shared
+def test_sst2_sample_is_reproducible_from_its_recipe():
+    """The recipe in sst2.SOURCE.md: de-duplicate, drop test sentences, sample 10,000 with seed 0."""
+    source, test = _tsv("train.tsv"), _tsv("test.tsv")
+    pool = source.drop_duplicates("sentence")
+    pool = pool[~pool["sentence"].isin(test["sentence"])]
+    sample = pool.sample(n=10_000, random_state=0).sort_index()
+    train = load_builtin("sst2").frame.query("split == 'train'")
+    assert train["sentence"].tolist() == sample["sentence"].tolist()
+    names = {0: "negative", 1: "positive"}
+    assert train["label"].value_counts().to_dict() == sample["label"].map(names).value_counts().to_dict()
+
+
+@pytest.mark.skipif("column" not in SplitConfig.model_fields, reason="data.split.column is not in the recipe yet")
+def test_sst2_official_test_set_via_split_column():
+    ds = load_dataset(DataConfig(source="builtin:sst2", split={"column": "split"}), seed=0)
+    sizes = {name: len(rows) for name, rows in ds.splits.items()}
+    assert sizes == {"train": 8500, "validation": 1500, "test": 872}
+    assert (ds.splits["test"]["split"] == "test").all() and ds.schema.feature_names == ["sentence"]
