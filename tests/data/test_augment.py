@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from honing.data.augment import (
     IMAGE_AUGMENTS,
@@ -19,9 +20,6 @@ from honing.data.augment import (
     text_augment,
 )
 from honing.errors import RecipeError
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("kornia")
 
 ALL_STEPS = [
     {"name": "hflip", "p": 0.5}, {"name": "vflip", "p": 0.5}, {"name": "rotation", "p": 0.5, "degrees": 15},
