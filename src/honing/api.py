@@ -177,9 +177,8 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
 
         metrics["cv"] = cross_validation(resolved, dataset, best.type, params, progress)
     if audit is not None and audit.sensitive and "test" in data:
-        final = predictor(model, preprocessor, dataset, evaluation.decision, evaluation.calibrator)
         before = predictor(best.estimator, preprocessor, dataset) if model is not best.estimator or decision else None
-        fairness = fairness_check.assess(final, before, dataset, data, resolved)
+        fairness = fairness_check.assess(evaluation.predictions["test"][0], before, dataset, data, resolved)
         audit.fairness, audit.findings = fairness.report, [*audit.findings, *fairness.findings]
         _note_findings(fairness.findings, progress)
         audit.enforce_model(fairness.findings, fairness.measured)

@@ -33,6 +33,8 @@ class Evaluation:
     decision: dict[str, Any] = field(default_factory=dict)  # the manifest's "decision"
     calibrator: Any = None
     plots: list[Path] = field(default_factory=list)
+    #: each held-out split's predictions (labels or values, probabilities) as the bundle makes them
+    predictions: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
 
 
 def check_config(recipe: Recipe, dataset: Dataset) -> None:
@@ -69,11 +71,6 @@ def predictor(model: Any, preprocessor: Any, dataset: Dataset, decision: dict | 
     return Bundle(".", manifest, preprocessor, model, calibrator=calibrator)
 
 
-def held_out_scores(bundle: Bundle, dataset: Dataset, data: dict, split: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted labels (or values) and probabilities of ``split`` through ``bundle``."""
-    return bundle.scores(data[split][0], dataset.splits[split])
-
-
 def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe: Recipe, plots: Path,
              progress: Progress = SILENT, decision: dict | None = None) -> Evaluation:
     """Calibrate, choose the threshold, score the held-out splits, and analyse the test errors.
@@ -87,18 +84,18 @@ def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
     bundle = predictor(model, preprocessor, dataset, out.decision, out.calibrator)
     for split in ("validation", "test"):
         if split in data:
-            out.metrics[split] = _scores(bundle, dataset, data, split)
+            out.predictions[split] = bundle.scores(data[split][0], dataset.splits[split])
+            out.metrics[split] = _scores(dataset, data[split][1], *out.predictions[split])
     if "test" in data:
         with progress.step("analysing the test predictions"):
             out.metrics.update(_test_analysis(bundle, dataset, data, recipe, plots, out))
     return out
 
 
-def _scores(bundle: Bundle, dataset: Dataset, data: dict, split: str) -> dict[str, Any]:
-    y_pred, proba = held_out_scores(bundle, dataset, data, split)
-    scores: dict[str, Any] = compute_metrics(dataset.task, data[split][1], y_pred, proba, dataset.n_classes)
+def _scores(dataset: Dataset, y: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) -> dict[str, Any]:
+    scores: dict[str, Any] = compute_metrics(dataset.task, y, y_pred, proba, dataset.n_classes)
     if dataset.task == "classification":
-        scores["confusion_matrix"] = errors.confusion_analysis(data[split][1], y_pred, dataset.classes)["counts"]
+        scores["confusion_matrix"] = errors.confusion_analysis(y, y_pred, dataset.classes)["counts"]
     return scores
 
 
@@ -133,7 +130,7 @@ def _test_analysis(bundle: Bundle, dataset: Dataset, data: dict, recipe: Recipe,
 
     cfg, task = recipe.evaluate, dataset.task
     y = data["test"][1]
-    y_pred, proba = held_out_scores(bundle, dataset, data, "test")
+    y_pred, proba = out.predictions["test"]
     features = dataset.features("test")
     result: dict[str, Any] = {}
     if cfg.bootstrap:

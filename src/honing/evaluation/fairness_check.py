@@ -86,13 +86,12 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
         return Mitigated(mitigation.exponentiated_gradient(fresh, X, y, train_groups, seed=recipe.seed), {})
 
 
-def assess(final: Bundle, before: Bundle | None, dataset: Dataset, data: dict, recipe: Recipe) -> Fairness:
-    """Per-group metrics and fairness measures of ``final`` on the test split; with ``before`` (the
-    model before mitigation) both, side by side."""
+def assess(y_final: np.ndarray, before: Bundle | None, dataset: Dataset, data: dict, recipe: Recipe) -> Fairness:
+    """Per-group metrics and fairness measures of the final model's test predictions ``y_final``;
+    with ``before`` (the model before mitigation) both, side by side."""
     X, y = data["test"]
     rows = dataset.splits["test"]
     groups = group_labels(rows, recipe.audit.sensitive)
-    y_final = final.scores(X, rows)[0]
     report, findings = model_fairness(y, y_final, groups, dataset.task)
     out = Fairness({"test": report}, findings, _measured(report))
     if before is not None:
