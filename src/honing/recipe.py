@@ -18,7 +18,7 @@ from honing.errors import RecipeError, did_you_mean
 
 RECIPE_VERSION = 1
 
-ColumnKind = Literal["numeric", "categorical", "boolean", "text", "datetime", "identifier"]
+ColumnKind = Literal["numeric", "categorical", "boolean", "text", "datetime", "identifier", "image"]
 
 
 class _Section(BaseModel):
@@ -69,23 +69,70 @@ class CleanConfig(_Section):
     missing: MissingConfig = Field(default_factory=MissingConfig, description="Imputation of missing values.")
 
 
+class ImageConfig(_Section):
+    """How image columns (paths to image files, or an image folder's images) become pixels."""
+
+    size: list[int] | None = Field(None, min_length=2, max_length=2, description="Resize every image to [height, width]; null = keep (then all images must share one size).")
+    channels: Literal[1, 3] | None = Field(None, description="1 = grayscale, 3 = RGB; null = from the first image.")
+    mean: list[float] | None = Field(None, description="Per-channel mean subtracted after scaling pixels to [0, 1] (one value, or one per channel); with std.")
+    std: list[float] | None = Field(None, description="Per-channel standard deviation divided by after the mean; with mean.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError("size must be two positive integers [height, width]")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("every std must be > 0")
+        return self
+
+
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
-    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
+    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, an image folder (one sub-folder per class), an image array file (.npy, .npz, IDX), or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
     task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers classification vs regression from the target.")
     drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
-    types: dict[str, ColumnKind] = Field(default_factory=dict, description="Override inferred column kinds: numeric, categorical, boolean, text, datetime, identifier (identifier = dropped).")
+    types: dict[str, ColumnKind] = Field(default_factory=dict, description="Override inferred column kinds: numeric, categorical, boolean, text, datetime, identifier (identifier = dropped), image (paths to image files).")
     read: ReadConfig = Field(default_factory=ReadConfig, description="How the file is read.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train / validation / test split.")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Row cleaning and imputation.")
     scale: Literal["standard", "minmax", "robust", "none"] = Field("standard", description="Scaling of numeric features.")
     encode: Literal["onehot", "ordinal"] = Field("onehot", description="Encoding of categorical features; unseen categories are handled at prediction time.")
     max_categories: int = Field(30, ge=2, description="Most one-hot columns per categorical feature; rarer values share one 'infrequent' column.")
-    text: Literal["tfidf", "tokens", "drop"] = Field("tfidf", description="Free-text columns: TF-IDF features; tokens: ids from a vocabulary fitted on the training split, for rnn/lstm/gru/transformer models; or drop them.")
-    max_tokens: int = Field(64, ge=1, description="Tokens kept per text value (data.text: tokens); longer text is truncated.")
+    text: Literal["tfidf", "tokens", "pretrained", "drop"] = Field("tfidf", description="Free-text columns: TF-IDF features; tokens: ids from a vocabulary fitted on the training split, for rnn/lstm/gru/transformer models; pretrained: ids from a pretrained model's own tokenizer (data.tokenizer; chosen automatically when model.pretrained is a text model); or drop them.")
+    tokenizer: str | None = Field(None, description="The tokenizer of data.text: pretrained: builtin:minilm, a Hugging Face model folder or a tokenizer.json; default: model.pretrained's.")
+    max_tokens: int = Field(64, ge=1, description="Tokens kept per text value (data.text: tokens or pretrained); longer text is truncated. Batches are padded only to their longest row.")
+    image: ImageConfig = Field(default_factory=ImageConfig, description="Decoding of image columns: resize, colour mode, normalisation.")
+    augment: list[dict[str, Any]] = Field(default_factory=list, description="Augmentation of the training split only (never validation or test), as steps `{name: NAME, p: …, …}`. Images: hflip, vflip, rotation, resized_crop, color_jitter, gaussian_noise, erasing. Text: text (deletion, swap, synonyms, copies). Tabular: gaussian_noise (std), mixup (alpha; classification, any neural model). See docs/finetuning.md.")
     balance: Literal["none", "class_weight", "oversample", "undersample", "smote"] = Field("none", description="Class balancing of the training split only (classification): class_weight (weights inversely proportional to class counts), oversample / undersample (random, imbalanced-learn), smote.")
+
+
+class LoraConfig(_Section):
+    """LoRA adapters (peft) on the pretrained backbone; merged into its weights when training ends."""
+
+    rank: int = Field(8, ge=1, description="Rank r of each low-rank update.")
+    alpha: float = Field(16.0, gt=0, description="Scaling: the update is multiplied by alpha / rank.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1, description="Names (suffixes) of the backbone's linear layers that get adapters, e.g. [query, key, value, dense] for BERT-like models.")
+
+
+class FinetuneConfig(_Section):
+    """How a pretrained model (model.pretrained) is fine-tuned."""
+
+    mode: Literal["full", "frozen", "lora", "features"] = Field("full", description="full: train every weight (less what freeze says); frozen: train the new head only; lora: LoRA adapters + head; features: embed the data once with the frozen backbone, then train the head on the cached embeddings (fastest).")
+    freeze: list[str] = Field(default_factory=list, description="Freeze the parameters whose names match these glob patterns (e.g. ['embeddings.*']); names as in the backbone's state dict.")
+    freeze_blocks: int = Field(0, ge=0, description="Freeze the first N blocks (with the embeddings before them).")
+    unfreeze_every: int = Field(0, ge=0, description="Gradual unfreezing: start with the head alone trainable and unfreeze one more block, from the top, every K epochs (0 = off).")
+    backbone_lr: float = Field(1.0, gt=0, description="Discriminative learning rates: the backbone learns at train.optimizer.lr × this factor (the head at the full rate).")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="Layer-wise decay: block i of n learns at the backbone rate × decay^(n - i), so lower blocks move less (1 = off).")
+    pooling: Literal["mean", "cls"] = Field("mean", description="Text backbones: sentence embedding = mean of the token states (as sentence-transformers) or the [CLS] state.")
+    head_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the new head.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings (mode: lora).")
+    base_eval: Literal["auto", "zero_shot", "linear_probe", "none"] = Field("auto", description="Evaluate the base model first and report it beside the fine-tuned one: zero_shot (text classes by embedding similarity; a bundle with the same classes as is), linear_probe (logistic/ridge regression on frozen features); auto = zero_shot where it applies, else linear_probe.")
+    compare_scratch: bool = Field(False, description="Also train the same network from random weights on the same data, and report it beside the fine-tuned one.")
 
 
 class ModelConfig(_Section):
@@ -94,6 +141,8 @@ class ModelConfig(_Section):
     type: str = Field("auto", description="auto, or a model type (see `honing models`): logistic_regression, linear_regression, ridge, lasso, elastic_net, decision_tree, random_forest, extra_trees, lightgbm, svm, knn, naive_bayes.")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters passed to the model (checked against the model's own).")
     candidates: list[str] = Field(default_factory=lambda: ["linear", "random_forest", "lightgbm"], description="Model types tried by type: auto ('linear' = logistic or linear regression by task).")
+    pretrained: str | None = Field(None, description="Start from pretrained weights: builtin:minilm (all-MiniLM-L6-v2, extra `text`), a local Hugging Face model folder (config + safetensors + tokenizer), or a honing bundle folder (its network, with a new head). Never downloaded.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning of model.pretrained.")
 
 
 class OptimizerConfig(_Section):
@@ -151,6 +200,7 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, or mixed precision: bf16 (CPU/CUDA), fp16 (CUDA, with a grad scaler).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: the CPUs available).")
+    bucket_by_length: bool = Field(False, description="Token inputs: batch rows of similar length together (shuffled within buckets), so dynamic padding pads less.")
     processes: int = Field(1, ge=1, description="Data-parallel processes on this machine (DistributedDataParallel through torchrun: gloo on CPU, NCCL on CUDA); neural models only.")
 
 

@@ -18,6 +18,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,10 @@ from honing.training.checkpoint import Checkpoint
 from honing.training.optim import Schedule, init_weights, l1_penalty, make_optimizer, make_schedule
 
 Metric = Callable[[Tensor, Tensor], float]
+#: A training-batch transform ``(xb, yb) -> (xb, yb)`` (augmentation; mixup may return soft targets).
+BatchTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+#: The epoch's row order from the trainer's generator (default: a uniform permutation).
+BatchOrder = Callable[[torch.Generator], Tensor]
 
 # Callbacks that write or print: only rank 0 runs them (and any callback with ``main_only = True``).
 MAIN_ONLY_CALLBACKS = (Checkpoint, ProgressBar)
@@ -46,7 +51,10 @@ class Trainer:
     ``loss_fn(outputs, targets)`` returns a scalar tensor; ``metrics`` maps a name to
     ``fn(outputs, targets) -> float``, computed on the validation split and logged as ``val_<name>``.
     ``seed`` seeds the generator of the batch order; dropout and the like draw from torch's global
-    generator (seed it with :func:`honing.training.seed.seed_everything`).  Epochs and batches are
+    generator (seed it with :func:`honing.training.seed.seed_everything`).  ``params`` are the
+    optimizer's parameter groups (default: every parameter at ``train.optimizer.lr``; a group's own
+    ``lr`` makes discriminative rates).  ``augment`` transforms each *training* batch (never the
+    validation split); ``order`` gives each epoch's row order (e.g. length buckets).  Epochs and batches are
     numbered from 1.  ``fit`` continues from :attr:`epoch`, so loading a checkpoint resumes.
 
     Distributed (N torchrun processes; the trainer joins their group itself): ``cfg.batch_size`` is
@@ -61,7 +69,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], cfg: TrainConfig, *,
                  callbacks: Iterable[Callback] = (), metrics: dict[str, Metric] | None = None,
-                 device: str | None = None, seed: int = 0):
+                 device: str | None = None, seed: int = 0, params: Iterable[Any] | None = None,
+                 augment: BatchTransform | None = None, order: BatchOrder | None = None):
         self.cfg = cfg
         self.device = resolve_device(device or cfg.device)
         if cfg.precision == "fp16" and self.device.type != "cuda":
@@ -79,7 +88,8 @@ class Trainer:
         init_weights(self.model, cfg.init)
         self.loss_fn = loss_fn
         self.metrics = dict(metrics or {})
-        self.optimizer = make_optimizer(self.model.parameters(), cfg.optimizer)
+        self.optimizer = make_optimizer(self.model.parameters() if params is None else params, cfg.optimizer)
+        self.augment, self.order = augment, order
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.schedule: Schedule | None = None  # built by fit, once the steps per epoch are known
         self.steps_per_epoch: int | None = None
@@ -128,7 +138,8 @@ class Trainer:
         (without the L1 term), averaged across ranks."""
         self.model.train()
         size, accumulate = self.batch_size, self.cfg.accumulate
-        perm = torch.randperm(len(X), generator=self.generator)  # the same on every rank (same seed)
+        perm = (torch.randperm(len(X), generator=self.generator) if self.order is None
+                else self.order(self.generator))  # the same on every rank (same seed)
         perm = distributed.shard_indices(len(X), perm).to(self.device)  # this rank's rows (all of them alone)
         n = len(perm)
         batches = math.ceil(n / size)
@@ -139,8 +150,9 @@ class Trainer:
             group = min(accumulate, batches - (batch - 1) // accumulate * accumulate)  # batches in this step
             step = batch % accumulate == 0 or batch == batches
             xb, yb = X[idx], y[idx]
+            xa, ya = (xb, yb) if self.augment is None else self.augment(xb, yb)  # training batches only
             with self._sync_gradients(step):
-                loss = self._backward(xb, yb, group, epoch, batch)
+                loss = self._backward(xa, ya, group, epoch, batch)
             if step:
                 self._optimizer_step()
             total += loss * len(idx)
