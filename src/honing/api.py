@@ -155,6 +155,7 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     check_config(resolved, dataset)
     if resolved.audit.exclude_sensitive:
         dataset = dataset.excluding(resolved.audit.sensitive)
+    dataset = _augmented_text(dataset, resolved, progress)
     with progress.step("fitting preprocessing on the training split"):
         preprocessor, data = dataset.prepared(resolved.data)
     if resolved.data.balance != "none":
@@ -163,7 +164,8 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     else:
         weights = None
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress, resolved.train, checkpoints, weights)
+                             resolved.evaluate.metric, progress, resolved.train, checkpoints, weights,
+                             classic.neural_options(resolved))
     best = selection.best
     params = resolved.model.params if resolved.model.type != "auto" else {}
     model, decision = best.estimator, {}
@@ -172,6 +174,11 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
         model, decision = mitigated.model, mitigated.decision
     evaluation = evaluate(model, preprocessor, dataset, data, resolved, tmp / "plots", progress, decision)
     metrics = _metrics(selection, dataset, data, evaluation)
+    if resolved.model.pretrained:  # the base model (and a from-scratch twin) beside the fine-tuned one
+        from honing.evaluation import transfer
+
+        metrics.update(transfer.compare(best.estimator, data, dataset.task, dataset.classes, resolved.model.finetune,
+                                        preprocess.pretrained_tokenizer(preprocessor), progress))
     if resolved.evaluate.cv is not None:
         from honing.evaluation.evaluate import cross_validation
 
@@ -205,6 +212,31 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
         build_report(tmp)
     return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
                      dataset.notes)
+
+
+def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dataset:
+    """The dataset with augmented copies of its training rows' text (``data.augment`` text steps);
+    batch steps (images, tabular) need a neural model, which applies them per training batch."""
+    from honing.data.augment_text import augment_training_text
+
+    steps = recipe.data.augment
+    batch_steps = [s for s in steps if s.get("name") != "text"]
+    if batch_steps and recipe.model.type not in classic.MODELS.names(neural=True):
+        raise RecipeError(f"data.augment: {batch_steps[0].get('name')} augments the training batches of neural "
+                          f"models, and model.type is {recipe.model.type}",
+                          "use a neural model.type (mlp, cnn, …, pretrained), or remove the step")
+    text_steps = [(i, s) for i, s in enumerate(steps) if s.get("name") == "text"]
+    if not text_steps:
+        return dataset
+    columns = [c.name for c in dataset.schema.features if c.kind == "text"]
+    if not columns:
+        raise RecipeError("data.augment: a text step needs a text column, and this data has none",
+                          "remove the step, or set data.types: {COLUMN: text}")
+    train = dataset.splits["train"]
+    with progress.step(f"augmenting the training text ({', '.join(columns)})"):
+        for i, step in text_steps:
+            train = augment_training_text(train, columns, step, recipe.seed, index=i)
+    return dataset.with_training(train)
 
 
 def _audit_before_training(recipe: Recipe, dataset: Dataset, progress: Progress) -> Any:
@@ -245,7 +277,11 @@ def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
 
 def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
     data = recipe.data.model_copy(update={"target": dataset.target, "task": dataset.task})
-    return recipe.model_copy(update={"data": data})
+    update: dict[str, Any] = {"data": data}
+    if dataset.image_shape is not None and recipe.model.type == "cnn" and "input_shape" not in recipe.model.params:
+        params = {**recipe.model.params, "input_shape": list(dataset.image_shape)}  # the images' (C, H, W)
+        update["model"] = recipe.model.model_copy(update={"params": params})
+    return recipe.model_copy(update=update)
 
 
 def _metrics(selection: Selection, dataset: Dataset, data: dict, evaluation: Any) -> dict[str, Any]:
@@ -547,3 +583,18 @@ def _note_extra_columns(frame: pd.DataFrame, bundle: Bundle, progress: Progress)
     extra = [c for c in extra_columns(frame, Schema.from_dict(bundle.features)) if c != target]
     if extra:
         progress.note(f"ignoring columns the model does not use: {', '.join(map(str, extra[:10]))}")
+
+
+def augment_preview(recipe: str | Path | dict | Recipe, out: str | Path, rows: int = 8, per_image: int = 4,
+                    overrides: list[str] | None = None, progress: Progress = SILENT, *,
+                    echo: Any = None) -> Path:
+    """Draw what the recipe's ``data.augment`` does to the first ``rows`` training rows as a PNG at
+    ``out``: images beside ``per_image`` augmented versions, or sentences followed by theirs (their
+    lines also go to ``echo``, a ``print``-like callable, when given).  See docs/augmentation.md."""
+    from honing.data.augment_preview import check_preview, write_preview
+
+    recipe = load_recipe(recipe, overrides)
+    check_preview(recipe, out, rows, per_image)
+    dataset = _load(recipe, progress)
+    with progress.step(f"drawing {out}"):
+        return write_preview(recipe, dataset, out, rows, per_image, echo)

@@ -334,6 +334,29 @@ def _print_audit(result: Any) -> None:
                   + (f"; sensitive columns: {', '.join(result.sensitive)}" if result.sensitive else ""))
 
 
+@app.command("augment-preview")
+def augment_preview(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file with data.augment steps.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = ...,
+    rows: Annotated[int, typer.Option("--rows", "-r", min=1, max=100, help="How many training rows to show (the first ones).")] = 8,
+    per_image: Annotated[int, typer.Option("--per-image", min=1, max=20, help="Augmented versions of each row.")] = 4,
+    overrides: Overrides = None,
+    quiet: Quiet = False,
+) -> None:
+    """See what the recipe's `data.augment` does before training: a PNG of the first training rows
+    beside augmented versions of them (images: a grid; text: each sentence and its rewrites, also
+    printed). Augmentation only ever touches the training split. Steps: docs/augmentation.md.
+
+    Examples: `honing augment-preview recipe.yaml -o grid.png`;
+    `honing augment-preview recipe.yaml -o grid.png --rows 4 --set 'data.augment=[{name: hflip}, {name: rotation, degrees: 20}]'`.
+    """
+    from honing import api
+
+    result = api.augment_preview(recipe, out, rows=rows, per_image=per_image, overrides=overrides or [],
+                                 progress=_progress(quiet), echo=typer.echo)
+    _console().print(f"wrote [bold]{result}[/]")
+
+
 @app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(help="A run directory trained with evaluate.cv.")],

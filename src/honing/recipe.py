@@ -92,6 +92,7 @@ class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
     source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, an image folder (one sub-folder per class), an image array file (.npy, .npz, IDX), or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
+    labels: str | None = Field(None, description="Labels file (.npy or IDX) for an image-array source (.npy / IDX) whose labels are not inside it; an IDX images file's `-labels-idx1-` sibling is found without it.")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
     task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers classification vs regression from the target.")
     drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
@@ -106,7 +107,7 @@ class DataConfig(_Section):
     tokenizer: str | None = Field(None, description="The tokenizer of data.text: pretrained: builtin:minilm, a Hugging Face model folder or a tokenizer.json; default: model.pretrained's.")
     max_tokens: int = Field(64, ge=1, description="Tokens kept per text value (data.text: tokens or pretrained); longer text is truncated. Batches are padded only to their longest row.")
     image: ImageConfig = Field(default_factory=ImageConfig, description="Decoding of image columns: resize, colour mode, normalisation.")
-    augment: list[dict[str, Any]] = Field(default_factory=list, description="Augmentation of the training split only (never validation or test), as steps `{name: NAME, p: …, …}`. Images: hflip, vflip, rotation, resized_crop, color_jitter, gaussian_noise, erasing. Text: text (deletion, swap, synonyms, copies). Tabular: gaussian_noise (std), mixup (alpha; classification, any neural model). See docs/finetuning.md.")
+    augment: list[dict[str, Any]] = Field(default_factory=list, description="Augmentation of the training split only (never validation or test), as steps `{name: NAME, p: …, …}`. Images: hflip, vflip, rotation, resized_crop, color_jitter, gaussian_noise, erasing. Text: text (deletion, swap, synonyms, copies). Tabular: gaussian_noise (std), mixup (alpha; classification, any neural model). See docs/augmentation.md.")
     balance: Literal["none", "class_weight", "oversample", "undersample", "smote"] = Field("none", description="Class balancing of the training split only (classification): class_weight (weights inversely proportional to class counts), oversample / undersample (random, imbalanced-learn), smote.")
 
 
@@ -143,6 +144,16 @@ class ModelConfig(_Section):
     candidates: list[str] = Field(default_factory=lambda: ["linear", "random_forest", "lightgbm"], description="Model types tried by type: auto ('linear' = logistic or linear regression by task).")
     pretrained: str | None = Field(None, description="Start from pretrained weights: builtin:minilm (all-MiniLM-L6-v2, extra `text`), a local Hugging Face model folder (config + safetensors + tokenizer), or a honing bundle folder (its network, with a new head). Never downloaded.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning of model.pretrained.")
+
+    @model_validator(mode="after")
+    def _pretrained_type(self) -> ModelConfig:
+        if self.pretrained and self.type == "auto":
+            self.type = "pretrained"
+        elif self.pretrained and self.type != "pretrained":
+            raise ValueError(f"model.pretrained: fine-tuning uses model.type: pretrained, not {self.type}")
+        elif self.type == "pretrained" and not self.pretrained:
+            raise ValueError("model.type: pretrained needs model.pretrained (builtin:minilm, a model folder or a bundle)")
+        return self
 
 
 class OptimizerConfig(_Section):
@@ -286,6 +297,18 @@ class Recipe(_Section):
         if isinstance(raw, dict) and isinstance(raw.get("tracking"), bool):
             raw = {**raw, "tracking": {"enabled": raw["tracking"]}}
         return raw
+
+    @model_validator(mode="after")
+    def _pretrained_text(self) -> Recipe:
+        """A text model in model.pretrained reads its own tokens: data.text defaults to pretrained,
+        data.tokenizer to the model."""
+        from honing.pretrained_sources import resolve
+
+        spec = self.model.pretrained
+        if spec and "text" not in self.data.model_fields_set and resolve(spec).kind == "huggingface":
+            self.data.text = "pretrained"
+            self.data.tokenizer = self.data.tokenizer or spec
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

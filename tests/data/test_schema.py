@@ -32,6 +32,7 @@ def _frame() -> pd.DataFrame:
             "stamp": pd.date_range("2021-01-01", periods=N, freq="h"),
             "comment": [" ".join(rng.choice(words, 5)) + f" {i}" for i in range(N)],
             "code": [f"X{i:05d}Z" for i in rng.permutation(N)],
+            "photo": [f"img/{i}.PNG" if i % 2 else f"img/{i}.jpg" for i in range(N)],
             "empty": [np.nan] * N,
             "label": rng.choice(["a", "b"], N),
         }
@@ -53,6 +54,7 @@ def test_every_kind_is_inferred():
         "stamp": "datetime",
         "comment": "text",
         "code": "identifier",
+        "photo": "image",
         "empty": "identifier",
         "label": "categorical",
     }
@@ -63,7 +65,8 @@ def test_every_kind_is_inferred():
 def test_features_exclude_target_and_identifiers():
     df = _frame().drop(columns="member")
     schema = infer_schema(df, target="label")
-    assert schema.feature_names == ["age", "count", "colour", "flag01", "active", "signup", "stamp", "comment"]
+    assert schema.feature_names == ["age", "count", "colour", "flag01", "active", "signup", "stamp", "comment",
+                                    "photo"]
     assert [c.name for c in schema.features] == schema.feature_names
 
 

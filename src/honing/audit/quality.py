@@ -35,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from honing.audit.findings import Finding
 from honing.audit.splits import as_float, as_text, distribution_shift, finding, row_hashes, split_leakage
+from honing.data.image_sources import looks_like_image_paths
 
 CHECKS: tuple[str, ...] = (
     "missing_values", "duplicate_rows", "conflicting_labels", "constant_column", "near_constant_column",
@@ -239,7 +240,7 @@ def _id_like(name: str) -> bool:
 def _identifier_ratio(t: _Table, col: Any) -> float | None:
     """The distinct share of ``col`` if it looks like an identifier, else None."""
     values, kind = t.frame[col].dropna(), t.kinds[col]
-    if len(values) < t.limits.min_rows or kind in ("bool", "datetime"):
+    if len(values) < t.limits.min_rows or kind in ("bool", "datetime") or _image_paths(t, col):
         return None
     ratio = values.nunique() / len(values)
     whole = kind == "text" or bool(np.all(np.isfinite(x := as_float(values)) & (x == np.round(x))))
@@ -252,6 +253,11 @@ def _identifier_ratio(t: _Table, col: Any) -> float | None:
     return ratio if as_text(values).str.split().str.len().mean() < t.limits.free_text_words else None
 
 
+def _image_paths(t: _Table, col: Any) -> bool:
+    """A column of image file paths (a feature whose values are all distinct by nature)."""
+    return t.kinds[col] == "text" and looks_like_image_paths(t.frame[col])
+
+
 def _identifier_column(t: _Table, col: Any) -> Finding | None:
     if (ratio := t.identifiers.get(col)) is None:
         return None
@@ -262,7 +268,7 @@ def _identifier_column(t: _Table, col: Any) -> Finding | None:
 
 
 def _high_cardinality(t: _Table, col: Any) -> Finding | None:
-    if col not in t.features or t.kinds[col] != "text" or col in t.identifiers:
+    if col not in t.features or t.kinds[col] != "text" or col in t.identifiers or _image_paths(t, col):
         return None
     if (distinct := t.frame[col].nunique()) <= t.limits.max_categories:
         return None

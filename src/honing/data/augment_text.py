@@ -5,16 +5,23 @@ Words are whitespace-separated; punctuation stuck to a word (``"good,"``) is kep
 and capitalisation of the first letter is carried over.  Everything is driven by one
 ``random.Random(seed)``, so the same texts, settings and seed give the same output.
 Back-translation is out of scope.
+
+:func:`augment_training_text` applies a recipe ``text`` step (``data.augment``) to the training
+rows: ``copies`` augmented copies of every row are appended to the frame.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING, Any
 
-from honing.errors import RecipeError
+from honing.errors import RecipeError, did_you_mean
 
-__all__ = ["SYNONYMS", "text_augment"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SYNONYMS", "TEXT_STEP_DEFAULTS", "augment_training_text", "check_text_step", "text_augment"]
 
 #: A small bundled synonym table (lowercase): common sentiment and general English words.
 SYNONYMS: dict[str, list[str]] = {
@@ -145,3 +152,70 @@ def text_augment(texts: list[str], *, deletion: float = 0.0, swap: float = 0.0, 
         words = _delete(words, deletion, rng)
         out.append(" ".join(words))
     return out
+
+
+#: The recipe's ``text`` step: its parameters and their defaults (rates are per word; ``copies`` is
+#: how many augmented copies of each training row are appended).
+TEXT_STEP_DEFAULTS: dict[str, Any] = {"deletion": 0.1, "swap": 0.1, "synonyms": 0.1, "copies": 1}
+MAX_COPIES = 100
+
+
+def check_text_step(step: dict, where: str = "data.augment[i]") -> dict[str, Any]:
+    """A recipe ``text`` step (``{name: text, deletion: …, swap: …, synonyms: …, copies: …}``) with
+    its defaults filled in; RecipeError naming ``where.KEY`` on an unknown key or a bad value."""
+    if not isinstance(step, dict) or step.get("name") != "text":
+        raise RecipeError(f"{where}: expected a text step, got {step!r}",
+                          "e.g. {name: text, deletion: 0.1, swap: 0.1, synonyms: 0.1, copies: 1}")
+    params = dict(TEXT_STEP_DEFAULTS)
+    for key, value in step.items():
+        if key == "name":
+            continue
+        if key not in params:
+            raise RecipeError(f"{where}.{key}: unknown parameter for 'text'", did_you_mean(key, params))
+        params[key] = value
+    for key in ("deletion", "swap", "synonyms"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise RecipeError(f"{where}.{key} must be a number between 0 and 1, got {value!r}",
+                              "it is a per-word probability (swap: the fraction of words swapped)")
+        params[key] = float(value)
+    copies = params["copies"]
+    if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
+        raise RecipeError(f"{where}.copies must be a whole number from 1 to {MAX_COPIES}, got {copies!r}",
+                          "it is how many augmented copies of each training row are added")
+    return params
+
+
+def augment_training_text(frame: pd.DataFrame, text_columns: list[str], step: dict, seed: int,
+                          *, index: int | None = None) -> pd.DataFrame:
+    """``frame`` (the *training* rows) followed by ``copies`` augmented copies of every row.
+
+    In each copy the ``text_columns`` are rewritten by :func:`text_augment` with the step's rates
+    (every copy and column draws from its own seed, derived from ``seed``); the other columns (the
+    target included) are copied unchanged.  The originals come first, then copy 1 of every row,
+    copy 2, …; the result has a fresh ``RangeIndex``.  ``step`` is the recipe step
+    (``{name: text, …}``); its mistakes raise RecipeError naming ``data.augment[index].KEY``.
+    Deterministic for a seed.  Never apply it to validation or test rows.
+    """
+    import numpy as np
+    import pandas as pd
+
+    where = f"data.augment[{'i' if index is None else index}]"
+    params = check_text_step(step, where)
+    if not text_columns:
+        raise RecipeError(f"{where}.name: a text step needs a text column, and the data has none",
+                          "remove the step, or mark a column as text with data.types: {COLUMN: text}")
+    missing = [c for c in text_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"text columns not in the frame: {missing}")
+    copies = []
+    for k in range(1, params["copies"] + 1):
+        copy = frame.copy()
+        for j, column in enumerate(text_columns):
+            draw = int(np.random.SeedSequence([int(seed), k, j]).generate_state(1)[0])
+            values = text_augment(frame[column].tolist(), deletion=params["deletion"], swap=params["swap"],
+                                  synonyms=params["synonyms"], seed=draw)
+            dtype = None if isinstance(frame[column].dtype, pd.CategoricalDtype) else frame[column].dtype
+            copy[column] = pd.Series(values, index=frame.index, dtype=dtype)
+        copies.append(copy)
+    return pd.concat([frame, *copies], ignore_index=True)

@@ -14,11 +14,18 @@ import numpy as np
 import pandas as pd
 
 from honing.data.builtin import load_builtin
+from honing.data.image_sources import (
+    check_image_files,
+    is_array_file,
+    is_image_source,
+    peek_image_shape,
+    read_image_dataset,
+)
 from honing.data.preprocess import build_preprocessor, clean_rows, coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.sources import fingerprint, read_table
 from honing.data.split import split_frame
-from honing.errors import DataError, did_you_mean
+from honing.errors import DataError, RecipeError, did_you_mean
 from honing.recipe import DataConfig, SplitConfig
 
 SPLITS = ("train", "validation", "test")
@@ -37,6 +44,9 @@ class Dataset:
     n_rows: int
     notes: list[str] = field(default_factory=list)
     raw: pd.DataFrame | None = field(default=None, repr=False)  # the table as read, before cleaning (for the audit)
+    #: (C, H, W) of the images: an image column's (from data.image or the first training image) or an
+    #: image array source's pixel columns; None for other data.
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def n_classes(self) -> int | None:
@@ -66,6 +76,10 @@ class Dataset:
         kept = [c for c in self.schema.columns if c.name not in columns]
         schema = replace(self.schema, columns=kept, dropped=[*self.schema.dropped, *columns])
         return replace(self, schema=schema)
+
+    def with_training(self, rows: pd.DataFrame) -> Dataset:
+        """The dataset with other training rows (e.g. augmented copies added); the rest unchanged."""
+        return replace(self, splits={**self.splits, "train": rows})
 
     def with_validation_in_train(self) -> Dataset:
         """A copy whose training split also holds the validation rows (to refit a chosen model)."""
@@ -120,7 +134,7 @@ def _label_key(value) -> str:
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, clean, type and split the data described by ``cfg``."""
     notes: list[str] = []
-    frame, target, task, types = _read_with_target(cfg)
+    frame, target, task, types, image_shape = _read_with_target(cfg)
     _check_columns(frame, target, cfg)
     if task == "auto":
         task = infer_task(frame[target])
@@ -131,7 +145,11 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     notes += cleaning
     drop = [*cfg.drop, *([cfg.split.column] if cfg.split.column and cfg.split.column not in cfg.drop else [])]
     schema = infer_schema(frame, target=target, overrides={**types, **cfg.types}, drop=drop)
-    notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
+    notes += [f"column '{c.name}': {c.note}" for c in schema.columns
+              if c.note and not (c.name in types and c.name not in cfg.types)]  # kinds the source fixed: no note
+    images = [c.name for c in schema.features if c.kind == "image"]
+    if images:
+        check_image_files(frame, images)
     split = cfg.split
     splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
                          stratify=split.stratify, group=split.group, time=split.time, seed=seed,
@@ -139,15 +157,25 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     classes = _classes(frame[target]) if task == "classification" else None
     if classes is not None:
         _check_train_classes(frame[target], splits["train"][target], target)
+    if images and image_shape is None and len(splits["train"]):
+        image_shape = peek_image_shape(coerce_features(splits["train"].head(1), schema)[images[:1]], cfg.image)
     return Dataset(task=task, target=target, schema=schema, splits=splits, classes=classes,
-                   fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes, raw=raw)
+                   fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes, raw=raw,
+                   image_shape=image_shape)
 
 
-def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str, str]]:
-    """The frame, its target and task (a builtin's defaults where the recipe is silent), and the
-    column kinds a builtin dataset fixes."""
-    source, target, task, types = cfg.source, cfg.target, cfg.task, {}
-    if source.startswith("builtin:"):
+def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str, str], tuple | None]:
+    """The frame, its target and task (a builtin's defaults where the recipe is silent), the
+    column kinds a builtin dataset or an image source fixes, and an image array's (C, H, W)."""
+    source, target, task, types, shape = cfg.source, cfg.target, cfg.task, {}, None
+    if cfg.labels is not None and not is_array_file(source):
+        raise RecipeError(f"data.labels: {source} is not an image array file (.npy, .npz, IDX)",
+                          "remove data.labels (it gives the labels of an image array source)")
+    if not source.startswith("builtin:") and is_image_source(source):
+        image = read_image_dataset(cfg)
+        frame, target, shape = image.frame, target or image.target, image.image_shape
+        types = {c: k for c, k in image.types.items() if c not in cfg.drop}
+    elif source.startswith("builtin:"):
         builtin = load_builtin(source.removeprefix("builtin:"))
         frame, types = builtin.frame, {c: k for c, k in builtin.types.items() if c not in cfg.drop}
         if target is None:
@@ -155,11 +183,12 @@ def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str
             if task == "auto":
                 task = builtin.task
     else:
-        frame = read_table(source, delimiter=cfg.read.delimiter, encoding=cfg.read.encoding)
+        frame = read_table(source, delimiter=cfg.read.delimiter, encoding=cfg.read.encoding,
+                           image_columns=[c for c, kind in cfg.types.items() if kind == "image"])
     if target is None:
         raise DataError(f"{source}: no target column given",
                         f"set data.target to one of: {', '.join(map(str, frame.columns[:10]))}")
-    return frame, target, task, types
+    return frame, target, task, types, shape
 
 
 def _check_columns(frame: pd.DataFrame, target: str, cfg: DataConfig) -> None:

@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from honing.data.image_sources import IMAGE_SUFFIXES
 from honing.errors import DataError, RecipeError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: The resample filter every resize uses (Pillow's bilinear; it antialiases when downscaling).
 RESAMPLE = Image.Resampling.BILINEAR
 #: Array names accepted in an ``.npz`` file, in order of preference.

@@ -17,6 +17,15 @@ column of the matrix as a token id, so with ``tokens`` the text columns should b
 features: any other feature column (numbers, categories, dates) would be mixed into the ids —
 drop those columns (``data.drop``) for such models.
 
+``data.text: pretrained`` turns the one text column (no other feature column may remain) into the
+ids of a pretrained model's own tokenizer (``data.tokenizer``,
+:class:`honing.data.tokenizer.PretrainedTokenizer`); the output is int64 and
+:func:`pretrained_tokenizer` finds that step in the fitted preprocessor.
+
+An image column (paths to image files) becomes its pixels, ``C*H*W`` float32 values per row
+(:class:`honing.data.image_pixels.ImagePixels`, as ``data.image`` says; neither imputed nor scaled);
+it must be the only feature column.
+
 Everything in a fitted preprocessor can be saved with :func:`skops.io.dump` and loaded with
 ``skops.io.load(path, trusted=TRUSTED_TYPES)``.
 """
@@ -37,13 +46,21 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
+from honing.data.image_pixels import image_preprocessor
 from honing.data.schema import Schema
 from honing.data.text import TokenIds
-from honing.errors import DataError
+from honing.data.tokenizer import PretrainedTokenizer
+from honing.errors import DataError, RecipeError
 from honing.recipe import DataConfig
 
 #: Types outside skops' default trust list found in a fitted preprocessor (checked by a test).
-TRUSTED_TYPES: list[str] = ["honing.data.preprocess.DatetimeFeatures", "honing.data.text.TokenIds", "numpy.dtype"]
+TRUSTED_TYPES: list[str] = [
+    "honing.data.preprocess.DatetimeFeatures",
+    "honing.data.text.TokenIds",
+    "honing.data.tokenizer.PretrainedTokenizer",
+    "honing.data.image_pixels.ImagePixels",
+    "numpy.dtype",
+]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -194,6 +211,11 @@ def _to_datetime(s: pd.Series) -> pd.Series:
     return parsed
 
 
+def _to_image_path(s: pd.Series) -> pd.Series:
+    """Image paths as stripped strings; missing stays None (ImagePixels names the row)."""
+    return pd.Series([None if _is_blank(v) else str(v).strip() for v in s.tolist()], index=s.index, dtype=object)
+
+
 def _to_text(s: pd.Series) -> pd.Series:
     """Strings, with missing values as the empty string."""
     return pd.Series(["" if _is_missing(v) else str(v) for v in s.tolist()], index=s.index, dtype=object)
@@ -205,6 +227,7 @@ _COERCERS = {
     "boolean": _to_boolean,
     "datetime": _to_datetime,
     "text": _to_text,
+    "image": _to_image_path,
 }
 
 
@@ -257,9 +280,13 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
 def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
     """An unfitted ColumnTransformer for :func:`coerce_features` output → dense float matrix."""
     feature_names(schema)
+    if cfg.text == "pretrained":
+        return _pretrained_preprocessor(schema, cfg)
     by_kind: dict[str, list[str]] = {}
     for column in schema.features:
         by_kind.setdefault(column.kind, []).append(column.name)
+    if by_kind.get("image"):
+        return image_preprocessor(by_kind["image"][0], schema.feature_names, cfg.image)
     steps: list[tuple[str, Any, Any]] = []
     if by_kind.get("numeric"):
         steps.append(("numeric", _numeric_pipeline(cfg), by_kind["numeric"]))
@@ -291,6 +318,48 @@ def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
     )
 
 
+def _pretrained_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
+    """``data.text: pretrained``: the one text column → the pretrained tokenizer's ids (int64)."""
+    if cfg.tokenizer is None:
+        raise RecipeError(
+            "data.tokenizer: data.text is 'pretrained' but no tokenizer is set",
+            "set model.pretrained to a text model, or data.tokenizer (builtin:minilm, a model folder, a tokenizer.json)",
+        )
+    text = [c.name for c in schema.features if c.kind == "text"]
+    others = [c.name for c in schema.features if c.kind != "text"]
+    if not text:
+        raise DataError(
+            "data.text: pretrained needs a text column, and no feature column is text",
+            "mark the text column with data.types: {COLUMN: text}",
+        )
+    if len(text) > 1:
+        raise DataError(
+            f"data.text: pretrained takes one text column, found {len(text)}: {', '.join(text)}",
+            "keep one and list the others in data.drop",
+        )
+    if others:
+        raise DataError(
+            f"data.text: pretrained takes only the text column '{text[0]}'; other feature columns: {', '.join(others)}",
+            "list them in data.drop",
+        )
+    step = PretrainedTokenizer.from_source(cfg.tokenizer, cfg.max_tokens)
+    name = _step_name(f"text_{text[0]}", [])
+    return ColumnTransformer([(name, step, text)], remainder="drop", sparse_threshold=0.0,
+                             verbose_feature_names_out=False)
+
+
+def pretrained_tokenizer(preprocessor: Any) -> PretrainedTokenizer | None:
+    """The fitted :class:`PretrainedTokenizer` inside a fitted ColumnTransformer (None if it has none)."""
+    if isinstance(preprocessor, PretrainedTokenizer):
+        return preprocessor
+    for _, step, _ in getattr(preprocessor, "transformers_", []):
+        if isinstance(step, Pipeline):
+            step = step.steps[-1][1]
+        if isinstance(step, PretrainedTokenizer):
+            return step
+    return None
+
+
 def _names_may_clash(schema: Schema, cfg: DataConfig, by_kind: dict[str, list[str]]) -> bool:
     """Whether unprefixed output names could repeat (always assumed with TF-IDF vocabularies)."""
     if cfg.text == "tfidf" and by_kind.get("text"):
@@ -309,7 +378,7 @@ def _names_may_clash(schema: Schema, cfg: DataConfig, by_kind: dict[str, list[st
         names += [f"missingindicator_{n}" for n in by_kind.get("numeric", []) + categorical]
     for name in by_kind.get("datetime", []):
         names += [f"{name}_{p}" for p in ("year", "month", "day", "dayofweek", "hour", "timestamp")]
-    if cfg.text == "tokens":
+    if cfg.text in ("tokens", "pretrained"):
         names += [f"{name}_tok_{i}" for name in by_kind.get("text", []) for i in range(cfg.max_tokens)]
     return len(names) != len(set(names))
 

@@ -11,6 +11,8 @@
    ``uuid``, ``key``) or a counter (consecutive integers in row order, at least 20 rows);
 5. text (any other dtype, read as strings):
 
+   * (nearly: 95% of) every value ends in an image suffix (``.png``, ``.jpg`` …) → ``image`` (paths
+     to image files, decoded by :class:`honing.data.image_pixels.ImagePixels`);
    * ≥ 90% of a sample parses with ``pd.to_datetime(format="mixed")`` (values must contain digits,
      be at least 6 characters long (median) and not be plain numbers) → ``datetime``;
    * more than 95% unique values, no whitespace, at least 20 values → ``identifier`` (codes,
@@ -43,6 +45,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
+from honing.data.image_sources import looks_like_image_paths
 from honing.errors import DataError, did_you_mean
 from honing.recipe import ColumnKind
 
@@ -224,7 +227,9 @@ def _looks_like_numeric_id(nonnull: pd.Series, name: str, rows: int) -> bool:
 
 
 def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
-    """Kind of a string column: datetime, identifier, text or categorical."""
+    """Kind of a string column: image, datetime, identifier, text or categorical."""
+    if looks_like_image_paths(values):
+        return "image", ""
     unique = values.nunique()
     ratio = unique / len(values)
     if _looks_like_dates(values):

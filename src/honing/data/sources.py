@@ -1,4 +1,5 @@
-"""Reading tables: CSV/TSV/TXT (encoding and delimiter sniffed), Parquet, JSON Lines, builtins.
+"""Reading tables: CSV/TSV/TXT (encoding and delimiter sniffed), Parquet, JSON Lines, builtins,
+and image folders / array files (:mod:`honing.data.image_sources`).
 
 :func:`read_table` turns a path or ``builtin:NAME`` into a :class:`pandas.DataFrame`.  Text
 formats may be compressed (``.csv.gz``, ``.tsv.bz2``, ``.jsonl.xz`` …).  Every user mistake (a
@@ -17,10 +18,12 @@ import hashlib
 import io
 import json
 import lzma
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from honing.data.image_sources import is_image_source, read_image_source, resolve_image_columns
 from honing.errors import DataError
 
 BUILTIN_PREFIX = "builtin:"
@@ -47,17 +50,23 @@ _FORMATS_HINT = (
 
 
 def read_table(
-    source: str | Path, *, delimiter: str | None = None, encoding: str | None = None
+    source: str | Path, *, delimiter: str | None = None, encoding: str | None = None,
+    image_columns: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Read ``source`` (a path or ``builtin:NAME``) into a DataFrame.
 
-    ``delimiter`` and ``encoding`` apply to text formats; when omitted they are sniffed.
+    ``delimiter`` and ``encoding`` apply to text formats; when omitted they are sniffed.  An image
+    folder or array file is read by :func:`honing.data.image_sources.read_image_source`.  In a
+    table, relative paths in columns of image paths (those that look like them, and
+    ``image_columns``) are made absolute against the table's folder.
     """
     if isinstance(source, str) and source.startswith(BUILTIN_PREFIX):
         from honing.data.builtin import load_builtin
 
         return load_builtin(source[len(BUILTIN_PREFIX) :]).frame
     path = Path(source)
+    if is_image_source(path):
+        return read_image_source(path).frame
     _check_file(path)
     fmt, compression = _format_of(path)
     if fmt == ".parquet":
@@ -74,7 +83,7 @@ def read_table(
     _check_unique_columns(df.columns, path)
     if len(df) == 0:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row")
-    return df
+    return resolve_image_columns(df, path.parent, image_columns)
 
 
 def _check_unique_columns(names, path: Path) -> None:

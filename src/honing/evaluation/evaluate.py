@@ -192,7 +192,7 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
     import pandas as pd
 
     from honing.data.preprocess import build_preprocessor, coerce_features
-    from honing.models.classic import make_baseline, make_model
+    from honing.models.classic import make_baseline, make_model, neural_options
 
     cv, task = recipe.evaluate.cv, dataset.task
     rows = pd.concat([dataset.splits["train"], dataset.splits["validation"]], ignore_index=True)
@@ -211,7 +211,8 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
 
     metric, greater = primary_metric(task, recipe.evaluate.metric)
     with progress.step(f"cross-validating {model_type} ({cv.folds} folds × {cv.repeats})"):
-        chosen = cross_validate(X, y, model_maker(lambda: make_model(model_type, task, params, recipe.seed, recipe.train)),
+        chosen = cross_validate(X, y, model_maker(lambda: make_model(model_type, task, params, recipe.seed, recipe.train,
+                                                                     neural_options(recipe))),
                                 folds, task, dataset.n_classes)
         baseline = cross_validate(X, y, model_maker(lambda: make_baseline(task, recipe.seed)), folds, task,
                                   dataset.n_classes)

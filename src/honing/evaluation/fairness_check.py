@@ -63,7 +63,7 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
              params: dict, progress: Progress = SILENT) -> Mitigated:
     """The model (or decision rule) ``audit.mitigate`` gives, on the first sensitive column."""
     from honing.audit import mitigation
-    from honing.models.classic import make_model
+    from honing.models.classic import make_model, neural_options
 
     method, column = recipe.audit.mitigate, recipe.audit.sensitive[0]
     X, y = data["train"]
@@ -77,7 +77,7 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
             rule = mitigation.GroupThresholds().fit(scores, y_val, group_keys(dataset.splits["validation"][column]))
             groups = {"column": column, "thresholds": dict(rule.thresholds_), "default": float(rule.default_)}
             return Mitigated(model, {"groups": groups, "method": "audit.mitigate: threshold"})
-        fresh = make_model(model_type, dataset.task, params, recipe.seed, recipe.train)
+        fresh = make_model(model_type, dataset.task, params, recipe.seed, recipe.train, neural_options(recipe))
         mitigation.check_sample_weight(fresh, method)
         train_groups = group_labels(dataset.splits["train"], [column])[column]
         if method == "reweigh":

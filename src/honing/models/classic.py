@@ -202,24 +202,41 @@ for _net, _what in {
     "lstm": "LSTM over token ids (data.text: tokens) or float sequences (embed_dim, hidden, layers, bidirectional).",
     "gru": "GRU over token ids (data.text: tokens) or float sequences (embed_dim, hidden, layers, bidirectional).",
     "transformer": "Transformer encoder over token ids (data.text: tokens) (d_model, heads, layers, ff, pooling).",
+    "pretrained": "A pretrained network (model.pretrained: builtin:minilm, a model folder or a bundle) with a new "
+                  "head, fine-tuned as model.finetune says.",
 }.items():
     MODELS.register(_net, tasks=BOTH, neural=True, description=_what)(None)
 
 
-def _neural(net: str, task: str, params: dict, seed: int, train: Any) -> Any:
+def _neural(net: str, task: str, params: dict, seed: int, train: Any, options: dict) -> Any:
     """A honing neural estimator (imported lazily: classic models never pay for importing torch)."""
     from honing.models.estimators import from_recipe
     from honing.models.nets import check_net_params
     from honing.recipe import TrainConfig
 
-    check_net_params(net, {k: v for k, v in params.items() if k != "input_shape"})
-    return from_recipe(net, task, params, train or TrainConfig(), seed)
+    if net == "pretrained":
+        if not options.get("pretrained"):
+            raise ModelError("model.type: pretrained needs model.pretrained", "e.g. model.pretrained: builtin:minilm")
+    else:
+        check_net_params(net, {k: v for k, v in params.items() if k != "input_shape"})
+    return from_recipe(net, task, params, train or TrainConfig(), seed, **options)
 
 
-def make_model(type: str, task: str, params: dict | None = None, seed: int = 0, train: Any = None) -> Any:
+def neural_options(recipe: Any) -> dict[str, Any]:
+    """The recipe's settings for neural estimators beyond model.params and train: the training
+    batches' augmentation (data.augment) and the fine-tuning (model.pretrained, model.finetune)."""
+    batch_steps = [s for s in recipe.data.augment if s.get("name") != "text"]
+    pretrained = recipe.model.pretrained
+    return {"augment": batch_steps or None, "pretrained": pretrained,
+            "finetune": recipe.model.finetune.model_dump(mode="json") if pretrained else None}
+
+
+def make_model(type: str, task: str, params: dict | None = None, seed: int = 0, train: Any = None,
+               options: dict | None = None) -> Any:
     """An unfitted estimator of model ``type`` for ``task``, with ``params`` checked and applied.
 
-    ``train`` (the recipe's ``train:`` section) configures neural types; classic types ignore it.
+    ``train`` (the recipe's ``train:`` section) configures neural types, and so do ``options``
+    (:func:`neural_options`); classic types ignore both.
     Raises :class:`ModelError` naming ``model.type`` or ``model.params.KEY`` for user mistakes.
     """
     _check_task(task)
@@ -231,7 +248,7 @@ def make_model(type: str, task: str, params: dict | None = None, seed: int = 0, 
         )
     params = {str(k): v for k, v in (params or {}).items()}
     if entry.meta.get("neural"):
-        return _neural(type, task, params, seed, train)
+        return _neural(type, task, params, seed, train, options or {})
     _check_param_names(type, core_estimator(entry.obj(task, {}, seed)), params)
     estimator = entry.obj(task, params, seed)
     _check_param_values(core_estimator(estimator), params)
@@ -247,7 +264,9 @@ def check_model_names(type: str, candidates: list[str], params: dict | None = No
                 MODELS.entry(name, key="model.candidates")
         return
     entry = MODELS.entry(type, key="model.type")
-    if entry.meta.get("neural"):
+    if type == "pretrained":
+        known = set()  # the network keeps its own architecture; model.finetune says how it trains
+    elif entry.meta.get("neural"):
         from honing.models.nets import net_params
 
         known = {*net_params(type), "input_shape"}

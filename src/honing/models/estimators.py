@@ -26,14 +26,17 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from torch import nn
 
 from honing.errors import ModelError
+from honing.models import finetune
+from honing.models.finetune import source_net
 from honing.models.nets import build_net
+from honing.models.pretrained import TEXT_NET, run_batched
 from honing.progress import Progress
 from honing.recipe import TrainConfig
 from honing.training.callbacks import ProgressBar
 from honing.training.checkpoint import Checkpoint, load_checkpoint
 from honing.training.diagnostics import Finding, diagnose
 from honing.training.health_stats import HealthStats
-from honing.training.trainer import Trainer
+from honing.training.trainer import Trainer, resolve_device
 
 SEQUENCE_NETS = ("rnn", "lstm", "gru", "transformer")
 #: Gradient statistics for the health diagnostics are taken on every k-th batch (cheap enough to be on).
@@ -50,7 +53,8 @@ class _NeuralBase(BaseEstimator):
                  accumulate: int = 1, precision: str = "fp32", gradient_checkpointing: bool = False,
                  early_stopping: bool = True,
                  patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
-                 random_state: int | None = None, checkpoint: str | None = None, train: dict | None = None):
+                 random_state: int | None = None, checkpoint: str | None = None, train: dict | None = None,
+                 augment: list | None = None, pretrained: str | None = None, finetune: dict | None = None):
         self.net = net
         self.net_params = net_params
         self.epochs = epochs
@@ -73,6 +77,9 @@ class _NeuralBase(BaseEstimator):
         self.random_state = random_state
         self.checkpoint = checkpoint
         self.train = train
+        self.augment = augment
+        self.pretrained = pretrained
+        self.finetune = finetune
 
     # ------------------------------------------------------------------ configuration
 
@@ -93,6 +100,12 @@ class _NeuralBase(BaseEstimator):
     def _input_shape(self, X: np.ndarray) -> tuple[int, ...]:
         params = self.net_params or {}
         features = X.shape[1]
+        if self.pretrained:
+            shape = self.source_shape_ or (features,)
+            if math.prod(shape) != features:
+                raise ModelError(f"model.pretrained: {self.pretrained} takes inputs of shape {list(shape)}, "
+                                 f"but there are {features} features", "prepare the data as for the pretrained model")
+            return shape
         if "input_shape" in params:
             shape = tuple(int(n) for n in params["input_shape"])
             if math.prod(shape) != features:
@@ -110,18 +123,20 @@ class _NeuralBase(BaseEstimator):
     def _net_params(self, X: np.ndarray, shape: tuple[int, ...]) -> dict[str, Any]:
         """``net_params`` completed from the data: a sequence net on token ids gets its vocab_size."""
         params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
+        if self.pretrained:
+            params = {}
         if self._tokens(shape):
             if X.size and (X.min() < 0 or not np.array_equal(X, np.round(X))):
                 raise ModelError(f"model.type: {self.net} reads token ids, and these features are not",
                                  "set data.text: tokens for a text column (and drop the other columns), "
                                  "or model.params.input_shape: [T, F] for float sequences")
-            if not params.get("vocab_size"):
+            if not params.get("vocab_size") and self.net_ in SEQUENCE_NETS:
                 params["vocab_size"] = max(int(X.max(initial=0)) + 1, 2)
         return params
 
     def _tokens(self, shape: tuple[int, ...]) -> bool:
         """Sequence nets read token ids (N, T) unless given float sequences by input_shape (T, F)."""
-        return self.net in SEQUENCE_NETS and len(shape) == 1
+        return self.net_ in (*SEQUENCE_NETS, TEXT_NET) and len(shape) == 1
 
     def _tensor(self, X: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
         if not X.flags.writeable:  # torch cannot wrap read-only memory (e.g. a memory-mapped file)
@@ -138,6 +153,7 @@ class _NeuralBase(BaseEstimator):
              eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None,
              callbacks: list | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        self.net_, self.source_shape_ = source_net(self.pretrained) if self.pretrained else (self.net, None)
         shape = self._input_shape(X)
         params = self.net_params_ = self._net_params(X, shape)
         cfg = self.train_config()
@@ -148,27 +164,68 @@ class _NeuralBase(BaseEstimator):
             X, y, X_val, y_val = _holdout(X, y, self.validation_fraction, seed, stratify)
             if X_val is None:  # too few rows for a holdout: train on all, stop on the training loss
                 cfg = cfg.model_copy(update={"early_stopping": None})
+        Xt, yt = self._tensor(X, shape), self._target_tensor(y)
+        Xv = self._tensor(X_val, shape) if X_val is not None else None
+        yv = self._target_tensor(y_val) if y_val is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.module_ = build_net(self.net, shape, n_outputs, params)
+            plan = None
+            if self.pretrained:
+                plan = finetune.prepare(self.pretrained, self.finetune, shape, n_outputs, cfg)
+                self.module_, trained = plan.module, plan.trainer_module()
+                self.net_, self.net_params_ = plan.start.net, plan.start.net_params
+            else:
+                self.module_ = trained = build_net(self.net, shape, n_outputs, params)
             self.module_.checkpointing = cfg.gradient_checkpointing
             health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health, ProgressBar(progress), *(callbacks or [])]  # the Trainer adds cfg's EarlyStopping
+            callbacks = [health, ProgressBar(progress), *(plan.callbacks if plan else []), *(callbacks or [])]
             if self.checkpoint is not None:  # save every epoch; continue from an earlier save
                 callbacks.append(Checkpoint(self.checkpoint))
-            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
-                              device=self.device, seed=seed)
+            if plan is not None and plan.cfg.mode == "features":  # embed once; the head trains on the cache
+                device = resolve_device(self.device)
+                Xt = finetune.head_data(plan, Xt, device)
+                Xv = finetune.head_data(plan, Xv, device) if Xv is not None else None
+            trainer = Trainer(trained, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
+                              device=self.device, seed=seed, params=plan.groups if plan else None,
+                              augment=self._augmenter(shape, n_outputs, seed), order=self._order(Xt, cfg))
             if self.checkpoint is not None and Path(self.checkpoint).is_file():
                 load_checkpoint(trainer, self.checkpoint)
-            Xt, yt = self._tensor(X, shape), self._target_tensor(y)
-            Xv = self._tensor(X_val, shape) if X_val is not None else None
-            yv = self._target_tensor(y_val) if y_val is not None else None
             self.history_ = trainer.fit(Xt, yt, Xv, yv).rows
+            if plan is not None:
+                finetune.finish(plan)
         self.module_.eval()
         self.input_shape_ = shape
         self.health_ = health.stats
         self.baseline_loss_ = self._baseline_loss(y)
         return self
+
+    def _pad_id(self) -> int:
+        """The padding id of token inputs (a pretrained text model's own; else 0)."""
+        return int(getattr(self.module_, "pad_id", 0))
+
+    def _augmenter(self, shape: tuple[int, ...], n_outputs: int, seed: int) -> Any:
+        """The training-batch augmentation of ``augment`` (data.augment), or None."""
+        if not self.augment:
+            return None
+        from honing.data.augment_batch import batch_augmenter
+
+        if self._features_mode():
+            raise ModelError("data.augment: model.finetune.mode: features trains on cached embeddings, "
+                             "which cannot be augmented", "use finetune.mode: frozen, or drop data.augment")
+        modality = "tokens" if self._tokens(shape) else "image" if len(shape) == 3 else "tabular"
+        classes = n_outputs if isinstance(self, ClassifierMixin) else None
+        return batch_augmenter(self.augment, modality=modality, n_classes=classes, seed=seed)
+
+    def _features_mode(self) -> bool:
+        return bool(self.pretrained) and (self.finetune or {}).get("mode") == "features"
+
+    def _order(self, X: torch.Tensor, cfg: TrainConfig) -> Any:
+        """Length buckets for token inputs when train.bucket_by_length is on (else a plain shuffle)."""
+        if not cfg.bucket_by_length or X.dtype != torch.long:
+            return None
+        from honing.training.batching import length_buckets, token_lengths
+
+        return length_buckets(token_lengths(X, self._pad_id()), cfg.batch_size)
 
     def diagnose(self) -> list[Finding]:
         """Training-health findings (overfitting, divergence, vanishing gradients, …) of the last fit."""
@@ -181,15 +238,14 @@ class _NeuralBase(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         Xt = self._tensor(X, self.input_shape_)
         device = next(self.module_.parameters()).device  # where it was trained (CPU or CUDA)
-        self.module_.eval()
-        with torch.no_grad():
-            return torch.cat([self.module_(Xt[i:i + 4096].to(device)).float().cpu()
-                              for i in range(0, len(Xt), 4096)])
+        batch = finetune.TEXT_BATCH if self.net_ == TEXT_NET else 4096
+        return run_batched(self.module_, Xt, batch, device)
 
     def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The fitted network as tensors plus a JSON description (for the bundle's safetensors)."""
         check_is_fitted(self, "module_")
-        meta = {"estimator": type(self).__name__, "params": self.get_params(), "net_params": self.net_params_,
+        meta = {"estimator": type(self).__name__, "params": self.get_params(), "net": self.net_,
+                "net_params": self.net_params_,
                 "input_shape": list(self.input_shape_), "n_features_in": int(self.n_features_in_),
                 **self._fitted_meta()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
@@ -309,20 +365,22 @@ def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _Neu
     est.input_shape_ = tuple(meta["input_shape"])
     est.n_features_in_ = int(meta["n_features_in"])
     est.net_params_ = dict(meta["net_params"])
-    est.module_ = build_net(est.net, est.input_shape_, n_outputs, est.net_params_)
+    est.net_ = meta.get("net", est.net)
+    est.module_ = build_net(est.net_, est.input_shape_, n_outputs, est.net_params_)
     est.module_.load_state_dict(tensors)
     est.module_.eval()
     return est
 
 
 def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int,
-                checkpoint: str | None = None) -> _NeuralBase:
+                checkpoint: str | None = None, **options: Any) -> _NeuralBase:
     """The estimator for ``model.type: <net>`` with ``model.params`` and the recipe's whole ``train:``
-    section; with ``checkpoint``, training saves there every epoch and resumes from it."""
+    section; with ``checkpoint``, training saves there every epoch and resumes from it.  ``options``:
+    ``augment`` (data.augment), ``pretrained`` and ``finetune`` (model.pretrained / model.finetune)."""
     cls = NeuralClassifier if task == "classification" else NeuralRegressor
     device = "cpu" if train.device == "auto" and not torch.cuda.is_available() else train.device
     return cls(net=net, net_params=dict(params), device=device, random_state=seed, checkpoint=checkpoint,
-               train=train.model_dump(mode="json", exclude={"device"}))
+               train=train.model_dump(mode="json", exclude={"device"}), **options)
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

@@ -310,6 +310,9 @@ RECURRENT_PARAMS = {"vocab_size": _VOCAB, "embed_dim": (64, _POS), "hidden": (12
 TRANSFORMER_PARAMS = {"vocab_size": _VOCAB, "max_len": (None, _int_at_least(1, optional=True)),
                       "d_model": (64, _POS), "heads": (4, _POS), "layers": (2, _POS), "ff": (128, _POS),
                       "dropout": _DROPOUT, "pooling": ("mean", _choice("mean", "cls"))}
+TEXT_ENCODER_PARAMS = {"config": ({}, lambda v: None if isinstance(v, dict) else "must be a mapping"),
+                       "pad_id": (0, _int_at_least(0)), "pooling": ("mean", _choice("mean", "cls")),
+                       "dropout": _DROPOUT}
 AUTOENCODER_PARAMS = {"hidden": ((128,), _int_list(0)), "latent": (16, _POS),
                       "activation": _ACT, "dropout": (0.0, _fraction)}
 
@@ -382,6 +385,16 @@ def _autoencoder(input_shape: tuple[int, ...], n_outputs: int, params: dict) -> 
     """The autoencoder's output is its input: ``n_outputs`` is ignored."""
     (f,) = _shape("autoencoder", input_shape, 1, "(features,)")
     return Autoencoder(f, **_merged(AUTOENCODER_PARAMS, params))
+
+
+@NETS.register("text_encoder", params=TEXT_ENCODER_PARAMS)
+def _text_encoder(input_shape: tuple[int, ...], n_outputs: int, params: dict) -> nn.Module:
+    """A pretrained text encoder's network rebuilt from its config (random weights; a bundle or a
+    fine-tune loads them): see :mod:`honing.models.pretrained`."""
+    from honing.models.pretrained import text_net_from_config
+
+    _shape("text_encoder", input_shape, 1, "(tokens,)")
+    return text_net_from_config(n_outputs, **_merged(TEXT_ENCODER_PARAMS, params))
 
 
 # --------------------------------------------------------------------------- entry points

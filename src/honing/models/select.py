@@ -56,15 +56,17 @@ class Selection:
 def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
                  n_classes: int | None, metric: str = "auto", progress: Progress = SILENT,
                  train: TrainConfig | None = None, checkpoints: Path | None = None,
-                 sample_weight: np.ndarray | None = None) -> Selection:
+                 sample_weight: np.ndarray | None = None, options: dict | None = None) -> Selection:
     """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation.
 
     Neural models (configured by ``train``) watch the validation split for early stopping, and with
     ``checkpoints`` (a directory) save a checkpoint there every epoch and resume from it.
-    ``sample_weight`` (one per training row, e.g. ``data.balance: class_weight``) goes to every fit."""
+    ``sample_weight`` (one per training row, e.g. ``data.balance: class_weight``) goes to every fit;
+    ``options`` to every neural model (:func:`honing.models.classic.neural_options`)."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
-    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train)) for t in types]
+    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train,
+                                         options)) for t in types]
     if checkpoints is not None:
         for name, est in estimators:
             if is_neural(est):

@@ -34,6 +34,7 @@ from honing.report.markup import (
     table,
 )
 from honing.report.run_files import RunFiles, dig, fmt, fmt_p, pct, span
+from honing.report.transfer_section import transfer_table
 
 #: Plots the evaluation section shows, in order, with their captions; other unknown plots follow them.
 EVALUATION_PLOTS = {"confusion_matrix": "Confusion matrix (test)", "roc": "ROC curve (test)",
@@ -172,7 +173,7 @@ def evaluation_section(run: RunFiles, model: RunFiles) -> str:
     plots = [figure(model, name, caption) for name, caption in EVALUATION_PLOTS.items()]
     plots += [figure(model, name, name.replace("_", " ")) for name in model.plots
               if name not in EVALUATION_PLOTS and name not in OTHER_SECTION_PLOTS]
-    body = _metrics_table(m) + _decision(m) + _calibration(m) + _cv_table(m) + figures(plots)
+    body = _metrics_table(m) + transfer_table(m) + _decision(m) + _calibration(m) + _cv_table(m) + figures(plots)
     return body or none("No evaluation results: metrics.json and the plots are missing.")
 
 

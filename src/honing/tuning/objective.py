@@ -22,7 +22,7 @@ import optuna
 from honing.data.dataset import Dataset, load_dataset
 from honing.errors import RecipeError
 from honing.evaluation.metrics import primary_metric
-from honing.models.classic import make_model
+from honing.models.classic import make_model, neural_options
 from honing.models.select import Candidate, fit_candidate, is_lightgbm, is_neural
 from honing.recipe import DataConfig, Recipe, validate_recipe
 from honing.training.callbacks import Callback, monitor_mode
@@ -134,7 +134,8 @@ class Objective:
 
     def _fit(self, recipe: Recipe, dataset: Dataset, data: dict, trial: optuna.Trial | None) -> tuple[Candidate, int]:
         model = recipe.model
-        estimator = make_model(model.type, self.task, model.params, recipe.seed, recipe.train)
+        estimator = make_model(model.type, self.task, model.params, recipe.seed, recipe.train,
+                               neural_options(recipe))
         reporter: Any = None
         if is_neural(estimator):
             logged = self.metric == "accuracy" and self.task == "classification"

@@ -312,7 +312,7 @@ def params_of(values: Mapping[str, Any]) -> dict[str, Any]:
 def build_space(recipe: Any, task: str) -> tuple[Dimension, ...]:
     """The checked dimensions of ``recipe.tune.space`` (or the model type's default space) for
     ``task``: every path and bound is tried in a recipe and a model of that task."""
-    from honing.models.classic import make_model, resolve_candidates
+    from honing.models.classic import make_model, neural_options, resolve_candidates
     from honing.recipe import validate_recipe
     from honing.tuning.defaults import default_space, option_space
 
@@ -327,7 +327,8 @@ def build_space(recipe: Any, task: str) -> tuple[Dimension, ...]:
     def check(raw_recipe: dict) -> None:
         sample = validate_recipe(raw_recipe)
         if sample.model.type != "auto":
-            make_model(sample.model.type, task, sample.model.params, sample.seed, sample.train)
+            make_model(sample.model.type, task, sample.model.params, sample.seed, sample.train,
+                       neural_options(sample))
 
     check_space(dims, recipe.model_dump(mode="json"), check)
     return dims
