@@ -29,6 +29,7 @@ from honing.errors import DataError, RecipeError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: Share of a column's non-missing values that must end in an image suffix for it to be image paths.
 IMAGE_PATH_SHARE = 0.95
+IMAGE_PATH_SAMPLE = 2000
 #: The target column of an image folder or array source.
 LABEL = "label"
 PIXEL_PREFIX = "pixel_"
@@ -48,13 +49,16 @@ class ImageSource:
 
 
 def looks_like_image_paths(values: pd.Series) -> bool:
-    """Whether (nearly, :data:`IMAGE_PATH_SHARE`) every non-missing value is a string ending in an
-    image suffix (case-insensitive)."""
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    """Whether (nearly, :data:`IMAGE_PATH_SHARE`) every non-missing value ends in an image suffix
+    (case-insensitive; judged on an evenly spaced sample of :data:`IMAGE_PATH_SAMPLE` values)."""
+    kinds = pd.api.types
+    if kinds.is_numeric_dtype(values) or kinds.is_bool_dtype(values) or kinds.is_datetime64_any_dtype(values):
         return False
     nonnull = values.dropna()
     if nonnull.empty:
         return False
+    if len(nonnull) > IMAGE_PATH_SAMPLE:
+        nonnull = nonnull.iloc[:: -(-len(nonnull) // IMAGE_PATH_SAMPLE)]
     text = nonnull.astype(str).str.strip().str.lower()
     return bool(text.str.endswith(IMAGE_SUFFIXES).mean() >= IMAGE_PATH_SHARE)
 
