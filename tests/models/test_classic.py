@@ -41,7 +41,7 @@ def test_registry_has_every_contract_type():
     assert set(MODELS.names()) == {
         "logistic_regression", "linear_regression", "ridge", "lasso", "elastic_net",
         "decision_tree", "random_forest", "extra_trees", "lightgbm", "svm", "knn", "naive_bayes",
-        "mlp", "cnn", "rnn", "lstm", "gru", "transformer",
+        "mlp", "cnn", "rnn", "lstm", "gru", "transformer", "pretrained",
     }
     assert "lasso" not in CLASSIFIERS and "naive_bayes" not in REGRESSORS
 

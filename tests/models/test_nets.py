@@ -42,7 +42,7 @@ def tokens(n: int = 8, t: int = 10, vocab: int = 20, min_len: int = 2) -> torch.
 
 
 def test_registry_has_every_contract_net():
-    assert set(NETS.names()) == {"mlp", "cnn", "rnn", "lstm", "gru", "transformer", "autoencoder"}
+    assert set(NETS.names()) == {"mlp", "cnn", "rnn", "lstm", "gru", "transformer", "autoencoder", "text_encoder"}
     for name in NETS.names():
         assert isinstance(net_params(name), dict) and "dropout" in net_params(name)
 
