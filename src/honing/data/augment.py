@@ -37,12 +37,12 @@ kornia and torch are imported inside the functions, so importing this module sta
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from honing.data.augment_steps import check_steps, number, pair, step_params
 from honing.data.augment_text import SYNONYMS, text_augment
 from honing.errors import RecipeError, did_you_mean
 
@@ -63,74 +63,44 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _number(where: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """``value`` as a float in [lo, hi], or a RecipeError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecipeError(f"{where}: expected a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise RecipeError(f"{where} must be between {lo:g} and {hi:g}, got {value!r}")
-    return float(value)
-
-
-def _pair(where: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
-    """``value`` as an increasing ``[a, b]`` pair within [lo, hi]."""
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise RecipeError(f"{where}: expected a pair [low, high], got {value!r}")
-    a, b = (_number(where, v, lo, hi) for v in value)
-    if a > b:
-        raise RecipeError(f"{where}: low {a:g} is above high {b:g}", "write it as [low, high]")
-    return a, b
-
-
 def _check_params(where: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Validate one step's magnitudes (defaults filled in); values come back as floats / tuples."""
     out = dict(params)
-    out["p"] = _number(f"{where}.p", params["p"], 0.0, 1.0)
+    out["p"] = number(f"{where}.p", params["p"], 0.0, 1.0)
     if name == "rotation":
         deg = params["degrees"]
-        out["degrees"] = (_pair(f"{where}.degrees", deg, -360, 360) if isinstance(deg, list | tuple)
-                          else _number(f"{where}.degrees", deg, 0, 360))
+        out["degrees"] = (pair(f"{where}.degrees", deg, -360, 360) if isinstance(deg, list | tuple)
+                          else number(f"{where}.degrees", deg, 0, 360))
     elif name in ("resized_crop", "erasing"):
-        out["scale"] = _pair(f"{where}.scale", params["scale"], 1e-6, 1.0)
-        out["ratio"] = _pair(f"{where}.ratio", params["ratio"], 1e-3, 1e3)
+        out["scale"] = pair(f"{where}.scale", params["scale"], 1e-6, 1.0)
+        out["ratio"] = pair(f"{where}.ratio", params["ratio"], 1e-3, 1e3)
     if name == "resized_crop" and params["size"] is not None:
-        size = _pair(f"{where}.size", params["size"], 1, 1e5)
+        size = pair(f"{where}.size", params["size"], 1, 1e5)
         if not all(float(s).is_integer() for s in size):
             raise RecipeError(f"{where}.size: expected whole pixels [height, width], got {params['size']!r}")
         out["size"] = (int(size[0]), int(size[1]))
     if name == "color_jitter":
         for key in ("brightness", "contrast", "saturation"):
-            out[key] = _number(f"{where}.{key}", params[key], 0.0, 1e3)
-        out["hue"] = _number(f"{where}.hue", params["hue"], 0.0, 0.5)
+            out[key] = number(f"{where}.{key}", params[key], 0.0, 1e3)
+        out["hue"] = number(f"{where}.hue", params["hue"], 0.0, 0.5)
     if name == "gaussian_noise":
-        out["std"] = _number(f"{where}.std", params["std"], 0.0)
-        out["mean"] = _number(f"{where}.mean", params["mean"])
+        out["std"] = number(f"{where}.std", params["std"], 0.0)
+        out["mean"] = number(f"{where}.mean", params["mean"])
     if name == "erasing":
-        out["value"] = _number(f"{where}.value", params["value"], 0.0, 1.0)
+        out["value"] = number(f"{where}.value", params["value"], 0.0, 1.0)
     return out
 
 
 def validate_image_steps(steps: list[dict]) -> list[tuple[str, dict[str, Any]]]:
     """``(name, params)`` per recipe step with defaults filled in; RecipeError on any mistake."""
-    if not isinstance(steps, list | tuple):
-        raise RecipeError(f"data.augment: expected a list of steps, got {type(steps).__name__}",
-                          'e.g. [{"name": "hflip", "p": 0.5}]')
+    check_steps(steps)
     out = []
     for i, step in enumerate(steps):
-        where = f"data.augment[{i}]"
-        if not isinstance(step, dict) or "name" not in step:
-            raise RecipeError(f"{where}: expected a mapping with a 'name'", "e.g. {name: hflip, p: 0.5}")
-        name = step["name"]
+        where, name = f"data.augment[{i}]", step["name"]
         if name not in IMAGE_AUGMENTS:
             raise RecipeError(f"{where}.name: unknown image augmentation {name!r}",
                               did_you_mean(str(name), IMAGE_AUGMENTS))
-        params = dict(_DEFAULTS[name])
-        for key, value in step.items():
-            if key == "name":
-                continue
-            if key not in params:
-                raise RecipeError(f"{where}.{key}: unknown parameter for '{name}'", did_you_mean(key, params))
-            params[key] = value
+        params = step_params(where, name, step, _DEFAULTS[name])
         out.append((name, _check_params(where, name, params)))
     return out
 
@@ -237,7 +207,7 @@ def gaussian_noise(X: np.ndarray, std: float, numeric: np.ndarray | None = None,
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"gaussian_noise needs a 2-D array, got shape {X.shape}")
-    std = _number("tabular gaussian_noise std", std, 0.0)
+    std = number("tabular gaussian_noise std", std, 0.0)
     mask = np.ones(X.shape[1], dtype=bool) if numeric is None else np.asarray(numeric, dtype=bool)
     if mask.shape != (X.shape[1],):
         raise ValueError(f"numeric mask has shape {mask.shape}, expected ({X.shape[1]},)")
@@ -259,7 +229,7 @@ def mixup(X: np.ndarray, y_onehot: np.ndarray, alpha: float = 0.2, seed: int = 0
     y = np.asarray(y_onehot, dtype=np.float64)
     if len(X) != len(y):
         raise ValueError(f"mixup: X has {len(X)} rows but y_onehot has {len(y)}")
-    alpha = _number("tabular mixup alpha", alpha, 1e-9)
+    alpha = number("tabular mixup alpha", alpha, 1e-9)
     rng = np.random.default_rng(seed)
     lam = rng.beta(alpha, alpha, size=len(X))
     perm = rng.permutation(len(X))

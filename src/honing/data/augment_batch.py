@@ -31,13 +31,13 @@ torch is imported inside the functions, so importing this module stays light.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from honing.data.augment import IMAGE_AUGMENTS, image_augmenter, validate_image_steps
+from honing.data.augment_steps import check_steps, number, step_params
 from honing.data.augment_text import check_text_step
 from honing.errors import RecipeError, did_you_mean
 
@@ -68,43 +68,22 @@ TABULAR_DEFAULTS: dict[str, dict[str, float]] = {
 Step = tuple[str, dict[str, Any], dict]  # (name, validated parameters, the recipe's step)
 
 
-def _number(where: str, value: Any, lo: float, hi: float = math.inf, *, above: bool = False) -> float:
-    """``value`` as a finite float in [lo, hi] (or (lo, hi] with ``above``), else a RecipeError."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecipeError(f"{where}: expected a number, got {value!r}")
-    if value > hi or value < lo or (above and value == lo):
-        span = f"above {lo:g}" if math.isinf(hi) else f"between {lo:g} and {hi:g}"
-        raise RecipeError(f"{where} must be {span}, got {value!r}")
-    return float(value)
-
-
 def _tabular_params(where: str, name: str, step: dict) -> dict[str, float]:
     """A gaussian_noise (tabular) or mixup step's parameters, defaults filled in and checked."""
-    params: dict[str, Any] = dict(TABULAR_DEFAULTS[name])
-    for key, value in step.items():
-        if key == "name":
-            continue
-        if key not in params:
-            raise RecipeError(f"{where}.{key}: unknown parameter for '{name}'", did_you_mean(key, params))
-        params[key] = value
+    params = step_params(where, name, step, TABULAR_DEFAULTS[name])
     if name == "mixup":
-        return {"alpha": _number(f"{where}.alpha", params["alpha"], 0.0, above=True)}
-    return {"p": _number(f"{where}.p", params["p"], 0.0, 1.0), "std": _number(f"{where}.std", params["std"], 0.0)}
+        return {"alpha": number(f"{where}.alpha", params["alpha"], 0.0, above=True)}
+    return {"p": number(f"{where}.p", params["p"], 0.0, 1.0), "std": number(f"{where}.std", params["std"], 0.0)}
 
 
 def _validated(steps: list[dict], modality: str) -> list[Step]:
     """Every step checked for ``modality``: ``(name, parameters, step)`` in the recipe's order."""
     if modality not in STEPS_FOR:
         raise ValueError(f"modality must be one of {sorted(STEPS_FOR)}, got {modality!r}")
-    if not isinstance(steps, list | tuple):
-        raise RecipeError(f"data.augment: expected a list of steps, got {type(steps).__name__}",
-                          'e.g. [{"name": "hflip", "p": 0.5}]')
+    check_steps(steps)
     allowed = STEPS_FOR[modality]
     for i, step in enumerate(steps):
-        where = f"data.augment[{i}]"
-        if not isinstance(step, dict) or "name" not in step:
-            raise RecipeError(f"{where}: expected a mapping with a 'name'", "e.g. {name: hflip, p: 0.5}")
-        name = step["name"]
+        where, name = f"data.augment[{i}]", step["name"]
         if name not in _ALL_STEPS:
             raise RecipeError(f"{where}.name: unknown augmentation {name!r}", did_you_mean(str(name), allowed))
         if name not in allowed:

@@ -16,7 +16,8 @@ import random
 import re
 from typing import TYPE_CHECKING, Any
 
-from honing.errors import RecipeError, did_you_mean
+from honing.data.augment_steps import step_params
+from honing.errors import RecipeError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,13 +167,7 @@ def check_text_step(step: dict, where: str = "data.augment[i]") -> dict[str, Any
     if not isinstance(step, dict) or step.get("name") != "text":
         raise RecipeError(f"{where}: expected a text step, got {step!r}",
                           "e.g. {name: text, deletion: 0.1, swap: 0.1, synonyms: 0.1, copies: 1}")
-    params = dict(TEXT_STEP_DEFAULTS)
-    for key, value in step.items():
-        if key == "name":
-            continue
-        if key not in params:
-            raise RecipeError(f"{where}.{key}: unknown parameter for 'text'", did_you_mean(key, params))
-        params[key] = value
+    params = step_params(where, "text", step, TEXT_STEP_DEFAULTS)
     for key in ("deletion", "swap", "synonyms"):
         value = params[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:

@@ -32,7 +32,7 @@ PAD_ID = 0
 UNKNOWN_ID = 1
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 
-__all__ = ["PAD_ID", "TOKEN_PATTERN", "UNKNOWN_ID", "TokenIds", "tokenize"]
+__all__ = ["PAD_ID", "TOKEN_PATTERN", "UNKNOWN_ID", "TokenIds", "column_values", "tokenize"]
 
 
 def tokenize(text: Any, lowercase: bool = True) -> list[str]:
@@ -94,29 +94,35 @@ class TokenIds(TransformerMixin, BaseEstimator):
         return np.asarray([f"{prefix}tok_{i}" for i in range(int(self.max_len))], dtype=object)
 
     def _values(self, X: Any, fitting: bool) -> list[Any]:
-        """The values of a 1-D array / Series / list, or of a one-column frame / 2-D array.
+        return column_values(self, X, fitting)
 
-        When fitting, also records ``n_features_in_`` and (for a frame) ``feature_names_in_``.
-        """
-        name = None
-        if isinstance(X, pd.DataFrame):
-            if X.shape[1] != 1:
-                raise ValueError(f"TokenIds takes one text column, got {X.shape[1]}")
-            name = X.columns[0]
-            values = X.iloc[:, 0].tolist()
-        elif isinstance(X, pd.Series):
-            values = X.tolist()
-        else:
-            array = np.asarray(X if hasattr(X, "__len__") else list(X), dtype=object)
-            if array.ndim == 2 and array.shape[1] == 1:
-                array = array[:, 0]
-            if array.ndim != 1:
-                raise ValueError(f"TokenIds takes one text column, got an array of shape {array.shape}")
-            values = array.tolist()
-        if fitting:
-            self.n_features_in_ = 1
-            if isinstance(name, str):
-                self.feature_names_in_ = np.asarray([name], dtype=object)
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        return values
+
+def column_values(estimator: BaseEstimator, X: Any, fitting: bool) -> list[Any]:
+    """The values of a 1-D array / Series / list, or of a one-column frame / 2-D array, for a
+    transformer of one text column (``estimator``).
+
+    When fitting, also records ``n_features_in_`` and (for a frame) ``feature_names_in_`` on it.
+    """
+    what = type(estimator).__name__
+    name = None
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            raise ValueError(f"{what} takes one text column, got {X.shape[1]}")
+        name = X.columns[0]
+        values = X.iloc[:, 0].tolist()
+    elif isinstance(X, pd.Series):
+        values = X.tolist()
+    else:
+        array = np.asarray(X if hasattr(X, "__len__") else list(X), dtype=object)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise ValueError(f"{what} takes one text column, got an array of shape {array.shape}")
+        values = array.tolist()
+    if fitting:
+        estimator.n_features_in_ = 1
+        if isinstance(name, str):
+            estimator.feature_names_in_ = np.asarray([name], dtype=object)
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    return values

@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from honing.data.text import column_values
 from honing.errors import RecipeError
 
 __all__ = ["PretrainedTokenizer"]
@@ -130,32 +131,7 @@ class PretrainedTokenizer(TransformerMixin, BaseEstimator):
         return tokenizer
 
     def _values(self, X: Any, fitting: bool) -> list[Any]:
-        """The values of a 1-D array / Series / list, or of a one-column frame / 2-D array.
-
-        When fitting, also records ``n_features_in_`` and (for a frame) ``feature_names_in_``.
-        """
-        name = None
-        if isinstance(X, pd.DataFrame):
-            if X.shape[1] != 1:
-                raise ValueError(f"PretrainedTokenizer takes one text column, got {X.shape[1]}")
-            name = X.columns[0]
-            values = X.iloc[:, 0].tolist()
-        elif isinstance(X, pd.Series):
-            values = X.tolist()
-        else:
-            array = np.asarray(X if hasattr(X, "__len__") else list(X), dtype=object)
-            if array.ndim == 2 and array.shape[1] == 1:
-                array = array[:, 0]
-            if array.ndim != 1:
-                raise ValueError(f"PretrainedTokenizer takes one text column, got an array of shape {array.shape}")
-            values = array.tolist()
-        if fitting:
-            self.n_features_in_ = 1
-            if isinstance(name, str):
-                self.feature_names_in_ = np.asarray([name], dtype=object)
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        return values
+        return column_values(self, X, fitting)
 
 
 def _special_count(tokenizer: Any) -> int:
