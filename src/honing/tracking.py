@@ -111,11 +111,12 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path``.  The temporary name
+    keeps ``path``'s suffix, for writers that choose the format by it (matplotlib's savefig)."""
     path = Path(path)
     if path.is_dir():
         raise HoningError(f"{path} is a directory", "give a file name to write to")
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    tmp = path.parent / f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)

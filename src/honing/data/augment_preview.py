@@ -18,10 +18,7 @@ The PNG is written to a temporary name and renamed, so a failure leaves nothing 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import secrets
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +31,7 @@ from honing.data.dataset import Dataset
 from honing.data.preprocess import coerce_features
 from honing.errors import HoningError, RecipeError
 from honing.recipe import Recipe
+from honing.tracking import atomic_write
 
 __all__ = ["MAX_PER_IMAGE", "MAX_ROWS", "check_preview", "write_preview"]
 
@@ -80,7 +78,7 @@ def write_preview(recipe: Recipe, dataset: Dataset, out: str | Path, rows: int =
                           "gaussian_noise and mixup change feature batches while a neural model trains; "
                           "for pixel columns set model.params.input_shape: [C, H, W] (or model.type: cnn)")
     augmenter = batch_augmenter(steps, modality="image", n_classes=None, seed=recipe.seed)
-    return _atomic_png(out, lambda tmp: preview_grid(images, _ImagesOnly(augmenter), tmp, n=rows,
+    return atomic_write(out, lambda tmp: preview_grid(images, _ImagesOnly(augmenter), tmp, n=rows,
                                                      per_image=per_image, title=title))
 
 
@@ -184,7 +182,7 @@ def _text_preview(recipe: Recipe, dataset: Dataset, train: Any, text_step: tuple
             for version in versions:
                 echo(f"   → {_shown(version)}")
     title = f"{recipe.name}: data.augment[{index}] on '{column}'"
-    return _atomic_png(out, lambda tmp: _draw_text(pairs, title, tmp))
+    return atomic_write(out, lambda tmp: _draw_text(pairs, title, tmp))
 
 
 def _shown(text: Any) -> str:
@@ -216,21 +214,3 @@ def _draw_text(pairs: list[tuple[Any, list[Any]]], title: str, path: Path) -> Pa
                  color=PALETTE[0] if kind == "original" else PALETTE[3],
                  fontweight="bold" if kind == "original" else "normal")
     return save(fig, path)
-
-
-def _atomic_png(out: str | Path, draw: Callable[[Path], Any]) -> Path:
-    """``draw(tmp)`` to a temporary ``.png`` beside ``out``, then rename it to ``out``."""
-    out = Path(out)
-    if out.is_dir():
-        raise HoningError(f"{out} is a directory", "give a file name ending in .png")
-    tmp = out.with_name(f".{out.stem}.tmp-{secrets.token_hex(4)}.png")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        draw(tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise HoningError(f"cannot write {out}: {exc.strerror or exc}", "check the path and its permissions") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return out
