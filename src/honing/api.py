@@ -220,7 +220,7 @@ def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dat
     from honing.data.augment_text import augment_training_text
 
     steps = recipe.data.augment
-    batch_steps = [s for s in steps if s.get("name") != "text"]
+    batch_steps = classic.neural_options(recipe)["augment"]
     if batch_steps and recipe.model.type not in classic.MODELS.names(neural=True):
         raise RecipeError(f"data.augment: {batch_steps[0].get('name')} augments the training batches of neural "
                           f"models, and model.type is {recipe.model.type}",

@@ -52,6 +52,9 @@ def test_transfer_from_a_bundle_with_a_new_head(digits, tmp_path):
         if key.startswith("blocks."):
             assert (after[key] == tensor).all(), key  # frozen: the pretrained blocks are unchanged
     assert after["head.weight"].shape[0] == 5
+    from honing.models.finetune import source_net
+
+    assert source_net(str(run.bundle_dir)) == ("mlp", (64,))  # a fine-tuned bundle is a source in turn
     assert "Fine-tuning vs base model" in (run.run_dir / "report.html").read_text()
     predictions = honing.load(run.bundle_dir).predict(load_builtin("digits").frame.head(20))
     assert set(predictions) <= {5, 6, 7, 8, 9}

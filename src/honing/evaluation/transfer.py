@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from sklearn.base import clone
 
+from honing.errors import RecipeError
 from honing.evaluation.metrics import compute_metrics
 from honing.evaluation.scoring import predict_scores
 from honing.progress import SILENT, Progress
@@ -56,12 +57,11 @@ def base_model(estimator: Any, data: dict, held_out: dict, task: str, classes: l
     start = time.perf_counter()
     module, source_classes = base_network(estimator.pretrained, estimator.input_shape_, finetune.pooling)
     n_classes = len(classes) if classes else None
+    applies = _zero_shot_applies(module, source_classes, classes, tokenizer, task)
     method = finetune.base_eval
     if method == "auto":
-        method = "zero_shot" if _zero_shot_applies(module, source_classes, classes, tokenizer, task) else "linear_probe"
-    if method == "zero_shot" and not _zero_shot_applies(module, source_classes, classes, tokenizer, task):
-        from honing.errors import RecipeError
-
+        method = "zero_shot" if applies else "linear_probe"
+    elif method == "zero_shot" and not applies:
         raise RecipeError("model.finetune.base_eval: zero_shot needs a text model with named classes, or a bundle "
                           "with this task's classes", "use base_eval: linear_probe or auto")
     batch = 128 if hasattr(module, "pad_id") else 1024

@@ -10,14 +10,12 @@ the head trains on the cached embeddings.  :func:`finish` merges LoRA adapters i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from honing.errors import ModelError
 from honing.models import pretrained as pt
 from honing.pretrained_sources import resolve
 from honing.recipe import FinetuneConfig, TrainConfig
@@ -37,12 +35,8 @@ def source_net(spec: str) -> tuple[str, tuple[int, ...] | None]:
     source = resolve(spec)
     if source.kind == "huggingface":
         return pt.TEXT_NET, None
-    manifest = json.loads((source.path / "manifest.json").read_text(encoding="utf-8"))
-    meta = manifest.get("torch")
-    if manifest.get("model_format") != "torch" or not meta:
-        raise ModelError(f"model.pretrained: {spec} holds a {manifest.get('model_format')} model, not a network",
-                         "fine-tune from a bundle of a neural model (mlp, cnn, …)")
-    return meta["params"]["net"], tuple(meta["input_shape"])
+    meta = pt.bundle_meta(source.path, spec)["torch"]
+    return meta.get("net", meta["params"]["net"]), tuple(meta["input_shape"])
 
 
 @dataclass

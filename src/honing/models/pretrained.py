@@ -128,8 +128,6 @@ class Start:
     module: nn.Module
     net: str  # the network's name in honing.models.nets.NETS
     net_params: dict[str, Any]  # rebuilds it (random weights) with build_net
-    source: Source
-    source_classes: list | None = None  # a bundle source's classes (for a zero-shot check)
 
 
 def start_from(spec: str, input_shape: tuple[int, ...], n_outputs: int, *, pooling: str = "mean",
@@ -146,9 +144,9 @@ def start_from(spec: str, input_shape: tuple[int, ...], n_outputs: int, *, pooli
         pad_id = config.get("pad_token_id")  # the tokenizer pads with the same id
         params = {"config": config, "pad_id": int(pad_id or 0), "pooling": pooling, "dropout": dropout}
         if random_init:
-            return Start(text_net_from_config(n_outputs, **params), TEXT_NET, params, source)
+            return Start(text_net_from_config(n_outputs, **params), TEXT_NET, params)
         backbone = transformers.AutoModel.from_pretrained(str(source.path), local_files_only=True)
-        return Start(TextEncoderNet(backbone, n_outputs, params["pad_id"], pooling, dropout), TEXT_NET, params, source)
+        return Start(TextEncoderNet(backbone, n_outputs, params["pad_id"], pooling, dropout), TEXT_NET, params)
     return _from_bundle(source, input_shape, n_outputs, random_init)
 
 
@@ -156,37 +154,40 @@ def _from_bundle(source: Source, input_shape: tuple[int, ...], n_outputs: int, r
     """A honing bundle's network (its weights unless ``random_init``) with a new head."""
     from honing.models.nets import build_net
 
-    tensors, meta = bundle_network(source.path, source.name)
-    shape = tuple(meta["input_shape"])
-    if tuple(input_shape) != shape:
-        raise ModelError(f"model.pretrained: {source.name} takes inputs of shape {list(shape)}, "
+    est = bundle_estimator(source)
+    if tuple(input_shape) != est.input_shape_:
+        raise ModelError(f"model.pretrained: {source.name} takes inputs of shape {list(est.input_shape_)}, "
                          f"and this data's are {list(input_shape)}",
                          "prepare the data the same way (image size, channels, columns)")
-    net, params = meta["params"]["net"], dict(meta["net_params"])
-    if net == TEXT_NET:
-        _text_extra()
-    old_outputs = len(meta["classes"]) if "classes" in meta else 1
-    module = build_net(net, shape, max(old_outputs, 1), params)
-    if not random_init:
-        module.load_state_dict(tensors)
+    module = build_net(est.net_, est.input_shape_, 1, est.net_params_) if random_init else est.module_
     module.head = replace_head(module.head, n_outputs)
-    return Start(module, net, params, source, meta.get("classes"))
+    return Start(module, est.net_, est.net_params_)
 
 
-def bundle_network(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and description of a bundle's neural network, checked against its manifest."""
-    from safetensors.torch import load_file
-
+def bundle_meta(path: Path, name: str) -> dict[str, Any]:
+    """A bundle's manifest, which must describe a neural network (its ``torch`` section is that
+    network: net, parameters, input shape, classes)."""
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("model_format") != "torch":
+    if manifest.get("model_format") != "torch" or not manifest.get("torch"):
         raise ModelError(f"model.pretrained: {name} holds a {manifest.get('model_format')} model, not a network",
                          "fine-tune from a bundle of a neural model (mlp, cnn, …)")
-    weights = path / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if manifest.get("files", {}).get(weights.name) != digest:
+    return manifest
+
+
+def bundle_estimator(source: Source) -> Any:
+    """The fitted neural estimator inside a bundle (its weights checked against the manifest)."""
+    from safetensors.torch import load_file
+
+    from honing.models.estimators import import_state
+
+    manifest = bundle_meta(source.path, source.name)
+    weights = source.path / "model.safetensors"
+    if manifest.get("files", {}).get(weights.name) != hashlib.sha256(weights.read_bytes()).hexdigest():
         raise ModelError(f"model.pretrained: {weights} does not match its manifest's checksum",
                          "the bundle was changed or damaged; train it again")
-    return load_file(str(weights)), manifest["torch"]
+    if manifest["torch"].get("net") == TEXT_NET:
+        _text_extra()
+    return import_state(load_file(str(weights)), manifest["torch"])
 
 
 def replace_head(head: nn.Module, n_outputs: int) -> nn.Linear:
@@ -337,23 +338,12 @@ def run_batched(module: nn.Module, X: torch.Tensor, batch_size: int, device: tor
     return out
 
 
-def trainable_count(module: nn.Module) -> tuple[int, int]:
-    """(trainable parameters, all parameters)."""
-    params = list(module.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
 def base_network(spec: str, input_shape: tuple[int, ...], pooling: str = "mean") -> tuple[nn.Module, list | None]:
     """The pretrained network as it comes, before any fine-tuning: a bundle's network with its own
     head and classes, or a text encoder (its head untrained and unused: read its features)."""
     source = resolve(spec)
     if source.kind == "huggingface":
         return start_from(spec, input_shape, 1, pooling=pooling, dropout=0.0).module, None
-    from honing.models.nets import build_net
-
-    tensors, meta = bundle_network(source.path, source.name)
-    classes = meta.get("classes")
-    module = build_net(meta["params"]["net"], tuple(meta["input_shape"]), max(len(classes or [0]), 1),
-                       dict(meta["net_params"]))
-    module.load_state_dict(tensors)
-    return module.eval(), classes
+    est = bundle_estimator(source)
+    classes = getattr(est, "classes_", None)
+    return est.module_.eval(), None if classes is None else classes.tolist()
