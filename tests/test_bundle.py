@@ -432,7 +432,7 @@ def test_resigned_lightgbm_manifest_with_wrong_class_count_is_refused(tmp_path, 
         (lambda m: m.update(files=["model.skops"]), "'files' must be an object, not a list"),
         (lambda m: m["files"].update({"model.skops": 1}), "'files' must map file names to sha256 strings"),
         (lambda m: m["files"].pop("preprocess.skops"), "'files' does not list preprocess.skops"),
-        (lambda m: m.update(model_format="onnx"), "the model_format 'onnx' is not one of skops, lightgbm, torch"),
+        (lambda m: m.update(model_format="pickle"), "the model_format 'pickle' is not one of skops, lightgbm, torch, onnx"),
         (lambda m: m.update(format_version="1"), "'format_version' must be an integer, not a string"),
     ],
 )

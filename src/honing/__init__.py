@@ -34,6 +34,8 @@ _PUBLIC = {
     "predict": "honing.api",
     "load": "honing.api",
     "quickstart": "honing.api",
+    "compress": "honing.api",
+    "export": "honing.api",
     "RunResult": "honing.api",
     "Bundle": "honing.bundle",
     "HoningError": "honing.errors",

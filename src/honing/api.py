@@ -6,6 +6,7 @@ logic of its own beyond wiring them together.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from honing.audit.mitigation import TRUSTED_TYPES as MITIGATION_TYPES
-from honing.bundle import Bundle, load_bundle, save_bundle
+from honing.bundle import BACKENDS, Bundle, load_bundle, save_bundle
 from honing.data import preprocess
 from honing.data.balance import balance_training
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
@@ -153,6 +154,10 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     audit = _audit_before_training(resolved, dataset, progress)
     fairness_check.check_mitigation(resolved, dataset)
     check_config(resolved, dataset)
+    if resolved.model.pretrained:
+        from honing.evaluation.transfer import check_base_eval
+
+        check_base_eval(resolved.model.pretrained, resolved.model.finetune, dataset.task, dataset.classes)
     if resolved.audit.exclude_sensitive:
         dataset = dataset.excluding(resolved.audit.sensitive)
     dataset = _augmented_text(dataset, resolved, progress)
@@ -504,17 +509,21 @@ def quickstart(out: str | Path | None = None, progress: Progress = SILENT) -> Ru
     return train(recipe, out=out, progress=progress)
 
 
-def load(path: str | Path) -> Bundle:
-    """Load a bundle as a predictor: ``predict(df)`` / ``predict_proba(df)`` on raw rows."""
-    bundle = load_bundle(path, trusted=TRUSTED_TYPES)
+def load(path: str | Path, backend: str = "auto") -> Bundle:
+    """Load a bundle as a predictor: ``predict(df)`` / ``predict_proba(df)`` on raw rows.  ``backend``:
+    ``auto`` predicts through ONNX Runtime when the bundle has an ONNX model (``honing export``),
+    ``native`` through the bundle's own model, ``onnx`` through ONNX (an error when there is none)."""
+    if backend not in BACKENDS:
+        raise HoningError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}", "use auto, native or onnx")
+    bundle = load_bundle(path, trusted=TRUSTED_TYPES, backend=backend)
     bundle.prepare = partial(coerce_features, schema=Schema.from_dict(bundle.features))
     return bundle
 
 
 def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
-            keep: list[str] | None = None, progress: Progress = SILENT) -> pd.DataFrame:
-    """Predictions (and class probabilities) for every row of ``data``."""
-    bundle, frame = _open(bundle, data)
+            keep: list[str] | None = None, progress: Progress = SILENT, backend: str = "auto") -> pd.DataFrame:
+    """Predictions (and class probabilities) for every row of ``data`` (``backend``: see :func:`load`)."""
+    bundle, frame = _open(bundle, data, backend)
     _note_extra_columns(frame, bundle, progress)
     with _naming(data):
         return _predict_frame(bundle, frame, keep)
@@ -562,8 +571,9 @@ def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> 
     return {"rows": len(frame), **scores}
 
 
-def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame) -> tuple[Bundle, pd.DataFrame]:
-    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
+          backend: str = "auto") -> tuple[Bundle, pd.DataFrame]:
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle, backend)
     return bundle, data if isinstance(data, pd.DataFrame) else read_table(data)
 
 
@@ -583,6 +593,57 @@ def _note_extra_columns(frame: pd.DataFrame, bundle: Bundle, progress: Progress)
     extra = [c for c in extra_columns(frame, Schema.from_dict(bundle.features)) if c != target]
     if extra:
         progress.note(f"ignoring columns the model does not use: {', '.join(map(str, extra[:10]))}")
+
+
+def compress(bundle: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
+             data: str | Path | None = None, progress: Progress = SILENT) -> Any:
+    """Try the compression candidates of the bundle's recipe (``compress:``; overridable with
+    ``overrides``) on its own data (or ``data``: the training data file when it moved) and write the
+    smallest / fastest one within ``compress.max_metric_drop`` to ``out`` (default ``BUNDLE-compressed``);
+    see docs/compression.md.  Returns a :class:`~honing.compression.compress.CompressResult`."""
+    from honing.compression.compress import compress_bundle, default_out
+
+    parent = load(bundle, backend="native")
+    recipe, dataset = _bundle_data(parent, bundle, data, overrides, progress)
+    out = Path(out) if out is not None else default_out(Path(bundle))
+    return compress_bundle(parent, recipe, dataset, out, TRUSTED_TYPES, progress)
+
+
+def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = None,
+           data: str | Path | None = None, progress: Progress = SILENT) -> Any:
+    """Convert the bundle's model to ONNX, check it against the native model on held-out rows (the
+    bundle's validation split, or the rows of ``data``), add it to the bundle as ``model.onnx`` and, with
+    ``out``, write it as a standalone file.  Returns an :class:`~honing.compression.export.ExportResult`."""
+    from honing.compression.export import export_bundle
+
+    if format != "onnx":
+        raise HoningError(f"--format {format}: unknown export format", "use --format onnx")
+    parent = load(bundle, backend="native")
+    if data is not None and not _is_builtin(data):
+        with _naming(data):
+            rows = parent.transform(parent.prepare(read_table(data)))
+    else:
+        _, dataset = _bundle_data(parent, bundle, data, None, progress)
+        held_out = next(s for s in ("validation", "test", "train") if len(dataset.splits[s]))
+        rows = parent.transform(parent.prepare(dataset.splits[held_out]))
+    return export_bundle(parent, rows, Path(out) if out is not None else None, progress)
+
+
+def _is_builtin(data: str | Path) -> bool:
+    return str(data).startswith("builtin:")
+
+
+def _bundle_data(parent: Bundle, bundle: str | Path, data: str | Path | None, overrides: list[str] | None,
+                 progress: Progress) -> tuple[Recipe, Dataset]:
+    """The bundle's recipe (with ``overrides``) and its data split as in training; ``data`` replaces
+    ``data.source`` when the training data moved."""
+    moved = [f"data.source={data}"] if data is not None else []
+    recipe = load_recipe(copy.deepcopy(parent.recipe), [*moved, *(overrides or [])])
+    try:
+        return recipe, _load(recipe, progress)
+    except DataError as exc:
+        raise DataError(f"{bundle}: cannot read its training data ({exc.what})",
+                        "pass --data FILE with the data the bundle was trained on") from None
 
 
 def augment_preview(recipe: str | Path | dict | Recipe, out: str | Path, rows: int = 8, per_image: int = 4,

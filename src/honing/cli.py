@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from honing import cli_output as output
+
 app = typer.Typer(
     name="honing",
     help=(
@@ -53,9 +55,7 @@ def _progress(quiet: bool = False):
 
 
 def _console():
-    from rich.console import Console
-
-    return Console(highlight=False)
+    return output.console()
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")]
@@ -72,7 +72,7 @@ def quickstart(
     from honing import api
 
     result = api.quickstart(out=out, progress=_progress(quiet))
-    _print_run(result)
+    output.print_run(result)
 
 
 @app.command()
@@ -138,7 +138,7 @@ def train(
             raise typer.Exit(code)
         result = _interruptible("train", lambda: api.train(recipe, overrides or [], out=out, progress=_progress(quiet)))
     if launched_rank() == 0:
-        _print_run(result)
+        output.print_run(result)
 
 
 @app.command()
@@ -192,7 +192,7 @@ def tune(
         return
     else:
         result = _interruptible("tune", lambda: api.tune(recipe, overrides, out=out, progress=progress, study=study))
-    _print_tuning(result)
+    output.print_tuning(result)
 
 
 def _interruptible(verb: str, run: Any) -> Any:
@@ -211,21 +211,6 @@ def _interruptible(verb: str, run: Any) -> Any:
         raise typer.Exit(130) from None
 
 
-def _print_tuning(result: Any) -> None:
-    from honing.tuning.results import table
-
-    console = _console()
-    console.print(table(result.leaderboard, result.objectives))
-    default = f" (the recipe as written: {result.default_score:.4f})" if result.default_score is not None else ""
-    which = "the recipe as written (no trial beat it)" if result.best_trial is None else f"trial {result.best_trial}"
-    console.print(f"best: {which}, validation {result.metric} {result.best_score:.4f}{default}")
-    if result.trained is not None:
-        test = result.trained.metrics.get("test", {})
-        if result.metric in test:
-            console.print(f"best recipe refitted: test {result.metric} {test[result.metric]:.4f}")
-    console.print(f"run: [bold]{result.run_dir}[/]   best recipe: [bold]{result.run_dir / 'best.yaml'}[/]   "
-                  f"bundle: [bold]{result.run_dir / 'best' / 'bundle'}[/]")
-
 
 @app.command()
 def evaluate(
@@ -241,7 +226,7 @@ def evaluate(
     metrics = api.evaluate(bundle, data, progress=_progress(quiet))
     if out is not None:
         write_json(out, metrics)
-    _print_metrics({"data": metrics}, f"{metrics['rows']} rows")
+    output.print_metrics({"data": metrics}, f"{metrics['rows']} rows")
 
 
 @app.command()
@@ -250,6 +235,7 @@ def predict(
     data: Annotated[str, typer.Argument(help="Rows to score (CSV/TSV/Parquet/JSONL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")] = ...,
     keep: Annotated[list[str] | None, typer.Option("--keep", "-k", help="Copy this input column to the output (repeatable).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Predict every row of a file; classifiers also get one probability column per class."""
@@ -259,7 +245,7 @@ def predict(
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise HoningError(f"--out {out}: unknown output format", "use a .csv or .parquet file name")
-    frame = api.predict(bundle, data, keep=keep, progress=_progress(quiet))
+    frame = api.predict(bundle, data, keep=keep, progress=_progress(quiet), backend=backend)
     if out.suffix.lower() == ".csv":
         atomic_write(out, lambda p: frame.to_csv(p, index=False))
     else:
@@ -301,7 +287,7 @@ def audit(
                        progress=_progress(quiet))
     if out is not None:
         write_json(out, result.to_dict())
-    _print_audit(result)
+    output.print_audit(result)
     result.enforce_data()
 
 
@@ -317,21 +303,6 @@ def _rule(text: str) -> Any:
     except ValueError:
         raise HoningError(f"--fail-on {text}: the limit must be a number", "e.g. --fail-on target_leakage=0.99") from None
 
-
-def _print_audit(result: Any) -> None:
-    from rich.table import Table
-
-    colours = {"error": "red", "warning": "yellow", "info": "dim"}
-    table = Table("severity", "check", "column", "finding", title="data audit", show_lines=False)
-    for finding in result.ordered():
-        colour = colours[finding.severity]
-        table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, finding.column or "", finding.message)
-    console = _console()
-    if result.findings:
-        console.print(table)
-    counts = result.counts()
-    console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
-                  + (f"; sensitive columns: {', '.join(result.sensitive)}" if result.sensitive else ""))
 
 
 @app.command("augment-preview")
@@ -541,6 +512,66 @@ def models() -> None:
 
 
 @app.command()
+def compress(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where the compressed bundle goes (default BUNDLE-compressed).")] = None,
+    max_drop: Annotated[float | None, typer.Option("--max-drop", help="Largest validation metric drop allowed (compress.max_metric_drop).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="The training data, when it is no longer where the bundle's recipe says.")] = None,
+    overrides: Overrides = None,
+    quiet: Quiet = False,
+) -> None:
+    """Make a model smaller and faster within a metric budget.
+
+    Tries the recipe's `compress:` options — or the default ladder: ONNX Runtime, int8, pruning 30/50/70 %,
+    pruned + int8 — measures metric, size and latency of each on the validation split, and writes the
+    smallest candidate whose metric drops by at most `compress.max_metric_drop` (default 0.01) as a new
+    bundle. Writes nothing, and exits 2, when none qualifies.
+
+    Example: `honing compress runs/digits/bundle --set compress.prune.amount=0.5 --max-drop 0.005`
+    """
+    from honing import api
+    from honing.errors import CompressionError
+
+    sets = [*(overrides or []), *([f"compress.max_metric_drop={max_drop}"] if max_drop is not None else [])]
+    result = api.compress(bundle, sets, out=out, data=data, progress=_progress(quiet))
+    output.print_compression(result)
+    if result.bundle is None:
+        raise CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
+                               "original; nothing was written",
+                               "allow a larger drop (--max-drop), or try other options (compress.prune, …)")
+    console = _console()
+    if result.test_before is not None:
+        before, after = result.test_before[result.metric], result.scores["test"][result.metric]
+        console.print(f"test {result.metric}: {before:.4f} → {after:.4f}")
+    console.print(f"chose [bold]{result.winner.name}[/]; bundle: [bold]{result.bundle}[/]")
+
+
+@app.command()
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="Export format (onnx).")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the ONNX model to this .onnx file.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Rows for the parity check (default: the bundle's validation split).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Convert a bundle's model to ONNX, checked against the native model.
+
+    Adds `model.onnx` to the bundle (serving then uses ONNX Runtime) after checking that its outputs
+    equal the native model's on held-out rows; fails, showing the largest difference, when they do not.
+    The ONNX model takes the preprocessed feature matrix (the bundle keeps the preprocessing).
+
+    Example: `honing export runs/digits/bundle --format onnx -o digits.onnx`
+    """
+    from honing import api
+
+    result = api.export(bundle, format, out=out, data=data, progress=_progress(quiet))
+    where = f" and [bold]{result.file}[/]" if result.file else ""
+    _console().print(f"wrote model.onnx ({result.size_bytes / 1024:,.1f} KiB) to [bold]{result.bundle}[/]{where}; "
+                     f"largest difference from the native model on {result.rows} rows: {result.max_abs_diff:.2e}")
+
+
+
+@app.command()
 def verify(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
     """Check a bundle's format version and the checksum of every file."""
     from honing.bundle import verify_bundle
@@ -553,60 +584,7 @@ def verify(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) ->
     _console().print(f"[green]✓[/] {bundle} is intact")
 
 
-def _print_run(result: Any) -> None:
-    from rich.table import Table
 
-    console = _console()
-    metric = result.metrics["selection_metric"]
-    board = Table("model", f"validation {metric}", "fit seconds", title="leaderboard")
-    for row in result.leaderboard:
-        board.add_row(row["model"], f"{row[metric]:.4f}", f"{row['fit_seconds']:.2f}")
-    console.print(board)
-    _print_metrics({s: result.metrics[s] for s in ("validation", "test") if s in result.metrics},
-                   f"{result.model} on {result.recipe.data.source} ({result.task})",
-                   baseline=result.metrics.get("baseline", {}).get("test"))
-    for line in _evaluation_lines(result.metrics):
-        console.print(line)
-    console.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
-
-
-def _evaluation_lines(metrics: dict) -> list[str]:
-    """The headline metric's confidence interval, cross-validation and its test against the baseline."""
-    metric, lines = metrics["selection_metric"], []
-    intervals = metrics.get("intervals")
-    if intervals and metric in intervals["test"] and metric in metrics.get("test", {}):
-        low, high = intervals["test"][metric]
-        level = f"{intervals['confidence']:.0%}"
-        lines.append(f"test {metric}: {metrics['test'][metric]:.4f} ({level} bootstrap interval {low:.4f}–{high:.4f})")
-    cv = metrics.get("cv")
-    if cv:
-        model, base = cv["model"]["summary"].get(metric, {}), cv["baseline"]["summary"].get(metric, {})
-        test = cv["comparison"]
-        if model and base:
-            lines.append(f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric} {model['mean']:.4f} "
-                         f"± {model['std']:.4f} (interval {model['low']:.4f}–{model['high']:.4f}); baseline "
-                         f"{base['mean']:.4f}; corrected paired t-test p = {test['p_value']:.3g}")
-    decision = metrics.get("decision")
-    if decision:
-        lines.append(f"decision threshold ({decision['method']}): {decision['threshold']:.3f} on "
-                     f"P({decision['positive_class']})")
-    return lines
-
-
-def _print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None = None) -> None:
-    from rich.table import Table
-
-    splits = list(by_split)
-    table = Table("metric", *splits, *(["baseline (test)"] if baseline else []), title=title)
-    first = by_split[splits[0]]
-    for name, value in first.items():
-        if not isinstance(value, float):
-            continue
-        cells = [f"{by_split[s].get(name, float('nan')):.4f}" for s in splits]
-        if baseline:
-            cells.append(f"{baseline.get(name, float('nan')):.4f}")
-        table.add_row(name, *cells)
-    _console().print(table)
 
 
 def reference_markdown() -> str:

@@ -41,6 +41,10 @@ class BundleError(HoningError):
     """A model bundle is missing, tampered with, or of an unknown format version."""
 
 
+class CompressionError(HoningError):
+    """A model cannot be compressed or exported as asked (unsupported model, failed parity check, …)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """A ``did you mean 'x'?`` hint (or a list of valid choices when nothing is close)."""
     choices = sorted(str(c) for c in choices)

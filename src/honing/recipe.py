@@ -276,6 +276,38 @@ class TrackingConfig(_Section):
     register_model: bool = Field(True, description="Register the run's bundle in the MLflow model registry under the recipe's name (a new version per run).")
 
 
+class PruneConfig(_Section):
+    """Pruning of a neural model (honing compress)."""
+
+    amount: float = Field(0.5, gt=0, lt=1, description="Fraction of the weights (unstructured) or of the neurons / channels (structured) removed in all.")
+    structured: bool = Field(True, description="Remove whole neurons (mlp) or channels (cnn) by norm, so the layers shrink and the model gets faster; false zeroes single weights (sparse, same speed).")
+    scope: Literal["layer", "global"] = Field("layer", description="Unstructured pruning only: the same fraction in every layer, or the smallest weights of the whole network.")
+    steps: int = Field(1, ge=1, le=20, description="Iterative pruning: reach the amount in this many steps, fine-tuning after each.")
+    finetune_epochs: int = Field(2, ge=0, description="Epochs of fine-tuning on the training split after each pruning step (0 = none).")
+
+
+class DistillConfig(_Section):
+    """Knowledge distillation into a smaller student (honing compress)."""
+
+    student: dict[str, Any] = Field(default_factory=lambda: {"type": "mlp", "params": {"hidden": [64]}}, description="The student: {type: a neural model type (mlp, …), params: its model.params}.")
+    temperature: float = Field(2.0, gt=0, description="Softens the teacher's probabilities (classification).")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the teacher's soft labels; 1 − alpha goes to the true labels.")
+    epochs: int = Field(30, ge=1, description="Training epochs of the student (early stopping on the validation split).")
+
+
+class CompressConfig(_Section):
+    """Making a bundle smaller and faster within a metric budget (honing compress)."""
+
+    max_metric_drop: float = Field(0.01, ge=0, description="The gate: a candidate qualifies when its validation metric is at most this much worse than the original's (in the metric's own units).")
+    metric: str | None = Field(None, description="Metric of the gate; default: evaluate.metric.")
+    prefer: Literal["size", "latency"] = Field("size", description="Among qualifying candidates, write the smallest (size) or the fastest at batch size 1 (latency).")
+    prune: PruneConfig | None = Field(None, description="Try pruning with these settings (neural models).")
+    quantize: list[Literal["dynamic", "static", "fp16", "bf16"]] | None = Field(None, description="Try these quantizations: dynamic / static int8 (ONNX Runtime; static calibrates on training rows), fp16 / bf16 weights.")
+    distill: DistillConfig | None = Field(None, description="Try distilling the model into a smaller neural student (any teacher, classic or neural).")
+    calibration_rows: int = Field(256, ge=16, description="Training rows used to calibrate static quantization.")
+    latency_rows: int = Field(200, ge=10, description="Single-row predictions timed per candidate (the median is reported).")
+
+
 class Recipe(_Section):
     """A honing recipe."""
 
@@ -289,6 +321,7 @@ class Recipe(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Model comparison and evaluation.")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search (honing tune).")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment tracking on MLflow; false turns it off.")
+    compress: CompressConfig = Field(default_factory=CompressConfig, description="Compression of the trained bundle (honing compress); with no prune / quantize / distill, a default ladder is tried.")
 
     @model_validator(mode="before")
     @classmethod

@@ -117,3 +117,12 @@ def test_lora_needs_a_text_backbone(digits, tmp_path, cli):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(_recipe(root, "high.csv", target, types, source, mode="lora")))
     assert_user_error(cli("train", path, "--out", tmp_path / "run"), "finetune.mode")
+
+
+def test_zero_shot_that_cannot_apply_fails_before_training(digits, tmp_path, cli):
+    root, target, source, types = digits  # the source knows digits 0–4; this task is 5–9: no zero-shot
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe(root, "high.csv", target, types, source, base_eval="zero_shot")))
+    result = cli("train", path, "--out", tmp_path / "run")
+    assert_user_error(result, "base_eval", "zero_shot")
+    assert "preprocessing" not in result.err and not (tmp_path / "run").exists()  # stopped before it

@@ -1,6 +1,7 @@
 """The bundle manifest: building and signing it, its canonical checksum, reading, upgrading and validating it.
 
-Nothing here loads a model; the checks that need one live in :mod:`honing.bundle.store`.
+Nothing here loads a model; the checks that need one live in :mod:`honing.bundle.store`.  An ONNX
+model's ``"onnx"`` section is checked by :func:`honing.bundle.onnx_model.meta_problem` (a leaf module).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from honing.bundle.onnx_model import meta_problem as onnx_meta_problem
 from honing.errors import BundleError
 
 FORMAT_VERSION = 1
@@ -29,13 +31,15 @@ MODEL_SKOPS = "model.skops"
 CALIBRATOR_FILE = "calibrator.skops"  # optional: probabilities calibrated after the model (evaluate.calibrate)
 MODEL_LIGHTGBM = "model.lgb.txt"
 MODEL_TORCH = "model.safetensors"
-MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM, "torch": MODEL_TORCH}
+#: The ONNX graph: the bundle's model (``model_format: onnx``), or an alternate backend beside a native one.
+MODEL_ONNX = "model.onnx"
+MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM, "torch": MODEL_TORCH, "onnx": MODEL_ONNX}
 TASKS = ("classification", "regression")
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "skops")
 _RESERVED = frozenset(  # manifest keys that ``extra`` may not override
     ("format_version", "honing_version", "created", "task", "features", "classes", "model_type", "files",
-     "model_format", "lightgbm", "torch", "metrics", "recipe", "data_fingerprint", "library_versions", "trusted_types",
-     "manifest_sha256")
+     "model_format", "lightgbm", "torch", "onnx", "metrics", "recipe", "data_fingerprint", "library_versions",
+     "trusted_types", "manifest_sha256")
 )
 _REEXPORT = "re-export the bundle or restore it"
 #: The manifest key holding the sha256 of the manifest's canonical JSON without that key.
@@ -236,10 +240,10 @@ def _manifest_problem(manifest: dict) -> str | None:
     if task == "regression" and classes is not None:
         return "a regression bundle must not list classes"
     if manifest["model_format"] == "lightgbm":
-        return _lightgbm_problem(manifest)
+        return _lightgbm_problem(manifest) or _onnx_problem(manifest)
     if manifest["model_format"] == "torch" and not isinstance(manifest.get("torch"), dict):
         return "a torch bundle needs a 'torch' object describing the network"
-    return None
+    return _onnx_problem(manifest)
 
 
 def _lightgbm_problem(manifest: dict) -> str | None:
@@ -253,6 +257,26 @@ def _lightgbm_problem(manifest: dict) -> str | None:
         return f"the LightGBM model has {num_class} classes but the manifest lists {len(classes)}"
     if manifest["task"] == "regression" and num_class != 1:
         return f"a LightGBM regression model must have num_class 1, not {num_class}"
+    return None
+
+
+def _onnx_problem(manifest: dict) -> str | None:
+    """What is wrong with the 'onnx' section (the ONNX model, or the alternate beside a native one), or None."""
+    if "onnx" not in manifest:
+        if manifest["model_format"] == "onnx":
+            return "an ONNX bundle needs an 'onnx' object describing the graph"
+        listed = MODEL_ONNX in manifest["files"]
+        return f"'files' lists {MODEL_ONNX} but there is no 'onnx' section" if listed else None
+    if MODEL_ONNX not in manifest["files"]:
+        return f"there is an 'onnx' section but 'files' does not list {MODEL_ONNX}"
+    problem = onnx_meta_problem(manifest["onnx"])
+    if problem:
+        return f"'onnx' {problem}"
+    meta, task = manifest["onnx"], manifest["task"]
+    if meta["task"] != task:
+        return f"the ONNX model is for {meta['task']} but the manifest says {task}"
+    if task == "classification" and meta["n_classes"] != len(manifest["classes"]):
+        return f"the ONNX model has {meta['n_classes']} classes but the manifest lists {len(manifest['classes'])}"
     return None
 
 

@@ -25,10 +25,11 @@ class LightGBMModel:
     Classification ``predict`` returns class indices (the argmax of ``predict_proba``).
     """
 
-    def __init__(self, booster: Any, task: str, num_class: int = 1):
+    def __init__(self, booster: Any, task: str, num_class: int = 1, objective: str | None = None):
         self.booster = booster
         self.task = task
         self.num_class = num_class
+        self.objective = objective  # the manifest's, so that the model can be saved again
         self.classes_ = np.arange(num_class) if task == "classification" else None
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -51,12 +52,14 @@ class Bundle:
     ``prepare`` (identity when None) turns a raw feature frame into what the preprocessor expects.
     ``calibrator`` (optional) recalibrates the model's probabilities; the manifest's ``decision``
     holds a binary classifier's decision threshold, or one threshold per group of a column
-    (``audit.mitigate: threshold``), which :meth:`predict` applies.
+    (``audit.mitigate: threshold``), which :meth:`predict` applies.  ``backend`` says which model
+    predicts: ``"native"`` (the bundle's own) or ``"onnx"`` (an :class:`~honing.bundle.onnx_model.OnnxModel`
+    through ONNX Runtime); preprocessing, calibration and decisions are the same for both.
     """
 
     def __init__(
         self, path: str | os.PathLike, manifest: dict, preprocessor: Any, model: Any, *,
-        prepare: Callable[[pd.DataFrame], Any] | None = None, calibrator: Any = None,
+        prepare: Callable[[pd.DataFrame], Any] | None = None, calibrator: Any = None, backend: str = "native",
     ):
         self.path = Path(path)
         self.manifest = manifest
@@ -70,6 +73,7 @@ class Bundle:
         self.model = model
         self.prepare = prepare
         self.calibrator = calibrator
+        self.backend = backend
 
     @property
     def is_classifier(self) -> bool:
@@ -139,4 +143,5 @@ class Bundle:
         return pd.DataFrame(proba, columns=[str(c) for c in self.classes], index=df.index)
 
     def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, task={self.task!r}, model_type={self.manifest.get('model_type')!r})"
+        return (f"Bundle({str(self.path)!r}, task={self.task!r}, model_type={self.manifest.get('model_type')!r}, "
+                f"backend={self.backend!r})")

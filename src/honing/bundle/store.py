@@ -1,5 +1,5 @@
 """Bundles on disk: saving (atomically), loading and verifying them, file checksums, trusted-type checks,
-and reading the skops and LightGBM model files."""
+and reading the skops, LightGBM, safetensors and ONNX model files."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from honing.bundle.manifest import (
     _RESERVED,
     CALIBRATOR_FILE,
     MANIFEST,
+    MANIFEST_CHECKSUM,
     MODEL_LIGHTGBM,
+    MODEL_ONNX,
     MODEL_SKOPS,
     MODEL_TORCH,
     PREPROCESS_FILE,
@@ -33,8 +35,13 @@ from honing.bundle.manifest import (
     new_manifest,
     sign_manifest,
 )
+from honing.bundle.onnx_model import OnnxModel
 from honing.bundle.predictor import Bundle, LightGBMModel
 from honing.errors import BundleError
+
+#: What ``load_bundle(backend=…)`` accepts: the native model, the ONNX one, or ONNX when the bundle has one.
+BACKENDS = ("native", "onnx", "auto")
+_EXPORT_HINT = "run honing export BUNDLE --format onnx"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -52,12 +59,15 @@ def sha256_file(path: str | os.PathLike) -> str:
 def save_bundle(
     path: str | os.PathLike, *, preprocessor: Any, model: Any, task: str, features: dict,
     classes: list | None, model_type: str, metrics: dict, recipe: dict, data_fingerprint: str,
-    trusted: Iterable[str] = (), extra: dict | None = None, calibrator: Any = None,
+    trusted: Iterable[str] = (), extra: dict | None = None, calibrator: Any = None, onnx: OnnxModel | None = None,
 ) -> Path:
     """Write a bundle to ``path`` atomically and return the path.
 
     ``calibrator`` (optional, with ``transform(proba)``) maps the model's probabilities to calibrated
     ones at prediction time; ``extra["decision"]`` holds the decision threshold(s) predict applies.
+    A ``model`` that is an :class:`OnnxModel` is the bundle's model (``model_format: onnx``); ``onnx``
+    is an ONNX export of a native ``model`` stored beside it (``model.onnx``, an alternate backend
+    that ``load_bundle(backend="onnx" | "auto")`` predicts through).
 
     Everything goes into a temporary sibling directory first, renamed into place once complete; an
     existing bundle at ``path`` is replaced only then.  On failure nothing is left behind and an
@@ -65,13 +75,17 @@ def save_bundle(
     """
     path = Path(path)
     classes = _check_save_args(task, classes, model, extra)
+    _check_onnx_arg(task, classes, model, onnx)
     _check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()
     try:
         sio.dump(preprocessor, tmp / PREPROCESS_FILE)
-        model_info = _write_model(tmp, model, task)
+        model_info = model_files(tmp, model, task)
+        if onnx is not None:
+            (tmp / MODEL_ONNX).write_bytes(onnx.data)
+            model_info["onnx"] = onnx.meta
         if calibrator is not None:
             sio.dump(calibrator, tmp / CALIBRATOR_FILE)
         manifest = new_manifest(
@@ -108,6 +122,21 @@ def _check_save_args(task: str, classes: list | None, model: Any, extra: dict | 
     return classes
 
 
+def _check_onnx_arg(task: str, classes: list | None, model: Any, onnx: OnnxModel | None) -> None:
+    """Validate an ONNX model given as the model or beside it (mistakes raise ValueError or TypeError)."""
+    for given in (model, onnx):
+        if isinstance(given, OnnxModel) and given.task != task:
+            raise ValueError(f"the ONNX model is for {given.task}, the bundle for {task}")
+    if onnx is None:
+        return
+    if isinstance(model, OnnxModel):
+        raise TypeError("the model is already an ONNX model; an alternate ONNX model goes beside native ones")
+    if not isinstance(onnx, OnnxModel):
+        raise TypeError(f"onnx must be an OnnxModel, not {type(onnx).__name__}")
+    if classes is not None and len(onnx.classes_) != len(classes):
+        raise ValueError(f"the ONNX model has {len(onnx.classes_)} classes but {len(classes)} were given")
+
+
 def _check_target(path: Path) -> None:
     """Refuse to replace anything at ``path`` that is not a bundle (or an empty directory)."""
     if not path.exists() and not path.is_symlink():
@@ -117,8 +146,15 @@ def _check_target(path: Path) -> None:
         raise BundleError(f"{path} exists and is not a honing bundle", "choose another path or remove it")
 
 
-def _write_model(directory: Path, model: Any, task: str) -> dict:
-    """Write the model file into ``directory``; return the manifest keys describing its format."""
+def model_files(directory: Path, model: Any, task: str) -> dict:
+    """Write ``model``'s file(s) into ``directory`` as a bundle stores them (a fitted estimator, or a model
+    loaded from a bundle); return the manifest keys describing their format."""
+    if isinstance(model, LightGBMModel):  # a booster loaded from a bundle
+        model.booster.save_model(str(directory / MODEL_LIGHTGBM))
+        return {"model_format": "lightgbm", "lightgbm": {"objective": model.objective, "num_class": model.num_class}}
+    if isinstance(model, OnnxModel):
+        (directory / MODEL_ONNX).write_bytes(model.data)
+        return {"model_format": "onnx", "onnx": model.meta}
     if hasattr(model, "export_state"):  # a honing neural estimator: weights as safetensors
         from safetensors.torch import save_file
 
@@ -135,6 +171,33 @@ def _write_model(directory: Path, model: Any, task: str) -> dict:
     num_class = int(model.n_classes_) if task == "classification" else 1
     model.booster_.save_model(str(directory / MODEL_LIGHTGBM))
     return {"model_format": "lightgbm", "lightgbm": {"objective": objective, "num_class": num_class}}
+
+
+def attach_onnx(path: str | os.PathLike, onnx: OnnxModel) -> Path:
+    """Add (or replace) ``model.onnx`` beside the native model of the verified bundle at ``path``: the
+    bundle is copied, the file and its meta are added, the manifest is signed again and the copy is
+    renamed into place (atomic, like :func:`save_bundle`; the native files are not rewritten)."""
+    path = Path(path)
+    manifest = _open_manifest(path)
+    problems = _file_problems(path, manifest)
+    if problems:
+        raise problems[0]
+    if manifest["model_format"] == "onnx":
+        raise BundleError(f"{path}: the bundle's model is already ONNX", "its model.onnx is the model itself")
+    _check_onnx_arg(manifest["task"], manifest["classes"], None, onnx)
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
+    try:
+        shutil.copytree(path, tmp, symlinks=True)
+        (tmp / MODEL_ONNX).write_bytes(onnx.data)
+        manifest = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+        manifest["onnx"] = onnx.meta
+        manifest["files"] = {name: sha256_file(tmp / name) for name in _list_files(tmp)}
+        (tmp / MANIFEST).write_text(json.dumps(sign_manifest(manifest), indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
@@ -163,12 +226,19 @@ def _list_files(root: Path) -> list[str]:
 
 
 def load_bundle(
-    path: str | os.PathLike, *, trusted: Iterable[str] = (), prepare: Callable[[pd.DataFrame], Any] | None = None
+    path: str | os.PathLike, *, trusted: Iterable[str] = (), prepare: Callable[[pd.DataFrame], Any] | None = None,
+    backend: str = "native",
 ) -> Bundle:
     """Verify and load the bundle at ``path``; raise :class:`BundleError` on any problem.
 
     skops files may only contain skops' default trusted types and the types in ``trusted``.
+    ``backend`` picks the model that predicts: ``"native"`` the bundle's own, ``"onnx"`` its ONNX
+    export (``model.onnx``; an error when it has none), ``"auto"`` the ONNX export when there is one.
+    A bundle whose model is ONNX (``model_format: onnx``) always predicts through ONNX Runtime.  When
+    the ONNX model predicts, the native model is not loaded (a network is not even rebuilt).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     path = Path(path)
     manifest = _open_manifest(path)
     problems = _file_problems(path, manifest)
@@ -176,16 +246,23 @@ def load_bundle(
         raise problems[0]
     trusted = _type_names(trusted)
     preprocessor = _load_skops(path, PREPROCESS_FILE, trusted)
-    if manifest["model_format"] == "lightgbm":
-        model = _load_lightgbm(path, manifest)
-    elif manifest["model_format"] == "torch":
-        model = _load_torch(path, manifest)
-        _check_model_classes(path, manifest, model)
-    else:
-        model = _load_skops(path, MODEL_SKOPS, trusted)
-        _check_model_classes(path, manifest, model)
+    use_onnx = manifest["model_format"] == "onnx" or (backend != "native" and "onnx" in manifest)
+    if backend == "onnx" and not use_onnx:
+        raise _error(path, "has no ONNX model", _EXPORT_HINT, what=f"{path} has no ONNX model ({MODEL_ONNX})")
+    model = _load_onnx(path, manifest) if use_onnx else _load_native(path, manifest, trusted)
     calibrator = _load_skops(path, CALIBRATOR_FILE, trusted) if CALIBRATOR_FILE in manifest["files"] else None
-    return Bundle(path, manifest, preprocessor, model, prepare=prepare, calibrator=calibrator)
+    return Bundle(path, manifest, preprocessor, model, prepare=prepare, calibrator=calibrator,
+                  backend="onnx" if use_onnx else "native")
+
+
+def _load_native(path: Path, manifest: dict, trusted: list[str]) -> Any:
+    """The bundle's native model (LightGBM, a network, or a skops file), its classes checked."""
+    if manifest["model_format"] == "lightgbm":
+        return _load_lightgbm(path, manifest)
+    model = _load_torch(path, manifest) if manifest["model_format"] == "torch" \
+        else _load_skops(path, MODEL_SKOPS, trusted)
+    _check_model_classes(path, manifest, model)
+    return model
 
 
 def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = None) -> list[str]:
@@ -212,7 +289,7 @@ def verify_bundle(path: str | os.PathLike, *, trusted: Iterable[str] | None = No
 
 
 def _check_model_classes(path: Path, manifest: dict, model: Any) -> None:
-    """Raise unless a loaded (skops) model has as many classes as the manifest lists (none for regression)."""
+    """Raise unless a loaded model has as many classes as the manifest lists (none for regression)."""
     model_classes = getattr(model, "classes_", None)
     if model_classes is None:
         return
@@ -306,4 +383,21 @@ def _load_lightgbm(path: Path, manifest: dict) -> LightGBMModel:
     if booster.num_model_per_iteration() != per_iteration:
         problem = f"the LightGBM model does not match the manifest's {len(manifest['classes'] or [])} classes"
         raise _error(path, problem, _REEXPORT)
-    return LightGBMModel(booster, manifest["task"], num_class)
+    return LightGBMModel(booster, manifest["task"], num_class, manifest["lightgbm"]["objective"])
+
+
+def _load_onnx(path: Path, manifest: dict) -> OnnxModel:
+    """The ONNX model, its ONNX Runtime session created (so a graph that does not match its meta fails here)."""
+    try:
+        model = OnnxModel((path / MODEL_ONNX).read_bytes(), manifest["onnx"])  # meta validated by _open_manifest
+        model.session()
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unreadable or mismatched graph
+        raise BundleError(f"{path}: cannot load {MODEL_ONNX} ({type(exc).__name__}: {_first_line(exc)})",
+                          _REEXPORT) from None
+    _check_model_classes(path, manifest, model)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

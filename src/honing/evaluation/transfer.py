@@ -49,6 +49,29 @@ def compare(estimator: Any, data: dict[str, tuple[np.ndarray, np.ndarray]], task
     return out
 
 
+def check_base_eval(pretrained: str, finetune: Any, task: str, classes: list | None) -> None:
+    """RecipeError, before any training, when ``base_eval: zero_shot`` cannot apply: it needs a text model
+    and named classes, or a bundle whose classes are this task's."""
+    from honing.models.pretrained import bundle_meta
+    from honing.pretrained_sources import resolve
+
+    if finetune.base_eval != "zero_shot":
+        return
+    source = resolve(pretrained)
+    if source.kind == "huggingface":
+        applies = task == "classification" and bool(classes) and all(isinstance(c, str) for c in classes)
+    else:
+        source_classes = bundle_meta(source.path, pretrained).get("classes")
+        applies = task == "classification" and bool(classes) and source_classes is not None and \
+            sorted(map(str, source_classes)) == sorted(map(str, classes))
+    if not applies:
+        raise RecipeError(_NO_ZERO_SHOT, "use base_eval: linear_probe or auto")
+
+
+_NO_ZERO_SHOT = ("model.finetune.base_eval: zero_shot needs a text model with named classes, or a bundle with this "
+                 "task's classes")
+
+
 def base_model(estimator: Any, data: dict, held_out: dict, task: str, classes: list | None, finetune: Any,
                tokenizer: Any = None) -> dict[str, Any]:
     """The base model's metrics on each held-out split, by zero-shot or by linear probe."""
@@ -62,8 +85,7 @@ def base_model(estimator: Any, data: dict, held_out: dict, task: str, classes: l
     if method == "auto":
         method = "zero_shot" if applies else "linear_probe"
     elif method == "zero_shot" and not applies:
-        raise RecipeError("model.finetune.base_eval: zero_shot needs a text model with named classes, or a bundle "
-                          "with this task's classes", "use base_eval: linear_probe or auto")
+        raise RecipeError(_NO_ZERO_SHOT, "use base_eval: linear_probe or auto")
     batch = 128 if hasattr(module, "pad_id") else 1024
 
     def tensor(X: np.ndarray) -> torch.Tensor:

@@ -41,6 +41,8 @@ from honing.training.trainer import Trainer, resolve_device
 SEQUENCE_NETS = ("rnn", "lstm", "gru", "transformer")
 #: Gradient statistics for the health diagnostics are taken on every k-th batch (cheap enough to be on).
 HEALTH_GRAD_EVERY = 5
+#: Storage types of ``weights_dtype_`` (set by ``honing.compression.quantize.cast_weights``).
+WEIGHT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class _NeuralBase(BaseEstimator):
@@ -153,6 +155,7 @@ class _NeuralBase(BaseEstimator):
              eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None,
              callbacks: list | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        self.__dict__.pop("weights_dtype_", None)  # a refit computes and stores float32 again
         self.net_, self.source_shape_ = source_net(self.pretrained) if self.pretrained else (self.net, None)
         shape = self._input_shape(X)
         params = self.net_params_ = self._net_params(X, shape)
@@ -242,13 +245,20 @@ class _NeuralBase(BaseEstimator):
         return run_batched(self.module_, Xt, batch, device)
 
     def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The fitted network as tensors plus a JSON description (for the bundle's safetensors)."""
+        """The fitted network as tensors plus a JSON description (for the bundle's safetensors).
+
+        With the optional fitted attribute ``weights_dtype_`` (``float16`` or ``bfloat16``) the floating
+        tensors are stored in that type (half the size) and ``meta["weights_dtype"]`` says so."""
         check_is_fitted(self, "module_")
         meta = {"estimator": type(self).__name__, "params": self.get_params(), "net": self.net_,
                 "net_params": self.net_params_,
                 "input_shape": list(self.input_shape_), "n_features_in": int(self.n_features_in_),
                 **self._fitted_meta()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        dtype = getattr(self, "weights_dtype_", None)
+        if dtype is not None:
+            tensors = _cast_floats(tensors, WEIGHT_DTYPES[dtype])
+            meta["weights_dtype"] = dtype
         return tensors, meta
 
     def __sklearn_tags__(self):
@@ -366,10 +376,21 @@ def import_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _Neu
     est.n_features_in_ = int(meta["n_features_in"])
     est.net_params_ = dict(meta["net_params"])
     est.net_ = meta.get("net", est.net)
+    dtype = meta.get("weights_dtype")
+    if dtype is not None:  # stored in 16 bits (cast_weights), computed in float32
+        if dtype not in WEIGHT_DTYPES:
+            raise ModelError(f"unknown weights_dtype {dtype!r}", f"this honing version reads {sorted(WEIGHT_DTYPES)}")
+        est.weights_dtype_ = dtype
+        tensors = _cast_floats(tensors, torch.float32)
     est.module_ = build_net(est.net_, est.input_shape_, n_outputs, est.net_params_)
     est.module_.load_state_dict(tensors)
     est.module_.eval()
     return est
+
+
+def _cast_floats(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``tensors`` with every floating one cast to ``dtype`` (integer buffers, e.g. counters, unchanged)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def from_recipe(net: str, task: str, params: dict, train: TrainConfig, seed: int,

@@ -1,0 +1,119 @@
+"""What the ``honing`` commands print: runs, metrics, tuning, audits and compression as rich tables
+(on stdout; progress and errors go to stderr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def print_tuning(result: Any) -> None:
+    from honing.tuning.results import table
+
+    out = console()
+    out.print(table(result.leaderboard, result.objectives))
+    default = f" (the recipe as written: {result.default_score:.4f})" if result.default_score is not None else ""
+    which = "the recipe as written (no trial beat it)" if result.best_trial is None else f"trial {result.best_trial}"
+    out.print(f"best: {which}, validation {result.metric} {result.best_score:.4f}{default}")
+    if result.trained is not None:
+        test = result.trained.metrics.get("test", {})
+        if result.metric in test:
+            out.print(f"best recipe refitted: test {result.metric} {test[result.metric]:.4f}")
+    out.print(f"run: [bold]{result.run_dir}[/]   best recipe: [bold]{result.run_dir / 'best.yaml'}[/]   "
+                  f"bundle: [bold]{result.run_dir / 'best' / 'bundle'}[/]")
+
+
+def print_audit(result: Any) -> None:
+    from rich.table import Table
+
+    colours = {"error": "red", "warning": "yellow", "info": "dim"}
+    table = Table("severity", "check", "column", "finding", title="data audit", show_lines=False)
+    for finding in result.ordered():
+        colour = colours[finding.severity]
+        table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, finding.column or "", finding.message)
+    out = console()
+    if result.findings:
+        out.print(table)
+    counts = result.counts()
+    out.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
+                  + (f"; sensitive columns: {', '.join(result.sensitive)}" if result.sensitive else ""))
+
+
+def print_compression(result: Any) -> None:
+    from rich.table import Table
+
+    def cell(value: Any, form: str) -> str:
+        return "—" if value is None else format(value, form)
+
+    table = Table("candidate", f"validation {result.metric}", "drop", "size (KiB)", "latency (ms)", "rows/s",
+                  "parameters", "within budget", title=f"compression candidates (max drop {result.max_drop})")
+    for m in result.measured:
+        ok = "—" if m.error else "[green]yes[/]" if m.qualifies else "[red]no[/]"
+        table.add_row(m.name, cell(m.metric, ".4f"), cell(m.drop, "+.4f"),
+                      cell(m.size_bytes and m.size_bytes / 1024, ",.1f"), cell(m.latency_ms, ".3f"),
+                      cell(m.rows_per_s, ",.0f"), cell(m.parameters, ","), ok)
+    console().print(table)
+    for m in result.measured:
+        if m.error:
+            console().print(f"[dim]{m.name}: skipped — {m.error}[/]")
+
+
+def print_run(result: Any) -> None:
+    from rich.table import Table
+
+    out = console()
+    metric = result.metrics["selection_metric"]
+    board = Table("model", f"validation {metric}", "fit seconds", title="leaderboard")
+    for row in result.leaderboard:
+        board.add_row(row["model"], f"{row[metric]:.4f}", f"{row['fit_seconds']:.2f}")
+    out.print(board)
+    print_metrics({s: result.metrics[s] for s in ("validation", "test") if s in result.metrics},
+                   f"{result.model} on {result.recipe.data.source} ({result.task})",
+                   baseline=result.metrics.get("baseline", {}).get("test"))
+    for line in evaluation_lines(result.metrics):
+        out.print(line)
+    out.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
+
+
+def evaluation_lines(metrics: dict) -> list[str]:
+    """The headline metric's confidence interval, cross-validation and its test against the baseline."""
+    metric, lines = metrics["selection_metric"], []
+    intervals = metrics.get("intervals")
+    if intervals and metric in intervals["test"] and metric in metrics.get("test", {}):
+        low, high = intervals["test"][metric]
+        level = f"{intervals['confidence']:.0%}"
+        lines.append(f"test {metric}: {metrics['test'][metric]:.4f} ({level} bootstrap interval {low:.4f}–{high:.4f})")
+    cv = metrics.get("cv")
+    if cv:
+        model, base = cv["model"]["summary"].get(metric, {}), cv["baseline"]["summary"].get(metric, {})
+        test = cv["comparison"]
+        if model and base:
+            lines.append(f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric} {model['mean']:.4f} "
+                         f"± {model['std']:.4f} (interval {model['low']:.4f}–{model['high']:.4f}); baseline "
+                         f"{base['mean']:.4f}; corrected paired t-test p = {test['p_value']:.3g}")
+    decision = metrics.get("decision")
+    if decision:
+        lines.append(f"decision threshold ({decision['method']}): {decision['threshold']:.3f} on "
+                     f"P({decision['positive_class']})")
+    return lines
+
+
+def print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None = None) -> None:
+    from rich.table import Table
+
+    splits = list(by_split)
+    table = Table("metric", *splits, *(["baseline (test)"] if baseline else []), title=title)
+    first = by_split[splits[0]]
+    for name, value in first.items():
+        if not isinstance(value, float):
+            continue
+        cells = [f"{by_split[s].get(name, float('nan')):.4f}" for s in splits]
+        if baseline:
+            cells.append(f"{baseline.get(name, float('nan')):.4f}")
+        table.add_row(name, *cells)
+    console().print(table)
