@@ -13,6 +13,7 @@ import pytest
 # Tests run as two pytest-xdist workers on two cores: one thread each for torch, LightGBM and BLAS,
 # or the threads of the two workers fight over the cores (a 10-50x slowdown). Set before they load.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import honing` sets it, for tests importing lightgbm first
 # Runs are logged to MLflow only where a test turns it on (tests/test_mlflow_runs.py, the e2e tracking
 # test): every other test would otherwise write mlruns.db into the working directory.
 os.environ.setdefault("HONING_TRACKING", "0")
