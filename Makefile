@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/checkpointing_memory.py
 	$(BIN)/python benchmarks/tuning_efficiency.py
+	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/finetune_modes.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:

@@ -10,7 +10,9 @@ held-out rows:
 - held-out accuracy (so speed is never bought with accuracy).
 
 Backends: ``native`` is what a bundle runs without ONNX (honing's estimator: input checks, tensor,
-forward, softmax — for neural models also ``torch forward``, the bare module under ``inference_mode``);
+forward, softmax); for neural models also ``torch forward``, the bare module under ``inference_mode``,
+with torch's threads and with one thread (``import honing`` makes OpenMP threads sleep between
+parallel regions, which costs a wake-up per op at batch size 1; one thread avoids it);
 ``onnx`` the model exported by ``honing export`` in ONNX Runtime; ``onnx int8`` its dynamic int8
 quantization (``honing compress``). Ratios are against ``native``.
 
@@ -55,9 +57,9 @@ def models(quick: bool):
     epochs = 3 if quick else 10
     yield "mlp", "mnist_test", NeuralClassifier(net="mlp", net_params={"hidden": [512, 256]}, epochs=epochs,
                                                 batch_size=128, random_state=0)
-    yield "cnn", "mnist_test", NeuralClassifier(net="cnn", net_params={"channels": [16, 32],
+    yield "cnn", "mnist_test", NeuralClassifier(net="cnn", net_params={"channels": [32, 64, 64],
                                                                        "input_shape": [1, 28, 28]},
-                                                epochs=max(2, epochs // 3), batch_size=128, random_state=0)
+                                                epochs=max(2, epochs // 2), batch_size=128, lr=2e-3, random_state=0)
     for kind in ("lightgbm", "logistic_regression"):  # as honing builds them (the data scaled first, as its
         yield kind, "pima_diabetes", make_model(kind, "classification", seed=0)  # preprocessing would)
 
@@ -98,6 +100,10 @@ def main() -> None:
         measured = [measure("native", model, X_test, y_eval, args.calls, size_on_disk(model, "classification"))]
         if hasattr(model, "module_"):
             measured.append(measure("torch forward", TorchForward(model), X_test, y_eval, args.calls, None))
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # no OpenMP wake-ups between the ops of a single row: torch's best batch-1 case
+            measured.append(measure("torch forward, 1 thread", TorchForward(model), X_test, y_eval, args.calls, None))
+            torch.set_num_threads(threads)
         onnx = export_onnx(model, "classification", X_test[:64])
         check_parity(model, onnx, X_test, "classification")
         measured.append(measure("onnx", onnx, X_test, y_eval, args.calls, len(onnx.data)))

@@ -543,7 +543,8 @@ def compress(
     if result.test_before is not None:
         before, after = result.test_before[result.metric], result.scores["test"][result.metric]
         console.print(f"test {result.metric}: {before:.4f} → {after:.4f}")
-    console.print(f"chose [bold]{result.winner.name}[/]; bundle: [bold]{result.bundle}[/]")
+    how = result.winner.details.get("description")
+    console.print(f"chose [bold]{result.winner.name}[/]{f' — {how}' if how else ''}; bundle: [bold]{result.bundle}[/]")
 
 
 @app.command()

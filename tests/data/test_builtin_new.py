@@ -30,7 +30,7 @@ def test_sst2_shape_splits_and_kinds():
     frame = data.frame
     assert list(frame.columns) == ["sentence", "label", "split"]
     assert (data.target, data.task) == ("label", "classification")
-    assert frame["split"].value_counts().to_dict() == {"train": 10000, "test": 872}
+    assert frame["split"].value_counts().to_dict() == {"train": 20000, "test": 872}
     assert set(frame["label"]) == {"negative", "positive"}
     assert frame["sentence"].notna().all() and not frame.loc[frame["split"] == "train", "sentence"].duplicated().any()
     assert data.types == {"sentence": "text", "split": "identifier"}
@@ -41,7 +41,7 @@ def test_sst2_through_load_dataset_split_is_not_a_feature():
     kinds = {c.name: c.kind for c in ds.schema.columns}
     assert kinds == {"sentence": "text", "label": "categorical", "split": "identifier"}
     assert ds.schema.feature_names == ["sentence"]
-    assert ds.classes == ["negative", "positive"] and ds.n_rows == 10872  # nothing lost to de-duplication
+    assert ds.classes == ["negative", "positive"] and ds.n_rows == 20872  # nothing lost to de-duplication
 
 
 def test_pima_through_load_dataset():
@@ -58,5 +58,5 @@ def test_each_load_is_a_fresh_copy():
 def test_sst2_official_test_set_via_split_column():
     ds = load_dataset(DataConfig(source="builtin:sst2", split={"column": "split"}), seed=0)
     sizes = {name: len(rows) for name, rows in ds.splits.items()}
-    assert sizes == {"train": 8500, "validation": 1500, "test": 872}
+    assert sizes == {"train": 17000, "validation": 3000, "test": 872}
     assert (ds.splits["test"]["split"] == "test").all() and ds.schema.feature_names == ["sentence"]

@@ -55,10 +55,8 @@ def run(gate: Gate, model: Any, cfg: CompressConfig, train: tuple[np.ndarray, np
         for prefix in ("pruned", "distilled"):
             best = gate.qualifying(prefix)
             if best is not None:
-                shrunk = gate.candidates[best.name].model
                 name = f"{best.name} + int8"
-                tried(name, lambda m=shrunk, n=name: _renamed(n, _quantized(m, "dynamic", task, validation[0],
-                                                                             calibration)))
+                tried(name, lambda b=gate.candidates[best.name], n=name: _combined(n, b, task, validation[0]))
 
 
 def _sample(X: np.ndarray, rows: int, seed: int) -> np.ndarray:
@@ -119,6 +117,7 @@ def _distilled(model: Any, cfg: CompressConfig, task: str, train: tuple, validat
     return Candidate("distilled", student, {"student": spec.student})
 
 
-def _renamed(name: str, candidate: Candidate) -> Candidate:
-    candidate.name = name
-    return candidate
+def _combined(name: str, shrunk: Candidate, task: str, X: np.ndarray) -> Candidate:
+    """A pruned or distilled candidate, quantized to int8 (dynamic); its details say both."""
+    quantized = _quantized(shrunk.model, "dynamic", task, X, X)
+    return Candidate(name, quantized.model, {**shrunk.details, "quantized": "int8 dynamic"})

@@ -20,7 +20,7 @@ mnist_test             label (0..9)            classification  the official MNIS
                                                                28x28 images as 784 pixel columns
 pima_diabetes          outcome (0/1)           classification  768 rows, 35% positive (imbalanced);
                                                                zeros mean missing in 5 columns
-sst2                   label (negative /       classification  SST-2 sentiment, text: 10,000 train
+sst2                   label (negative /       classification  SST-2 sentiment, text: 20,000 train
                        positive)                               phrases + the 872 official test
                                                                sentences; ``split`` says which
                                                                (never a feature; use it with
@@ -251,7 +251,7 @@ def _pima_diabetes() -> Builtin:
 
 @BUILTINS.register("sst2", task="classification")
 def _sst2() -> Builtin:
-    """SST-2 sentiment: a seeded 10,000-phrase training sample and the official 872-sentence test set."""
+    """SST-2 sentiment: a seeded 20,000-phrase training sample and the official 872-sentence test set."""
     return Builtin(
         "sst2",
         _package_csv("sst2.csv.gz"),
@@ -259,8 +259,8 @@ def _sst2() -> Builtin:
         types={"sentence": "text", "split": "identifier"},
         target="label",
         task="classification",
-        description="Stanford Sentiment Treebank, binary (10,872 rows): negative or positive from a movie-review "
-        "sentence. split = 'train' (10,000 phrases sampled with seed 0) or 'test' (the 872 GLUE dev sentences); "
+        description="Stanford Sentiment Treebank, binary (20,872 rows): negative or positive from a movie-review "
+        "sentence. split = 'train' (20,000 phrases sampled with seed 0) or 'test' (the 872 GLUE dev sentences); "
         "use data.split.column: split to keep that official test set.",
         source="Socher et al. (2013) SST-2, GLUE version, via forest-snow/alps",
     )
