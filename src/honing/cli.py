@@ -536,6 +536,13 @@ def compress(
     result = api.compress(bundle, sets, out=out, data=data, progress=_progress(quiet))
     output.print_compression(result)
     if result.bundle is None:
+        within = [m.name for m in result.measured[1:] if m.qualifies]
+        if within:
+            better = "smaller" if result.prefer == "size" else "faster"
+            raise CompressionError(f"no candidate within the budget is {better} than the original ({', '.join(within)} "
+                                   "qualified); nothing was written",
+                                   "unstructured pruning keeps the file size (zeros are stored): try structured "
+                                   "pruning or compress.quantize: [dynamic]")
         raise CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
                                "original; nothing was written",
                                "allow a larger drop (--max-drop), or try other options (compress.prune, …)")
@@ -543,6 +550,9 @@ def compress(
     if result.test_before is not None:
         before, after = result.test_before[result.metric], result.scores["test"][result.metric]
         console.print(f"test {result.metric}: {before:.4f} → {after:.4f}")
+    sparsity = {k: v for k, v in result.winner.details.get("sparsity", {}).items() if v > 0}
+    if sparsity:  # unstructured pruning: zeros per layer
+        console.print("sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))
     how = result.winner.details.get("description")
     console.print(f"chose [bold]{result.winner.name}[/]{f' — {how}' if how else ''}; bundle: [bold]{result.bundle}[/]")
 

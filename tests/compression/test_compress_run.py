@@ -142,3 +142,11 @@ def test_predict_uses_the_onnx_model_when_the_bundle_has_one(mlp, tmp_path, cli)
     assert (a["prediction"] == b["prediction"]).mean() > 0.99
     np.testing.assert_allclose(a.filter(like="proba_").to_numpy(), b.filter(like="proba_").to_numpy(), atol=1e-4)
     assert_user_error(cli("predict", copy, rows, "-o", tmp_path / "x.csv", "--backend", "tpu"), "tpu", "native")
+
+
+def test_qualifying_but_not_smaller_says_so(mlp, tmp_path, cli):
+    out = tmp_path / "sparse"  # unstructured pruning zeroes weights, and zeros take as many bytes
+    result = cli("compress", mlp.bundle_dir, "--out", out, "--max-drop", "1",
+                 "--set", "compress.prune={amount: 0.5, structured: false, finetune_epochs: 0}")
+    assert_user_error(result, "within the budget is smaller", "pruned 50%", "structured")
+    assert not out.exists()

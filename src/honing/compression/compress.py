@@ -35,6 +35,7 @@ class CompressResult:
     max_drop: float
     measured: list[Measurement]
     winner: Measurement | None
+    prefer: str = "size"
     bundle: Path | None = None
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     test_before: dict[str, Any] | None = None
@@ -70,7 +71,7 @@ def compress_bundle(parent: Bundle, recipe: Recipe, dataset: Dataset, out: Path,
     ladder.run(gate, parent.model, cfg, train, validation, recipe.seed, progress)
     if gate.measured[0].error:
         raise CompressionError(f"cannot measure the original model ({gate.measured[0].error})")
-    result = CompressResult(parent.path, gate.metric, cfg.max_metric_drop, gate.measured, gate.winner())
+    result = CompressResult(parent.path, gate.metric, cfg.max_metric_drop, gate.measured, gate.winner(), cfg.prefer)
     if result.winner is None:
         return result
     winner = gate.candidates[result.winner.name].model

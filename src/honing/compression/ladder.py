@@ -31,6 +31,12 @@ def run(gate: Gate, model: Any, cfg: CompressConfig, train: tuple[np.ndarray, np
     neural = hasattr(model, "module_")
     default = cfg.prune is None and cfg.quantize is None and cfg.distill is None
     calibration = _sample(train[0], cfg.calibration_rows, seed)
+    exported: dict[int, Any] = {}  # each model is exported to ONNX once, however many candidates use it
+
+    def onnx_of(m: Any) -> Any:
+        if id(m) not in exported:
+            exported[id(m)] = _onnx(m, task, validation[0])
+        return exported[id(m)]
 
     def tried(name: str, build: Callable[[], Candidate]) -> None:
         with progress.step(f"trying {name}"):
@@ -40,10 +46,10 @@ def run(gate: Gate, model: Any, cfg: CompressConfig, train: tuple[np.ndarray, np
 
     tried("original", lambda: Candidate("original", model))
     if default:
-        tried("onnx fp32", lambda: Candidate("onnx fp32", _onnx(model, task, validation[0])))
+        tried("onnx fp32", lambda: Candidate("onnx fp32", onnx_of(model)))
     modes = ["dynamic"] if default else list(cfg.quantize or [])
     for mode in modes:
-        tried(QUANTIZED[mode], lambda mode=mode: _quantized(model, mode, task, validation[0], calibration))
+        tried(QUANTIZED[mode], lambda mode=mode: _quantized(model, mode, onnx_of, calibration))
     settings = [PruneConfig(amount=a) for a in DEFAULT_AMOUNTS] if default and neural else \
         [cfg.prune] if cfg.prune is not None else []
     for setting in settings:
@@ -56,7 +62,7 @@ def run(gate: Gate, model: Any, cfg: CompressConfig, train: tuple[np.ndarray, np
             best = gate.qualifying(prefix)
             if best is not None:
                 name = f"{best.name} + int8"
-                tried(name, lambda b=gate.candidates[best.name], n=name: _combined(n, b, task, validation[0]))
+                tried(name, lambda b=gate.candidates[best.name], n=name: _combined(n, b, onnx_of))
 
 
 def _sample(X: np.ndarray, rows: int, seed: int) -> np.ndarray:
@@ -74,15 +80,15 @@ def _onnx(model: Any, task: str, X: np.ndarray) -> Any:
     return exported
 
 
-def _quantized(model: Any, mode: str, task: str, X: np.ndarray, calibration: np.ndarray) -> Candidate:
-    """``model`` with int8 (through ONNX) or half-precision weights."""
+def _quantized(model: Any, mode: str, onnx_of: Callable[[Any], Any], calibration: np.ndarray) -> Candidate:
+    """``model`` with int8 (through its ONNX export, ``onnx_of(model)``) or half-precision weights."""
     from honing.compression import quantize
 
     if mode in ("fp16", "bf16"):
         if not hasattr(model, "module_"):
             raise CompressionError(f"{mode} weights apply to neural models", "use quantize: [dynamic] instead")
         return Candidate(QUANTIZED[mode], quantize.cast_weights(model, "float16" if mode == "fp16" else "bfloat16"))
-    exported = _onnx(model, task, X)
+    exported = onnx_of(model)
     if mode == "dynamic":
         return Candidate(QUANTIZED[mode], quantize.quantize_dynamic(exported))
     return Candidate(QUANTIZED[mode], quantize.quantize_static(exported, calibration))
@@ -117,7 +123,7 @@ def _distilled(model: Any, cfg: CompressConfig, task: str, train: tuple, validat
     return Candidate("distilled", student, {"student": spec.student})
 
 
-def _combined(name: str, shrunk: Candidate, task: str, X: np.ndarray) -> Candidate:
+def _combined(name: str, shrunk: Candidate, onnx_of: Callable[[Any], Any]) -> Candidate:
     """A pruned or distilled candidate, quantized to int8 (dynamic); its details say both."""
-    quantized = _quantized(shrunk.model, "dynamic", task, X, X)
+    quantized = _quantized(shrunk.model, "dynamic", onnx_of, np.empty(0))
     return Candidate(name, quantized.model, {**shrunk.details, "quantized": "int8 dynamic"})
