@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import honing` sets i
 # Runs are logged to MLflow only where a test turns it on (tests/test_mlflow_runs.py, the e2e tracking
 # test): every other test would otherwise write mlruns.db into the working directory.
 os.environ.setdefault("HONING_TRACKING", "0")
+# Tests that interrupt a child process with SIGINT need it to get Ctrl-C as a user's shell gives it. A test
+# run started as a background job of a non-interactive shell ignores SIGINT, and children inherit that;
+# with a handler installed here instead, they start with the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
