@@ -604,8 +604,10 @@ def compress(bundle: str | Path, overrides: list[str] | None = None, out: str | 
     from honing.compression.compress import compress_bundle, default_out
 
     parent = load(bundle, backend="native")
+    out = Path(out) if out is not None else default_out(Path(bundle).resolve())
+    if out.resolve() == Path(bundle).resolve():
+        raise HoningError(f"--out {out}: that is the bundle being compressed", "write the compressed bundle elsewhere")
     recipe, dataset = _bundle_data(parent, bundle, data, overrides, progress)
-    out = Path(out) if out is not None else default_out(Path(bundle))
     return compress_bundle(parent, recipe, dataset, out, TRUSTED_TYPES, progress)
 
 
@@ -614,11 +616,13 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     """Convert the bundle's model to ONNX, check it against the native model on held-out rows (the
     bundle's validation split, or the rows of ``data``), add it to the bundle as ``model.onnx`` and, with
     ``out``, write it as a standalone file.  Returns an :class:`~honing.compression.export.ExportResult`."""
-    from honing.compression.export import export_bundle
+    from honing.compression.export import export_bundle, write_onnx_model
 
     if format != "onnx":
         raise HoningError(f"--format {format}: unknown export format", "use --format onnx")
     parent = load(bundle, backend="native")
+    if parent.manifest["model_format"] == "onnx":
+        return write_onnx_model(parent, Path(out) if out is not None else None)
     if data is not None and not _is_builtin(data):
         with _naming(data):
             rows = parent.transform(parent.prepare(read_table(data)))

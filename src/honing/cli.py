@@ -576,6 +576,10 @@ def export(
     from honing import api
 
     result = api.export(bundle, format, out=out, data=data, progress=_progress(quiet))
+    if not result.attached:
+        _console().print(f"the bundle's model is ONNX already: wrote it ({result.size_bytes / 1024:,.1f} KiB) to "
+                         f"[bold]{result.file}[/]")
+        return
     where = f" and [bold]{result.file}[/]" if result.file else ""
     _console().print(f"wrote model.onnx ({result.size_bytes / 1024:,.1f} KiB) to [bold]{result.bundle}[/]{where}; "
                      f"largest difference from the native model on {result.rows} rows: {result.max_abs_diff:.2e}")

@@ -73,15 +73,15 @@ def test_none_qualifies_writes_nothing(mlp, tmp_path, cli):
 
 
 def test_configured_quantization_and_distillation_of_a_classic_model(logistic, tmp_path):
-    result = honing.compress(logistic.bundle_dir, ["compress.quantize=[dynamic]", "compress.max_metric_drop=0.05",
+    result = honing.compress(logistic.bundle_dir, ["compress.quantize=[dynamic]", "compress.max_metric_drop=1",
                                                    ("compress.distill={student: {type: mlp, params: {hidden: [8]}}, "
                                                     "epochs: 5}")], out=tmp_path / "c")
     by_name = {m.name: m for m in result.measured}
     assert list(by_name)[:3] == ["original", "int8 dynamic", "distilled"]
     assert "linear layers" in by_name["int8 dynamic"].error  # skl2onnx's LinearClassifier has no MatMul to quantize
     assert by_name["distilled"].error is None and by_name["distilled"].parameters > 0
-    if by_name["distilled"].qualifies:  # a neural student can be quantized in turn
-        assert by_name["distilled + int8"].error is None
+    assert by_name["distilled"].qualifies  # any drop is allowed here: so a neural student is quantized in turn
+    assert by_name["distilled + int8"].error is None and by_name["distilled + int8"].size_bytes > 0
 
 
 def test_pruning_a_classic_model_is_skipped_with_a_reason(logistic, tmp_path):
@@ -116,6 +116,7 @@ def test_export_mistakes(mlp, tmp_path, cli, args, words):
 
 def test_compress_mistakes(mlp, tmp_path, cli):
     assert_user_error(cli("compress", tmp_path / "nope"), "nope")
+    assert_user_error(cli("compress", mlp.bundle_dir, "--out", mlp.bundle_dir), "--out", "the bundle being compressed")
     assert_user_error(cli("compress", mlp.bundle_dir, "--data", tmp_path / "gone.csv"), "gone.csv", "--data")
     assert_user_error(cli("compress", mlp.bundle_dir, "--set", "compress.prune.amount=2"), "compress.prune.amount")
     bad = tmp_path / "r.yaml"
@@ -150,3 +151,14 @@ def test_qualifying_but_not_smaller_says_so(mlp, tmp_path, cli):
                  "--set", "compress.prune={amount: 0.5, structured: false, finetune_epochs: 0}")
     assert_user_error(result, "within the budget is smaller", "pruned 50%", "structured")
     assert not out.exists()
+
+
+def test_an_int8_bundle_is_onnx_and_exports_as_it_is(mlp, tmp_path, cli):
+    out = tmp_path / "int8"
+    result = cli("compress", mlp.bundle_dir, "--out", out, "--max-drop", "1", "--set", "compress.quantize=[dynamic]")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model_format"] == "onnx" and manifest["onnx"]["quantized"] == "int8-dynamic"
+    assert_user_error(cli("export", out), "already ONNX", "-o")
+    assert cli("export", out, "-o", tmp_path / "m.onnx").code == 0
+    assert (tmp_path / "m.onnx").read_bytes() == (out / "model.onnx").read_bytes()

@@ -19,7 +19,7 @@ from honing.bundle.manifest import _RESERVED
 from honing.compression import ladder
 from honing.compression.gate import Gate, Measurement, Rows
 from honing.data.dataset import Dataset, encode_target
-from honing.errors import CompressionError, DataError
+from honing.errors import CompressionError, DataError, ModelError
 from honing.progress import Progress
 from honing.recipe import Recipe
 
@@ -45,6 +45,11 @@ class CompressResult:
         return [m.to_dict() for m in self.measured]
 
 
+#: What the compressed bundle keeps of the parent's metrics: facts about the data and the task, and the
+#: dummy baseline; the parent model's own results (intervals, cross-validation, …) describe another model.
+KEPT_METRICS = ("task", "target", "model", "selection_metric", "classes", "rows", "baseline", "decision")
+
+
 def default_out(parent: Path) -> Path:
     """Where the compressed bundle goes unless told: beside the parent, ``<name>-compressed``."""
     return parent.parent / f"{parent.name}-compressed"
@@ -63,11 +68,15 @@ def compress_bundle(parent: Bundle, recipe: Recipe, dataset: Dataset, out: Path,
     cfg = recipe.compress
     splits = dataset.splits
     if not len(splits.get("validation", [])):
-        raise DataError("compress measures candidates on the validation split, and it is empty",
-                        "set data.split.validation (e.g. 0.15) in the recipe, or --set data.split.validation=0.15")
+        raise DataError("compress measures candidates on the validation split the model was selected on, and this "
+                        "bundle's recipe has none", "train the model with a validation split (data.split.validation)")
     train, validation = encoded(parent, splits["train"]), encoded(parent, splits["validation"])
-    gate = Gate(parent, Rows(*validation, raw=splits["validation"]), cfg.metric or recipe.evaluate.metric,
-                cfg.max_metric_drop, prefer=cfg.prefer, latency_rows=cfg.latency_rows)
+    try:
+        gate = Gate(parent, Rows(*validation, raw=splits["validation"]), cfg.metric or recipe.evaluate.metric,
+                    cfg.max_metric_drop, prefer=cfg.prefer, latency_rows=cfg.latency_rows)
+    except ModelError as exc:  # an unknown metric: name the key the user set
+        raise ModelError(exc.what.replace("evaluate.metric", "compress.metric") if cfg.metric else exc.what,
+                         exc.hint) from None
     ladder.run(gate, parent.model, cfg, train, validation, recipe.seed, progress)
     if gate.measured[0].error:
         raise CompressionError(f"cannot measure the original model ({gate.measured[0].error})")
@@ -94,8 +103,9 @@ def _save(parent: Bundle, model: Any, result: CompressResult, out: Path, trusted
         "parents": [*manifest.get("lineage", {}).get("parents", []), manifest.get("manifest_sha256")],
         "compression": result.winner.name, "details": result.winner.details,
     }
-    metrics = {**parent.metrics, "compression": {"metric": result.metric, "max_drop": result.max_drop,
-                                                 "chosen": result.winner.name, "candidates": result.table()}}
+    kept = {k: v for k, v in parent.metrics.items() if k in KEPT_METRICS}  # not the parent's model's own results
+    metrics = {**kept, "compression": {"metric": result.metric, "max_drop": result.max_drop,
+                                       "chosen": result.winner.name, "candidates": result.table()}}
     metrics.update(result.scores)  # validation and test metrics are the compressed model's own
     if result.test_before is not None:
         metrics["compression"]["test_before"] = result.test_before

@@ -29,28 +29,38 @@ class ExportResult:
 
     bundle: Path
     file: Path | None
-    max_abs_diff: float
+    max_abs_diff: float | None
     rows: int
     size_bytes: int
+    attached: bool = True
+
+
+def check_out(file: Path | None) -> None:
+    if file is not None and file.suffix.lower() != ".onnx":
+        raise CompressionError(f"--out {file}: an ONNX model file name ends in .onnx", "e.g. --out model.onnx")
 
 
 def export_bundle(parent: Bundle, X: np.ndarray, file: Path | None, progress: Progress) -> ExportResult:
     """Export ``parent``'s model, check parity on ``X`` (preprocessed held-out rows), attach it to the
     bundle and write ``file`` when given."""
-    from honing.compression.onnx_export import check_parity, export_onnx
+    from honing.compression.onnx_export import export_onnx
 
-    if file is not None and file.suffix.lower() != ".onnx":
-        raise CompressionError(f"--out {file}: an ONNX model file name ends in .onnx", "e.g. --out model.onnx")
+    check_out(file)
     rows = X[:PARITY_ROWS]
-    if parent.manifest["model_format"] == "onnx":  # already ONNX (e.g. an int8 bundle from honing compress)
-        exported, diff = parent.model, 0.0
-    else:
-        with progress.step(f"exporting the {parent.manifest.get('model_type')} model to ONNX"):
-            exported = export_onnx(parent.model, parent.task, rows[:64])
-        with progress.step(f"checking ONNX Runtime against the native model on {len(rows)} rows"):
-            diff = check_parity(parent.model, exported, rows, parent.task)
-        with progress.step(f"adding model.onnx to {parent.path}"):
-            attach_onnx(parent.path, exported)
+    with progress.step(f"exporting the {parent.manifest.get('model_type')} model to ONNX, checked on {len(rows)} rows"):
+        exported = export_onnx(parent.model, parent.task, rows)
+    with progress.step(f"adding model.onnx to {parent.path}"):
+        attach_onnx(parent.path, exported)
     if file is not None:
         atomic_write(file, lambda p: Path(p).write_bytes(exported.data))
-    return ExportResult(parent.path, file, diff, len(rows), len(exported.data))
+    return ExportResult(parent.path, file, float(exported.meta["parity"]), len(rows), len(exported.data))
+
+
+def write_onnx_model(parent: Bundle, file: Path | None) -> ExportResult:
+    """The model of a bundle that is already ONNX (an int8 bundle from ``honing compress``) as a file."""
+    if file is None:
+        raise CompressionError(f"{parent.path}: the bundle's model is already ONNX (its model.onnx)",
+                               "write it out with -o FILE.onnx")
+    check_out(file)
+    atomic_write(file, lambda p: Path(p).write_bytes(parent.model.data))
+    return ExportResult(parent.path, file, None, 0, len(parent.model.data), attached=False)

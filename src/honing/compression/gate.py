@@ -178,7 +178,7 @@ def size_on_disk(model: Any, task: str) -> int:
 
 def parameter_count(model: Any) -> int | None:
     """Non-zero weights of a neural model (pruned weights do not count); None for other models."""
+    from honing.compression.prune import parameter_count as count
+
     module = getattr(model, "module_", None)
-    if module is None:
-        return None
-    return int(sum(int((p != 0).sum()) for p in module.state_dict().values() if p.is_floating_point()))
+    return None if module is None else count(module, nonzero=True)

@@ -71,12 +71,10 @@ def prune(estimator: Any, amount: float, *, structured: bool = True, scope: str 
     original labels); ``train`` is needed when ``finetune_epochs > 0``.  See the module docstring.
     """
     _check_arguments(estimator, amount, scope, steps, finetune_epochs, train)
-    if structured:
-        prune_structured.widths(estimator)  # raises for nets that cannot be shrunk, before any work
+    original = prune_structured.widths(estimator) if structured else None  # raises for nets it cannot shrink
     est = copy.deepcopy(estimator)
     before = _counts(est.module_)
     if structured:
-        original = prune_structured.widths(est)
         for step in range(1, steps + 1):
             sizes = prune_structured.target_widths(original, amount, step, steps)
             est.module_, est.net_params_ = prune_structured.shrink(est, sizes)
