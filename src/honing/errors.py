@@ -45,6 +45,12 @@ class CompressionError(HoningError):
     """A model cannot be compressed or exported as asked (unsupported model, failed parity check, …)."""
 
 
+def first_line(exc: BaseException, most: int = 300) -> str:
+    """The first line of an exception's message (at most ``most`` characters), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:most] if text else ""
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """A ``did you mean 'x'?`` hint (or a list of valid choices when nothing is close)."""
     choices = sorted(str(c) for c in choices)

@@ -37,7 +37,7 @@ from honing.bundle.manifest import (
 )
 from honing.bundle.onnx_model import OnnxModel
 from honing.bundle.predictor import Bundle, LightGBMModel
-from honing.errors import BundleError
+from honing.errors import BundleError, first_line
 
 #: What ``load_bundle(backend=…)`` accepts: the native model, the ONNX one, or ONNX when the bundle has one.
 BACKENDS = ("native", "onnx", "auto")
@@ -392,12 +392,7 @@ def _load_onnx(path: Path, manifest: dict) -> OnnxModel:
         model = OnnxModel((path / MODEL_ONNX).read_bytes(), manifest["onnx"])  # meta validated by _open_manifest
         model.session()
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unreadable or mismatched graph
-        raise BundleError(f"{path}: cannot load {MODEL_ONNX} ({type(exc).__name__}: {_first_line(exc)})",
+        raise BundleError(f"{path}: cannot load {MODEL_ONNX} ({type(exc).__name__}: {first_line(exc)})",
                           _REEXPORT) from None
     _check_model_classes(path, manifest, model)
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from honing.bundle import LightGBMModel, OnnxModel
-from honing.errors import CompressionError
+from honing.errors import CompressionError, first_line
 
 #: The default-domain opset asked for (the oldest the torch exporter writes; ONNX Runtime runs it since
 #: 1.14).  LightGBM graphs get at most onnxmltools' highest (15), and only what they need (8 or 9).
@@ -145,7 +145,7 @@ def _quiet() -> Iterator[None]:
 
 def _model_error(model: Any, exc: BaseException | None = None) -> CompressionError:
     """The error for a model the converters cannot export (with the converter's reason, when any)."""
-    why = f" ({type(exc).__name__}: {_first_line(exc)})" if exc is not None else ""
+    why = f" ({type(exc).__name__}: {first_line(exc)})" if exc is not None else ""
     return CompressionError(f"cannot export a {type(model).__name__} model to ONNX{why}", _HINT)
 
 
@@ -188,15 +188,10 @@ def _export_network(model: Any, task: str, sample: np.ndarray, opset: int) -> tu
                                     dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
     except Exception as exc:  # whatever the exporter trips on, the user gets one line
         raise CompressionError(f"cannot export the {model.net_} network to ONNX ({type(exc).__name__}: "
-                               f"{_first_line(exc)})", "keep the native model (backend native)") from exc
+                               f"{first_line(exc)})", "keep the native model (backend native)") from exc
     meta = {"input": INPUT, "input_dtype": "int64" if graph.tokens else "float32", "output": "output",
             "output_kind": "proba" if n_classes else "value", "n_classes": n_classes}
     return program.model_proto, meta
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 # ---------------------------------------------------------------------------------------------- classic models

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from honing.errors import CompressionError
+from honing.errors import CompressionError, first_line
 
 #: Operators whose constant weight input (by position) int8 quantization can make int8.
 WEIGHTED_OPS = {"MatMul": 1, "Gemm": 1, "Conv": 1, "LSTM": 1, "Gather": 0, "Attention": 1}
@@ -260,8 +260,8 @@ def _onnxruntime(mode: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # whatever the quantizer met in this graph
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CompressionError(f"ONNX Runtime could not apply {mode} int8 quantization to this model ({first})",
+        raise CompressionError(f"ONNX Runtime could not apply {mode} int8 quantization to this model "
+                               f"({first_line(exc) or type(exc).__name__})",
                                f"leave {mode} out of compress.quantize") from exc
     finally:
         root.setLevel(level)
