@@ -12,24 +12,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from honing.audit.mitigation import TRUSTED_TYPES as MITIGATION_TYPES
-from honing.bundle import BACKENDS, Bundle, load_bundle, save_bundle
+from honing.bundle import Bundle, save_bundle
 from honing.data import preprocess
 from honing.data.balance import balance_training
 from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
-from honing.data.preprocess import coerce_features, extra_columns
+from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
 from honing.errors import DataError, HoningError, RecipeError
-from honing.evaluation.calibration import TRUSTED_TYPES as CALIBRATOR_TYPES
 from honing.evaluation.metrics import compute_metrics, confusion
 from honing.evaluation.scoring import score_splits
+from honing.loading import TRUSTED_TYPES, load_predictor
 from honing.models import classic
 from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
@@ -47,9 +45,6 @@ from honing.tracking import (
     write_text,
 )
 from honing.training.seed import seed_everything
-
-#: The types a bundle may contain beyond skops' defaults: honing's own preprocessing and models.
-TRUSTED_TYPES = [*preprocess.TRUSTED_TYPES, *classic.TRUSTED_TYPES, *CALIBRATOR_TYPES, *MITIGATION_TYPES]
 
 
 @dataclass
@@ -202,7 +197,8 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
                     task=dataset.task, features=dataset.schema.to_dict(), classes=dataset.classes,
                     model_type=best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),
                     data_fingerprint=dataset.fingerprint, trusted=TRUSTED_TYPES,
-                    extra={"target": dataset.target, "decision": evaluation.decision},
+                    extra={"target": dataset.target, "decision": evaluation.decision,
+                           "reference": _reference_profile(dataset, evaluation)},
                     calibrator=evaluation.calibrator)
         write_text(tmp / "recipe.yaml", resolved.to_yaml())
         write_json(tmp / "metrics.json", metrics)
@@ -217,6 +213,21 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
         build_report(tmp)
     return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
                      dataset.notes)
+
+
+def _reference_profile(dataset: Dataset, evaluation: Any) -> dict:
+    """The training split's profile, and the held-out predictions' (what ``honing monitor`` compares with)."""
+    from honing.serving.profile import build_profile
+
+    held_out = next((s for s in ("validation", "test") if len(evaluation.predictions.get(s, ((),))[0])), None)
+    predictions = None
+    if held_out is not None:
+        predicted = evaluation.predictions[held_out][0]
+        predictions = [dataset.classes[i] for i in predicted] if dataset.task == "classification" else predicted
+    # images (pixel columns or files) are not profiled one pixel at a time; wide tables get coarser quantiles
+    schema = dataset.schema if dataset.image_shape is None else Schema(columns=[], target=dataset.target)
+    quantiles = 101 if len(schema.features) <= 50 else 21
+    return build_profile(dataset.splits["train"], schema, predictions, task=dataset.task, quantiles=quantiles)
 
 
 def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dataset:
@@ -513,11 +524,43 @@ def load(path: str | Path, backend: str = "auto") -> Bundle:
     """Load a bundle as a predictor: ``predict(df)`` / ``predict_proba(df)`` on raw rows.  ``backend``:
     ``auto`` predicts through ONNX Runtime when the bundle has an ONNX model (``honing export``),
     ``native`` through the bundle's own model, ``onnx`` through ONNX (an error when there is none)."""
-    if backend not in BACKENDS:
-        raise HoningError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}", "use auto, native or onnx")
-    bundle = load_bundle(path, trusted=TRUSTED_TYPES, backend=backend)
-    bundle.prepare = partial(coerce_features, schema=Schema.from_dict(bundle.features))
-    return bundle
+    return load_predictor(path, backend)
+
+
+def serve(bundle: str | Path, overrides: list[str] | None = None, *, host: str | None = None,
+          port: int | None = None, workers: int | None = None, log: str | None = None, no_log: bool = False,
+          backend: str | None = None) -> None:
+    """Serve a bundle over REST until interrupted (docs/serving.md).  Settings: the bundle recipe's
+    ``serve:`` and ``monitor:`` sections, then ``overrides`` (``serve.port=9000`` …), then the arguments."""
+    from honing.serving import server, settings
+
+    flags = {"serve.host": host, "serve.port": port, "serve.workers": workers, "serve.backend": backend,
+             "monitor.log": log}
+    serve_config, monitor_config = settings.resolve(load(bundle, backend or "auto").recipe, overrides, flags)
+    if no_log:
+        monitor_config.log = None
+    server.run(bundle, serve_config, monitor_config, backend=serve_config.backend)
+
+
+def monitor(bundle: str | Path, overrides: list[str] | None = None, *, log: str | None = None,
+            window: str | None = None, all_versions: bool = False, run_trigger: bool = True,
+            progress: Progress = SILENT) -> Any:
+    """Judge a served bundle's logged predictions (docs/monitoring.md): drift, performance on feedback,
+    fairness, latency.  On a breach, logs it and runs ``monitor.on_breach`` (unless ``run_trigger`` is
+    false).  Returns a :class:`~honing.serving.monitor.MonitorResult`."""
+    from honing.serving import monitor as monitoring
+    from honing.serving import settings
+
+    loaded = load(bundle)
+    _, config = settings.resolve(loaded.recipe, overrides, {"monitor.log": log, "monitor.window": window})
+    with progress.step(f"judging the predictions logged in the window ({config.window})"):
+        result = monitoring.run(loaded, config, all_versions=all_versions)
+    if result.breached:
+        monitoring.record(result, config.log)
+        if config.on_breach and run_trigger:
+            progress.note(f"running monitor.on_breach: {config.on_breach}")
+            result.trigger = monitoring.trigger(config.on_breach, config.log)
+    return result
 
 
 def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,

@@ -58,6 +58,8 @@ def _console():
     return output.console()
 
 
+#: Exit status of `honing monitor` when a check breaches (2 is a user mistake, 1 an internal error).
+BREACH_EXIT_CODE = 3
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set model.type=lightgbm (repeatable).")]
@@ -251,6 +253,67 @@ def predict(
     else:
         atomic_write(out, lambda p: frame.to_parquet(p, index=False))
     _console().print(f"wrote {len(frame)} predictions to [bold]{out}[/]")
+
+
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (serve.host; default 127.0.0.1, this machine only).")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="TCP port (serve.port; default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (serve.workers; default 1).")] = None,
+    log: Annotated[str | None, typer.Option("--log", help="Prediction log URL (monitor.log; default sqlite:///predictions.db).")] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Log no predictions.")] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Serve a model over REST: POST /v1/predict, /v1/feedback; GET /v1/health, /v1/ready, /v1/model,
+    /metrics (Prometheus) and the OpenAPI docs at /docs. Every prediction is logged for `honing monitor`.
+
+    Settings come from the recipe's `serve:` and `monitor:` sections, `--set serve.KEY=VALUE`, then these
+    options. Stop with Ctrl-C: requests in flight finish first. See docs/serving.md.
+
+    Example: `honing serve runs/titanic/bundle --port 9000 --set serve.api_key_env=HONING_KEY`
+    """
+    from honing import api
+
+    api.serve(bundle, overrides, host=host, port=port, workers=workers, log=log, no_log=no_log, backend=backend)
+
+
+@app.command()
+def monitor(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle) that is being served.")],
+    log: Annotated[str | None, typer.Option("--log", help="Prediction log URL the server wrote (monitor.log; default sqlite:///predictions.db).")] = None,
+    window: Annotated[str | None, typer.Option("--window", help="Judge the last 30m, 12h, 1d, 2w … or all (monitor.window; default 1d).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Judge rows logged by every version of the model, not only this bundle's.")] = False,
+    no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Do not run monitor.on_breach on a breach.")] = False,
+    overrides: Overrides = None,
+    quiet: Quiet = False,
+) -> None:
+    """Check a served model: data drift per feature against training (PSI, KS, chi-square, missing
+    values), prediction drift, performance and fairness on feedback labels, latency percentiles.
+
+    Thresholds come from the recipe's `monitor:` section (or `--set monitor.drift.psi=0.1`). Exits 0 when
+    every check passes and 3 on a breach, after logging it and running `monitor.on_breach` (the retraining
+    trigger) — so cron or CI can act on it. See docs/monitoring.md.
+
+    Example: `honing monitor runs/titanic/bundle --log sqlite:///predictions.db --window 1d --html drift.html`
+    """
+    from honing import api
+    from honing.tracking import write_json
+
+    result = api.monitor(bundle, overrides, log=log, window=window, all_versions=all_versions,
+                         run_trigger=not no_trigger, progress=_progress(quiet))
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+    if html_out is not None:
+        from honing.report.monitor_page import write_monitor_page
+
+        write_monitor_page(result.to_dict(), html_out)
+    output.print_monitor(result)
+    if result.breached:
+        raise typer.Exit(BREACH_EXIT_CODE)
 
 
 @app.command()

@@ -117,3 +117,40 @@ def print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None =
             cells.append(f"{baseline.get(name, float('nan')):.4f}")
         table.add_row(name, *cells)
     console().print(table)
+
+
+def print_monitor(result: Any) -> None:
+    """Drift per feature, then the other checks, then the verdict."""
+    from rich.table import Table
+
+    def num(value: Any, form: str = ".3f") -> str:
+        return "—" if value is None else format(value, form)
+
+    out = console()
+    model = result.model
+    out.print(f"[bold]{model['name']}[/] ({model['type']}, version {model['version']}): {result.rows} rows in "
+              f"{result.requests} requests logged in the window ({result.window}), {result.labelled} with labels")
+    if result.drift:
+        table = Table("feature", "kind", "rows", "PSI", "KS / χ² p", "missing (train → now)", "drift",
+                      title="data drift against training")
+        for row in [*result.drift, *([result.prediction] if result.prediction else [])]:
+            p = row.get("ks_pvalue", row.get("chi2_pvalue"))
+            missing = f"{num(row.get('missing_ref'), '.1%')} → {num(row.get('missing_now'), '.1%')}"
+            verdict = "[red]yes[/]" if row.get("drifted") else "no"
+            table.add_row(str(row["feature"]), str(row.get("kind", "")), str(row.get("rows", 0)), num(row.get("psi")),
+                          num(p, ".3g"), missing, verdict)
+        out.print(table)
+    if result.performance:
+        shown = {k: v for k, v in result.performance.items() if isinstance(v, (int, float))}
+        out.print("performance on feedback: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    if result.latency:
+        lat = result.latency
+        out.print(f"latency per request: p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, "
+                  f"p99 {lat['p99_ms']:.1f} ms ({lat['requests']} requests)")
+    for note in result.notes:
+        out.print(f"[dim]note:[/] {note}")
+    for breach in result.breaches:
+        out.print(f"[red]breach:[/] {breach}")
+    if result.trigger:
+        out.print(f"ran monitor.on_breach ({result.trigger['command']}): exit status {result.trigger['exit_status']}")
+    out.print("[red]BREACH[/]" if result.breached else "[green]OK[/]: no check breached")

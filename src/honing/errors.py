@@ -45,6 +45,14 @@ class CompressionError(HoningError):
     """A model cannot be compressed or exported as asked (unsupported model, failed parity check, …)."""
 
 
+class ServingError(HoningError):
+    """A bundle cannot be served or scored as asked (bad serving settings, unreadable input file, …)."""
+
+
+class MonitorError(HoningError):
+    """The prediction log or a monitoring run cannot work as asked (bad log URL, no reference profile, …)."""
+
+
 def first_line(exc: BaseException, most: int = 300) -> str:
     """The first line of an exception's message (at most ``most`` characters), for a one-line error."""
     text = str(exc).strip()

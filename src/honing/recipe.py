@@ -308,6 +308,43 @@ class CompressConfig(_Section):
     latency_rows: int = Field(200, ge=10, description="Single-row predictions timed per candidate (the median is reported).")
 
 
+class ServeConfig(_Section):
+    """The REST server of a bundle (honing serve); command-line options override these."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 serves this machine only, 0.0.0.0 every interface.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with its own copy of the model.")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of an environment variable holding an API key: requests then need `Authorization: Bearer KEY` (401 otherwise). null = no key.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (e.g. [https://app.example.com], or [\"*\"]); empty = CORS off.")
+    max_rows: int = Field(1000, ge=1, description="Most rows (instances) in one request; more → 413.")
+    max_body_kb: int = Field(1024, ge=1, description="Largest request body in KiB; larger → 413.")
+    unknown_categories: Literal["accept", "reject"] = Field("accept", description="A categorical value not seen in training: accept (encoded like training's rare values) or reject (422).")
+    missing: Literal["accept", "reject"] = Field("accept", description="A null feature value: accept (imputed like training) or reject (422).")
+    backend: Literal["auto", "native", "onnx"] = Field("auto", description="Model backend: auto = ONNX Runtime when the bundle has model.onnx.")
+    log_queue: int = Field(10000, ge=1, description="Prediction-log records waiting to be written; when full, records are dropped (counted), never the request.")
+
+
+class DriftThresholds(_Section):
+    """When drift counts as a breach (honing monitor)."""
+
+    psi: float | None = Field(0.2, gt=0, description="Population stability index of a feature (bins from training) at or above which it drifts; also applied to the predictions. null = not checked.")
+    ks_pvalue: float | None = Field(None, gt=0, lt=1, description="Numeric features: drift when the Kolmogorov-Smirnov p-value is below this (null = reported only; with many rows tiny shifts get tiny p-values).")
+    chi2_pvalue: float | None = Field(None, gt=0, lt=1, description="Categorical features: drift when the chi-square p-value is below this (null = reported only).")
+    missing_change: float | None = Field(0.1, gt=0, le=1, description="Drift when a feature's missing-value rate moves this much from training's (absolute). null = not checked.")
+
+
+class MonitorConfig(_Section):
+    """Prediction log and monitoring of a served model (honing serve, honing monitor)."""
+
+    log: str | None = Field("sqlite:///predictions.db", description="Where served predictions and feedback are logged: a SQLAlchemy URL (sqlite:///FILE, postgresql://user@host/db); null = no log.")
+    window: str = Field("1d", pattern=r"^(all|[0-9]+[smhdw])$", description="Logged predictions judged by honing monitor: the last 30m, 12h, 1d, 2w …, or all.")
+    min_rows: int = Field(100, ge=1, description="Fewest logged rows in the window for drift to be judged (fewer: reported, never a breach).")
+    drift: DriftThresholds = Field(default_factory=DriftThresholds, description="Drift thresholds.")
+    performance: dict[str, float] = Field(default_factory=dict, description="Breach when a metric on the labelled feedback passes a bound: {min_accuracy: 0.8, max_rmse: 3.0, …} (min_/max_ + any metric of training's metrics).")
+    latency_p99_ms: float | None = Field(None, gt=0, description="Breach when the 99th percentile of request latency (ms) exceeds this.")
+    on_breach: str | None = Field(None, description="Command run when a check breaches (the retraining trigger), e.g. \"honing train recipe.yaml --set data.source=new.csv\"; run without a shell, its exit status logged.")
+
+
 class Recipe(_Section):
     """A honing recipe."""
 
@@ -322,6 +359,8 @@ class Recipe(_Section):
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search (honing tune).")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment tracking on MLflow; false turns it off.")
     compress: CompressConfig = Field(default_factory=CompressConfig, description="Compression of the trained bundle (honing compress); with no prune / quantize / distill, a default ladder is tried.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="REST serving of the bundle (honing serve).")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Prediction log, drift and performance monitoring (honing serve, honing monitor).")
 
     @model_validator(mode="before")
     @classmethod
@@ -426,6 +465,12 @@ def validate_recipe(raw: dict, where: str = "") -> Recipe:
         raise _recipe_error(exc, where) from None
 
 
+_PATTERN_MESSAGES = {
+    "window": "must be a duration like 30m, 12h, 1d, 2w, or all",
+    "api_key_env": "must be an environment variable name (letters, digits, '_')",
+}
+
+
 def _recipe_error(exc: ValidationError, where: str) -> RecipeError:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
@@ -443,7 +488,7 @@ def _recipe_error(exc: ValidationError, where: str) -> RecipeError:
         "less_than": "must be < {lt}",
         "less_than_equal": "must be <= {le}",
         "literal_error": "must be one of {expected}",
-        "string_pattern_mismatch": "may contain only letters, digits, '_', '.' and '-'",
+        "string_pattern_mismatch": _PATTERN_MESSAGES.get(loc[-1], "may contain only letters, digits, '_', '.' and '-'"),
     }
     if kind in messages:
         msg = messages[kind].format(**ctx)

@@ -100,17 +100,22 @@ def render(run: RunFiles) -> str:
     model = run.best if run.tune is not None and run.best is not None else run
     ids = TUNING_SECTIONS if run.tune is not None else SECTIONS
     body = "".join(_section(sid, BUILDERS[sid], run, model) for sid in ids)
-    nav = "".join(f'<li><a href="#{sid}">{TITLES[sid]}</a></li>' for sid in ids)
     name = run.recipe.get("name") or run.path.name
     kind = "tuning study" if run.tune is not None else "training run"
     facts = [str(x) for x in (model.metrics.get("model"), model.metrics.get("task"), source_phrase(model.recipe),
                               str(model.manifest.get("created") or "")[:19].replace("T", " ")) if x]
+    return page(str(name), f"honing {kind} · {' · '.join(facts)}", [(sid, TITLES[sid]) for sid in ids], body)
+
+
+def page(title: str, subtitle: str, sections: list[tuple[str, str]], body: str) -> str:
+    """A self-contained page: header, sticky navigation over ``sections`` (id, title), the body HTML."""
+    nav = "".join(f'<li><a href="#{sid}">{escape(name)}</a></li>' for sid, name in sections)
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
-            f"<title>{escape(str(name))} · honing report</title><style>{_css()}</style></head><body>"
-            f"<header><div><h1>{escape(str(name))}</h1><p>honing {kind} · {escape(' · '.join(facts))}</p></div>"
+            f"<title>{escape(title)} · honing report</title><style>{_css()}</style></head><body>"
+            f"<header><div><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></div>"
             f'</header><nav aria-label="sections"><ul>{nav}</ul></nav><main>{body}</main></body></html>\n')
 
 

@@ -78,6 +78,11 @@ def figure(run: RunFiles, name: str, caption: str) -> str:
         data = path.read_bytes() if path is not None else b""
     except OSError:
         data = b""
+    return png_figure(data, caption)
+
+
+def png_figure(data: bytes, caption: str) -> str:
+    """PNG bytes inlined as a data: URI in a captioned figure ("" when not a PNG)."""
     if not data.startswith(PNG_SIGNATURE):
         return ""
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
