@@ -20,6 +20,12 @@ Per feature, and for the predictions:
   training counts (share × training count) and current counts over the same buckets as PSI,
   empty columns dropped.
 * **Missing rates** of training and now.
+* **Shares** (``shares``: ``labels``, ``reference``, ``current``): the training and current shares of
+  the buckets PSI compared (numeric bins named "≤ 1", "(1, 2]", "> 2"; categories and
+  "other/unseen"), for plots.
+
+Every statistic is a plain float (None when there is nothing to measure: no value present), so the
+rows are JSON as they are.
 
 Logged values may be raw (JSON numbers, strings) or already coerced: they are coerced as training
 coerced the feature (:func:`honing.serving.profile.coerce_values`), so "1", 1 and 1.0 agree.
@@ -30,6 +36,7 @@ thresholds.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,6 +49,8 @@ from honing.serving.profile import bin_counts, coerce_values
 #: Fewest expected occurrences (in training and now) for a category to be its own bucket.
 MIN_EXPECTED = 5
 _OTHER = "\x00other"
+#: The name of the pooled bucket in ``shares``.
+OTHER_LABEL = "other/unseen"
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], eps: float = 1e-4) -> float:
@@ -69,8 +78,18 @@ def numeric_drift(ref: dict, values: pd.Series) -> dict:
     shares = bin_counts(present, ref["edges"]) / present.size
     statistic = ks_statistic(ref["quantiles"], present)
     out.update(psi=psi(ref["proportions"], shares), ks_statistic=statistic,
-               ks_pvalue=ks_pvalue(statistic, ref["count"], present.size), mean_now=float(np.mean(present)))
+               ks_pvalue=ks_pvalue(statistic, ref["count"], present.size), mean_now=float(np.mean(present)),
+               shares={"labels": bin_labels(ref["edges"]), "reference": list(ref["proportions"]),
+                       "current": [float(v) for v in shares]})
     return out
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    """Readable names of the bins of ``edges``: "≤ 1", "(1, 2]", "> 2" ("all" without edges)."""
+    if not len(edges):
+        return ["all"]
+    inner = [f"({lo:g}, {hi:g}]" for lo, hi in pairwise(edges)]
+    return [f"≤ {edges[0]:g}", *inner, f"> {edges[-1]:g}"]
 
 
 def ks_statistic(quantiles: Sequence[float], values: np.ndarray) -> float:
@@ -124,8 +143,11 @@ def categorical_drift(ref: dict, values: pd.Series) -> dict:
         return out
     expected, actual = category_buckets(ref, present)
     out["unseen"] = _rate(sum(1 for v in present if v not in proportions), len(present))
-    out["psi"] = psi(list(expected.values()), [actual[b] / len(present) for b in expected])
+    current = [actual[b] / len(present) for b in expected]
+    out["psi"] = psi(list(expected.values()), current)
     out["chi2"], out["chi2_pvalue"] = _chi_square(expected, actual, ref["count"])
+    out["shares"] = {"labels": [OTHER_LABEL if b == _OTHER else b for b in expected],
+                     "reference": list(expected.values()), "current": current}
     return out
 
 

@@ -35,6 +35,7 @@ from honing.evaluation.metrics import compute_metrics
 from honing.recipe import MonitorConfig
 from honing.serving import drift
 from honing.serving.predict_log import log_event, read_predictions
+from honing.serving.profile import profile_problem
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: The fewest labelled rows for per-group fairness to be reported.
@@ -118,6 +119,10 @@ def _drift(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, config: M
         result.notes.append("the bundle has no training reference profile (trained by an older honing): "
                             "drift is not measured; retrain to get one")
         return
+    problem = profile_problem(profile)
+    if problem is not None:
+        raise MonitorError(f"{bundle.path}: the manifest's reference profile is broken ({problem})",
+                           "retrain the model to rebuild its reference profile")
     result.drift = drift.judge(drift.feature_drift(profile, frame), config.drift, config.min_rows)
     for row in result.drift:
         if row.get("drifted"):
