@@ -573,16 +573,19 @@ def predict(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
 
 
 def _predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None) -> pd.DataFrame:
-    missing_keep = [c for c in keep or [] if c not in frame.columns]
-    if missing_keep:
-        raise DataError(f"--keep: no column {', '.join(missing_keep)} in the data", "check the column names")
-    out = frame[list(keep or [])].copy()
-    out["prediction"] = bundle.predict(frame)
-    if bundle.task == "classification":
-        proba = bundle.predict_proba(frame)
-        for column in proba.columns:
-            out[f"proba_{column}"] = proba[column].to_numpy()
-    return out
+    from honing.serving.batch import predict_frame
+
+    return predict_frame(bundle, frame, keep)
+
+
+def predict_file(bundle: str | Path | Bundle, data: str | Path, out: str | Path, keep: list[str] | None = None,
+                 chunk_rows: int = 50_000, progress: Progress = SILENT, backend: str = "auto") -> int:
+    """Stream predictions for every row of ``data`` (a file or builtin:NAME) into ``out`` (.csv or .parquet),
+    ``chunk_rows`` rows at a time (CSV/TSV/Parquet are never read whole); returns the rows written."""
+    from honing.serving.batch import predict_file as stream
+
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle, backend)
+    return stream(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=progress)
 
 
 def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,

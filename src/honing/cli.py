@@ -238,21 +238,20 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")] = ...,
     keep: Annotated[list[str] | None, typer.Option("--keep", "-k", help="Copy this input column to the output (repeatable).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = "auto",
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows predicted at a time (memory grows with it, not with the file).")] = 50_000,
     quiet: Quiet = False,
 ) -> None:
-    """Predict every row of a file; classifiers also get one probability column per class."""
-    from honing import api
-    from honing.errors import HoningError
-    from honing.tracking import atomic_write
+    """Predict every row of a file, streaming CSV/TSV/Parquet in chunks so memory stays flat whatever its
+    size; classifiers also get one probability column per class. The output is written to a temporary
+    file and renamed at the end: a failure leaves nothing behind.
 
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise HoningError(f"--out {out}: unknown output format", "use a .csv or .parquet file name")
-    frame = api.predict(bundle, data, keep=keep, progress=_progress(quiet), backend=backend)
-    if out.suffix.lower() == ".csv":
-        atomic_write(out, lambda p: frame.to_csv(p, index=False))
-    else:
-        atomic_write(out, lambda p: frame.to_parquet(p, index=False))
-    _console().print(f"wrote {len(frame)} predictions to [bold]{out}[/]")
+    Example: `honing predict runs/titanic/bundle new.csv -o scores.parquet --keep PassengerId`
+    """
+    from honing import api
+
+    rows = api.predict_file(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=_progress(quiet),
+                            backend=backend)
+    _console().print(f"wrote {rows} predictions to [bold]{out}[/]")
 
 
 @app.command()

@@ -37,6 +37,12 @@ class Progress:
         """A live bar (e.g. epochs) whose text can change as it advances; call ``close()`` at the end."""
         return LiveBar(self._console, total, description)
 
+    def rows(self, description: str, total: int | None = None, approximate: bool = False) -> RowsBar:
+        """A live count of rows done and their rate (rows/s), over a bar when ``total`` is known (or
+        estimated: ``approximate``, shown as ≈N; revised with :meth:`RowsBar.advance`); ``close()``
+        prints a ✓ summary line."""
+        return RowsBar(self._console, total, description, approximate)
+
     def note(self, message: str) -> None:
         """A dimmed informational line (a dropped column, an ignored extra column, …)."""
         if self._console is not None:
@@ -70,3 +76,53 @@ class LiveBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class RowsBar:
+    """Rows done, rows/s and the elapsed time of a streaming job (silent without a console)."""
+
+    def __init__(self, console, total: int | None, description: str, approximate: bool = False):
+        self.done = 0
+        self._approximate = approximate
+        self._console = console
+        self._description = description
+        self._start = time.perf_counter()
+        self._bar = None
+        if console is None:
+            return
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed:,.0f}{task.fields[of]} rows"),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self._task = self._bar.add_task(description, total=total, of=self._of(total), rate="")
+        self._bar.start()
+
+    @property
+    def rate(self) -> float:
+        """Rows per second since the bar started."""
+        return self.done / max(time.perf_counter() - self._start, 1e-9)
+
+    def advance(self, rows: int, total: int | None = None) -> None:
+        """Count ``rows`` more rows done; ``total`` (when given) revises the expected total."""
+        self.done += rows
+        if self._bar is not None:
+            fields = {"total": total, "of": self._of(total)} if total is not None else {}
+            self._bar.update(self._task, advance=rows, rate=f"{self.rate:,.0f} rows/s", **fields)
+
+    def close(self, summary: bool = True) -> None:
+        """Stop the bar and (with ``summary``) print ``✓ description: N rows (Ts, R rows/s)``."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            if not summary:
+                return
+            elapsed = time.perf_counter() - self._start
+            self._console.print(f"[green]✓[/] {self._description}: {self.done:,} rows "
+                                f"[dim]({elapsed:.1f}s, {self.rate:,.0f} rows/s)[/]")
+
+    def _of(self, total: int | None) -> str:
+        """The "/N" (or "/≈N") after the row count; "" when the total is unknown."""
+        return "" if total is None else f"/{'≈' if self._approximate else ''}{total:,}"
