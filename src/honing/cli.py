@@ -63,6 +63,8 @@ BREACH_EXIT_CODE = 3
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set model.type=lightgbm (repeatable).")]
+SettingOverrides = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="KEY=VALUE", help="Override a serve.* or monitor.* key, e.g. --set monitor.drift.psi=0.1 (repeatable).")]
 
 
 @app.command()
@@ -263,7 +265,7 @@ def serve(
     log: Annotated[str | None, typer.Option("--log", help="Prediction log URL (monitor.log; default sqlite:///predictions.db).")] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Log no predictions.")] = False,
     backend: Annotated[str | None, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = None,
-    overrides: Overrides = None,
+    overrides: SettingOverrides = None,
 ) -> None:
     """Serve a model over REST: POST /v1/predict, /v1/feedback; GET /v1/health, /v1/ready, /v1/model,
     /metrics (Prometheus) and the OpenAPI docs at /docs. Every prediction is logged for `honing monitor`.
@@ -287,7 +289,7 @@ def monitor(
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")] = None,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Judge rows logged by every version of the model, not only this bundle's.")] = False,
     no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Do not run monitor.on_breach on a breach.")] = False,
-    overrides: Overrides = None,
+    overrides: SettingOverrides = None,
     quiet: Quiet = False,
 ) -> None:
     """Check a served model: data drift per feature against training (PSI, KS, chi-square, missing

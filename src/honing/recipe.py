@@ -336,7 +336,7 @@ class DriftThresholds(_Section):
 class MonitorConfig(_Section):
     """Prediction log and monitoring of a served model (honing serve, honing monitor)."""
 
-    log: str | None = Field("sqlite:///predictions.db", description="Where served predictions and feedback are logged: a SQLAlchemy URL (sqlite:///FILE, postgresql://user@host/db); null = no log.")
+    log: str | None = Field("sqlite:///predictions.db", description="Where served predictions and feedback are logged: a SQLAlchemy URL (sqlite:///FILE, relative to the working directory; postgresql://user:password@host/db, through psycopg2); null = no log.")
     window: str = Field("1d", pattern=r"^(all|[0-9]+[smhdw])$", description="Logged predictions judged by honing monitor: the last 30m, 12h, 1d, 2w …, or all.")
     min_rows: int = Field(100, ge=1, description="Fewest logged rows in the window for drift to be judged (fewer: reported, never a breach).")
     drift: DriftThresholds = Field(default_factory=DriftThresholds, description="Drift thresholds.")
