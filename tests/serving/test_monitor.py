@@ -19,7 +19,8 @@ from honing.errors import MonitorError
 from honing.recipe import MonitorConfig, ServeConfig, load_recipe
 from honing.serving import monitor
 from honing.serving.app import create_app
-from honing.serving.predict_log import PredictionLog, read_events
+from honing.serving.log_store import read_events
+from honing.serving.predict_log import PredictionLog
 
 RECIPE = {"name": "titanic", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]},
           "model": {"type": "logistic_regression"}, "evaluate": {"explain": False, "bootstrap": 0}}
@@ -151,7 +152,7 @@ def test_monitor_mistakes_are_one_line_errors(served, tmp_path, config, words):
         log = PredictionLog(url).start()
         frame = _traffic(unseen, 5, seed=6)
         log.submit([{"request_id": "r", "row": i, "timestamp": time.time(), "model_name": "titanic",
-                     "model_version": monitor.model_version(bundle), "features": {}, "prediction": 1,
+                     "model_version": bundle.version, "features": {}, "prediction": 1,
                      "probability": 0.9, "latency_ms": 1.0} for i in range(len(frame))])
         log.add_feedback("r", [1] * len(frame))
         log.close()

@@ -76,6 +76,12 @@ class Bundle:
         self.backend = backend
 
     @property
+    def version(self) -> str:
+        """The bundle's version: the first 12 hex digits of its manifest checksum (what the server reports
+        and logs with every prediction)."""
+        return str(self.manifest.get("manifest_sha256") or "unknown")[:12]
+
+    @property
     def is_classifier(self) -> bool:
         """True for classification bundles."""
         return self.task == "classification"

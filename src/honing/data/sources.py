@@ -67,8 +67,8 @@ def read_table(
     path = Path(source)
     if is_image_source(path):
         return read_image_source(path).frame
-    _check_file(path)
-    fmt, compression = _format_of(path)
+    check_file(path)
+    fmt, compression = format_of(path)
     if fmt == ".parquet":
         df = _read_parquet(path)
     else:
@@ -80,13 +80,13 @@ def read_table(
         else:
             sep = delimiter or ("\t" if fmt == ".tsv" else sniff_delimiter(text))
             df = _read_csv(text, path, sep)
-    _check_unique_columns(df.columns, path)
+    check_unique_columns(df.columns, path)
     if len(df) == 0:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row")
     return resolve_image_columns(df, path.parent, image_columns)
 
 
-def _check_unique_columns(names, path: Path) -> None:
+def check_unique_columns(names, path: Path) -> None:
     """DataError naming the first column name that occurs twice (blank names are not compared)."""
     seen: set[str] = set()
     for name in map(str, names):
@@ -106,7 +106,7 @@ def _raw_header(text: str, sep: str) -> list[str]:
         return []
 
 
-def _format_of(path: Path) -> tuple[str, str | None]:
+def format_of(path: Path) -> tuple[str, str | None]:
     """The normalised format (``.csv``, ``.tsv``, ``.parquet``, ``.jsonl``, ``.json``) and compression."""
     suffixes = [s.lower() for s in path.suffixes]
     compression = suffixes.pop() if suffixes and suffixes[-1] in COMPRESSIONS else None
@@ -119,7 +119,7 @@ def _format_of(path: Path) -> tuple[str, str | None]:
     return fmt, compression
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     """Raise for a missing path, a directory, an unreadable or a 0-byte file."""
     if path.is_dir():
         raise DataError(f"data file '{path}' is a directory", "point data.source at a file inside it")
@@ -213,7 +213,7 @@ def _read_csv(text: str, path: Path, sep: str) -> pd.DataFrame:
             f"data file '{path}' cannot be parsed as a table ({first})",
             f"check the file; the delimiter used was {sep!r} (set data.read.delimiter to change it)",
         ) from None
-    _check_unique_columns(_raw_header(text, sep), path)
+    check_unique_columns(_raw_header(text, sep), path)
     return df
 
 
@@ -222,7 +222,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
-        _check_unique_columns(_parquet_names(path), path)
+        check_unique_columns(_parquet_names(path), path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.replace(f" '{path}'", "").replace(str(path), "the file")
         raise DataError(f"data file '{path}' is not a valid Parquet file ({first})", "check the file") from None

@@ -1,2 +1,3 @@
-"""Deployment: the REST server (``app``, ``request``, ``metrics``, ``server``), streaming batch prediction
-(``batch``), the prediction log (``predict_log``), and monitoring (``profile``, ``drift``, ``monitor``)."""
+"""Deployment: the REST server (``app``, ``request``, ``metrics``, ``server``, ``settings``), streaming batch
+prediction (``batch``, ``batch_read``), the prediction log (``predict_log``, ``log_store``), and monitoring
+(``profile``, ``drift``, ``monitor``)."""

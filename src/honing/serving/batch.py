@@ -1,14 +1,6 @@
 """Batch prediction on files of any size (``honing predict BUNDLE DATA -o OUT``): :func:`predict_file`
-streams the input in chunks of ``chunk_rows`` rows, so memory stays flat whatever the file's length.
-
-* CSV / TSV / TXT stream through ``pyarrow.csv.open_csv`` (delimiter by suffix or sniffed, encoding
-  (UTF-8, else cp1252 / latin-1) sniffed, from the first MiB).  Only the columns the model needs (and
-  ``--keep`` ones) are read, all as text so every chunk parses alike; numbers are then converted as the
-  whole-file reader would, and pandas' missing-value markers (``""``, ``NA``, ``null`` …) are missing.
-* Parquet streams through ``ParquetFile.iter_batches`` (a row group is read at once).
-* Anything else (JSON Lines, JSON, compressed text, ``builtin:NAME``, and any table of a model with an
-  image column, whose relative paths are resolved against the table's folder) is read whole with
-  :func:`~honing.data.sources.read_table`, then predicted in chunks.
+predicts the input in chunks of ``chunk_rows`` rows as :mod:`honing.serving.batch_read` streams them, so
+memory stays flat whatever the file's length.
 
 The output (``.csv`` or ``.parquet``, one column schema for every chunk) is written to a temporary file
 beside ``out`` and renamed at the end: after any error nothing is at ``out`` (an existing one is kept).
@@ -18,14 +10,11 @@ beside ``out`` and renamed at the end: after any error nothing is at ``out`` (an
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import os
 import secrets
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
@@ -34,41 +23,26 @@ import pandas as pd
 import pyarrow as pa
 
 from honing.bundle import Bundle
-from honing.data.image_sources import is_image_source
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
-from honing.data.sources import (
-    BUILTIN_PREFIX,
-    TEXT_ENCODINGS,
-    _check_file,
-    _check_unique_columns,
-    _format_of,
-    read_table,
-    sniff_delimiter,
-)
+from honing.data.sources import BUILTIN_PREFIX
 from honing.errors import DataError, ServingError
 from honing.progress import SILENT, Progress
+from honing.serving.batch_read import checked_keep, open_source, proba_names
 
 #: Output formats, by the suffix of ``out``.
 OUTPUT_FORMATS = (".csv", ".parquet")
-#: Cells read as missing, as :func:`pandas.read_csv` does by default.
-NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-_HEAD_BYTES = 1 << 20
-_BLOCK_BYTES = (1 << 20, 64 << 20)  # CSV read block: room for about chunk_rows rows, within these bounds
-
-Chunk = tuple[pd.DataFrame, list]  # rows to predict, and the arrow arrays of the --keep columns
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
     """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value) and, for
     classifiers, ``proba_<class>`` per class: what ``bundle.predict`` / ``predict_proba`` give, from
     one preprocessing pass."""
-    keep = _checked_keep(bundle, keep, frame.columns, "the data")
+    keep = checked_keep(bundle, keep, frame.columns, "the data")
     out = frame[keep].copy()
     labels, proba = _predictions(bundle, frame)
     out["prediction"] = labels
-    for i, name in enumerate(_proba_names(bundle)):
+    for i, name in enumerate(proba_names(bundle)):
         out[name] = proba[:, i]
     return out
 
@@ -81,7 +55,7 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
     out = _checked_out(out, data)
     if chunk_rows < 1:
         raise ServingError(f"chunk_rows {chunk_rows}: must be at least 1", "e.g. 50000")
-    source = _open_source(bundle, data, list(dict.fromkeys(keep or [])), chunk_rows)
+    source = open_source(bundle, data, list(dict.fromkeys(keep or [])), chunk_rows)
     _note_extra_columns(source.columns, bundle, progress)
     schema = _output_schema(bundle, source.keep_fields)
     bar = progress.rows(f"predicting {Path(str(data)).name}", source.total(0), approximate=source.approximate)
@@ -116,28 +90,11 @@ def _predictions(bundle: Bundle, frame: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return np.asarray(bundle.classes)[values], proba
 
 
-def _proba_names(bundle: Bundle) -> list[str]:
-    return [f"proba_{c}" for c in bundle.classes] if bundle.is_classifier else []
-
-
-def _checked_keep(bundle: Bundle, keep: list[str] | None, columns, where: str) -> list[str]:
-    """``keep`` without repeats; DataError for a column not in ``columns`` or named like an output one."""
-    keep = list(dict.fromkeys(keep or []))
-    missing = [c for c in keep if c not in set(map(str, columns))]
-    if missing:
-        raise DataError(f"--keep: no column {', '.join(missing)} in {where}", "check the column names")
-    clash = [c for c in keep if c in ("prediction", *_proba_names(bundle))]
-    if clash:
-        raise DataError(f"--keep {clash[0]}: the output has its own '{clash[0]}' column",
-                        "rename that column in the data, or keep another")
-    return keep
-
-
 def _output_schema(bundle: Bundle, keep_fields: list[pa.Field]) -> pa.Schema:
     """One schema for every chunk: the kept columns, the label's type (from the bundle's classes, so a
     chunk of one class keeps it) and float64 probabilities."""
     label = pa.array(np.asarray(bundle.classes)).type if bundle.is_classifier else pa.float64()
-    probas = [pa.field(name, pa.float64()) for name in _proba_names(bundle)]
+    probas = [pa.field(name, pa.float64()) for name in proba_names(bundle)]
     return pa.schema([*keep_fields, pa.field("prediction", label), *probas])
 
 
@@ -253,195 +210,3 @@ class _Output:
         except OSError as exc:
             raise ServingError(f"cannot write {self.out}: {exc.strerror or exc}",
                                "check the path, its permissions and the free disk space") from exc
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class _Source:
-    """An input opened for streaming: its columns, the arrow fields of the kept ones, its chunks and
-    its (estimated) total rows given the rows done so far."""
-
-    columns: list[str]
-    keep_fields: list[pa.Field]
-    chunks: Iterator[Chunk]
-    total: Callable[[int], int | None]
-    approximate: bool = False
-
-
-def _open_source(bundle: Bundle, data: str | Path, keep: list[str], chunk_rows: int) -> _Source:
-    """The right reader for ``data`` (CSV/TSV and Parquet files stream; the rest is read whole), its
-    header checked against the bundle before any row is read."""
-    images = any(c.get("kind") == "image" for c in bundle.features.get("columns", []))
-    if str(data).startswith(BUILTIN_PREFIX) or is_image_source(Path(data)) or images:
-        # image paths in a table are resolved against its folder by read_table; pixels dominate memory anyway
-        return _whole_source(bundle, data, keep, chunk_rows)
-    _check_file(Path(data))
-    fmt, compression = _format_of(Path(data))
-    if fmt == ".parquet":
-        return _parquet_source(bundle, Path(data), keep, chunk_rows)
-    if fmt in (".csv", ".tsv") and compression is None:
-        return _csv_source(bundle, Path(data), fmt, keep, chunk_rows)
-    return _whole_source(bundle, data, keep, chunk_rows)
-
-
-def _needed_columns(bundle: Bundle, columns: list[str], keep: list[str], data: str | Path) -> list[str]:
-    """The columns to read: the features, the decision's group column, then the kept ones; DataError
-    naming the file for any that is missing."""
-    names = [c.name for c in Schema.from_dict(bundle.features).features]
-    lacking = [c for c in names if c not in columns]
-    if lacking:
-        raise DataError(f"data file '{data}' lacks columns: {', '.join(lacking)}",
-                        "the data must have every feature column the model was trained on")
-    group = (bundle.decision.get("groups") or {}).get("column")
-    if group is not None and group not in columns:
-        raise DataError(f"data file '{data}' has no column '{group}', and this model decides with one threshold "
-                        f"per '{group}' group (audit.mitigate: threshold)", f"add the '{group}' column")
-    keep = _checked_keep(bundle, keep, columns, f"data file '{data}'")
-    return list(dict.fromkeys([*names, *([group] if group else []), *keep]))
-
-
-def _whole_source(bundle: Bundle, data: str | Path, keep: list[str], chunk_rows: int) -> _Source:
-    """A file read whole (JSON, compressed text, builtin:NAME …), predicted in chunks."""
-    frame = read_table(data)
-    columns = [str(c) for c in frame.columns]
-    _needed_columns(bundle, columns, keep, data)
-    kept = pa.table({k: _arrow_column(frame[k]) for k in keep})
-
-    def chunks() -> Iterator[Chunk]:
-        for start in range(0, len(frame), chunk_rows):
-            yield frame.iloc[start:start + chunk_rows], kept.slice(start, chunk_rows).columns
-
-    return _Source(columns, list(kept.schema), chunks(), lambda done: len(frame))
-
-
-def _arrow_column(values: pd.Series) -> pa.Array:
-    """A kept column as arrow; a column of mixed Python objects as text."""
-    try:
-        return pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if pd.isna(v) else str(v) for v in values.tolist()], type=pa.string())
-
-
-def _parquet_source(bundle: Bundle, path: Path, keep: list[str], chunk_rows: int) -> _Source:
-    import pyarrow.parquet as pq
-
-    with _arrow_errors(path, "is not a valid Parquet file", "check the file"):
-        parquet = pq.ParquetFile(path)
-    schema = parquet.schema_arrow
-    _check_unique_columns(schema.names, path)
-    needed = _needed_columns(bundle, schema.names, keep, path)
-    rows = parquet.metadata.num_rows
-
-    def chunks() -> Iterator[Chunk]:
-        with parquet, _arrow_errors(path, "is not a valid Parquet file", "check the file"):
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=needed, use_pandas_metadata=False):
-                table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-                yield table.to_pandas(), [table.column(k) for k in keep]
-
-    return _Source(list(schema.names), [schema.field(k) for k in keep], chunks(), lambda done: rows)
-
-
-def _csv_source(bundle: Bundle, path: Path, fmt: str, keep: list[str], chunk_rows: int) -> _Source:
-    import pyarrow.csv as pacsv
-
-    head, encoding = _head(path)
-    sep = "\t" if fmt == ".tsv" else sniff_delimiter(head)
-    columns = next(csv.reader(io.StringIO(head), delimiter=sep), [])
-    _check_unique_columns(columns, path)
-    needed = _needed_columns(bundle, columns, keep, path)
-    lines = max(head.count("\n") - 1, 1)
-    row_bytes = len(head.encode(encoding, errors="replace")) / lines
-    block = int(min(max(chunk_rows * row_bytes * 1.25, _BLOCK_BYTES[0]), _BLOCK_BYTES[1]))
-    hint = f"check that row; the delimiter used was {sep!r}"
-    with _arrow_errors(path, "cannot be parsed as a table", hint):
-        reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=block, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(needed, pa.string()), include_columns=needed, null_values=NA_VALUES,
-                strings_can_be_null=True, quoted_strings_can_be_null=True))
-    schema = Schema.from_dict(bundle.features)
-    numeric = {c.name for c in schema.features if c.kind == "numeric"}
-    numberlike = {c.name for c in schema.features if c.kind in ("categorical", "boolean") and _numeric(c.dtype)}
-
-    def chunks() -> Iterator[Chunk]:
-        with _arrow_errors(path, "cannot be parsed as a table", hint):
-            for table in _rechunk(reader, chunk_rows):
-                yield _csv_frame(table, numeric, numberlike), [table.column(k) for k in keep]
-
-    estimate = int(path.stat().st_size / row_bytes) if lines > 1 else None
-    fields = [pa.field(k, pa.string()) for k in keep]
-    return _Source(columns, fields, chunks(), lambda done: None if estimate is None else max(estimate, done), True)
-
-
-def _head(path: Path) -> tuple[str, str]:
-    """The first MiB of a text file, decoded (to its last full line), and the encoding to read it with."""
-    with path.open("rb") as fh:
-        raw = fh.read(_HEAD_BYTES)
-        more = bool(fh.read(1))
-    if more and b"\n" in raw:
-        raw = raw[: raw.rindex(b"\n") + 1]
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16", errors="replace"), "utf-16"
-    if b"\x00" in raw:
-        raise DataError(f"data file '{path}' is not a text table (it contains binary data)",
-                        "give a CSV/TSV/Parquet/JSONL file")
-    for encoding in TEXT_ENCODINGS:
-        with contextlib.suppress(UnicodeDecodeError):
-            return raw.decode(encoding), "utf8" if encoding.startswith("utf-8") else encoding
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
-
-
-def _numeric(dtype: str) -> bool:
-    """Whether a training dtype (as the schema stores it) held numbers (not booleans)."""
-    try:
-        kind = pd.api.types.pandas_dtype(dtype)
-    except TypeError:
-        return False
-    return pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)
-
-
-def _rechunk(batches, rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last one fewer) from record batches of any size."""
-    pending, count = [], 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(rows - count, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            count, batch = count + take, batch.slice(take)
-            if count == rows:
-                yield pa.Table.from_batches(pending)
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending)
-
-
-def _csv_frame(table: pa.Table, numeric: set[str], numberlike: set[str]) -> pd.DataFrame:
-    """A chunk of text columns as the whole-file reader would give it: numeric features as float64
-    when every cell is a plain number (else left as text for the feature coercion to parse and warn
-    about), and number-valued cells of categories trained on numbers as numbers ("1.0" → 1)."""
-    for i, name in enumerate(table.column_names):
-        if name in numeric:
-            with contextlib.suppress(pa.ArrowInvalid):
-                table = table.set_column(i, name, table.column(i).cast(pa.float64()))
-    frame = table.to_pandas()
-    for name in numberlike & set(frame.columns):
-        numbers = pd.to_numeric(frame[name], errors="coerce")
-        frame[name] = frame[name].astype(object).where(numbers.isna(), numbers)
-    return frame
-
-
-@contextlib.contextmanager
-def _arrow_errors(path: Path, what: str, hint: str) -> Iterator[None]:
-    """pyarrow's reading errors as a DataError naming the file (and the row, when pyarrow gives it)."""
-    try:
-        yield
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowIOError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        detail = detail.removeprefix("CSV parse error: ").replace(str(path), "the file").replace("Row #", "row ")
-        detail = detail if len(detail) <= 160 else detail[:159] + "…"
-        if "invalid UTF8" in detail:
-            hint = "the file's first MiB read as UTF-8 and this row does not: save the whole file as UTF-8"
-        raise DataError(f"data file '{path}' {what} ({detail})", hint) from None

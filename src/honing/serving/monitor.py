@@ -34,7 +34,7 @@ from honing.errors import HoningError, MonitorError, did_you_mean
 from honing.evaluation.metrics import compute_metrics
 from honing.recipe import MonitorConfig
 from honing.serving import drift
-from honing.serving.predict_log import log_event, read_predictions
+from honing.serving.log_store import log_event, masked, read_predictions
 from honing.serving.profile import profile_problem
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -50,11 +50,6 @@ def window_seconds(window: str) -> float | None:
     if not match:
         raise MonitorError(f"--window {window}: not a duration", "use e.g. 30m, 12h, 1d, 2w, or all")
     return float(match[1]) * _UNITS[match[2]]
-
-
-def model_version(bundle: Bundle) -> str:
-    """The version the server logs for a bundle: the start of its manifest checksum."""
-    return str(bundle.manifest.get("manifest_sha256", ""))[:12]
 
 
 @dataclass
@@ -98,10 +93,10 @@ def run(bundle: Bundle, config: MonitorConfig, *, now: float | None = None,
     until = time.time() if now is None else now
     span = window_seconds(config.window)
     since = None if span is None else until - span
-    version = model_version(bundle)
+    version = bundle.version
     result = MonitorResult({"name": bundle.recipe.get("name"), "version": version,
                             "type": bundle.manifest.get("model_type"), "task": bundle.task},
-                           _masked(config.log), config.window, since, until, config.drift.model_dump())
+                           masked(config.log), config.window, since, until, config.drift.model_dump())
     frame = read_predictions(config.log, since=since, until=until, model_version=None if all_versions else version)
     result.rows, result.requests = len(frame), int(frame["request_id"].nunique()) if len(frame) else 0
     if frame.empty:
@@ -224,8 +219,3 @@ def trigger(command: str, url: str | None, timeout: float | None = None) -> dict
         except HoningError:
             pass  # the command ran; failing to log it must not hide that
     return outcome
-
-
-def _masked(url: str) -> str:
-    """The URL with any password hidden."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
