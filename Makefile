@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning_efficiency.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/finetune_modes.py
+	$(BIN)/python benchmarks/serving.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:

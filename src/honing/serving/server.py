@@ -52,7 +52,7 @@ def run(bundle_path: str | Path, serve: ServeConfig, monitor: MonitorConfig, *, 
     bundle = load_predictor(bundle_path, backend)
     log = open_log(monitor, serve)
     try:  # the app checks the bundle and the settings before anything starts
-        app = create_app(bundle, serve, log if serve.workers == 1 else None)
+        app = create_app(bundle, serve, log if serve.workers == 1 else None, freeze_gc=True)
         sock = bind(serve.host, serve.port)
     except BaseException:
         if log is not None:
@@ -89,7 +89,9 @@ def open_log(monitor: MonitorConfig, serve: ServeConfig) -> Any:
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket bound to ``host:port`` (0: any free port), inheritable by workers."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) on accepted connections only
+    # for sockets that say they are TCP; without it small answers wait for the client's delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -148,7 +150,7 @@ def worker_app() -> Any:
     serve = ServeConfig.model_validate(settings["serve"])
     monitor = MonitorConfig.model_validate(settings["monitor"])
     bundle = load_predictor(settings["bundle"], settings["backend"])
-    return create_app(bundle, serve, open_log(monitor, serve))
+    return create_app(bundle, serve, open_log(monitor, serve), freeze_gc=True)
 
 
 def _url_host(host: str) -> str:
