@@ -7,7 +7,7 @@
 3. sends 600 single-row requests drawn from rows the model never saw, with their true labels to
    /v1/feedback, and runs `honing monitor` → exit 0 (no breach);
 4. sends 600 more with Age + 30 years and Fare × 5 (an older, richer clientele), and runs `honing monitor`
-   with `--window 2m` → exit 3: drift on Age and Fare only, and the retraining command of
+   over the shifted requests' window → exit 3: drift on Age and Fare only, and the retraining command of
    `monitor.on_breach` runs;
 5. writes OUT_DIR/monitor.html and OUT_DIR/monitor.json.
 """
@@ -89,12 +89,14 @@ def main() -> None:
         send(base, unseen.sample(600, replace=True, random_state=1))
         time.sleep(1)  # the log is written asynchronously
         calm = monitor(run.bundle_dir, log, out, "--window", "1h")
+        print("waiting 20 s, so that the shifted traffic gets a window of its own")
+        time.sleep(20)
         shifted = unseen.sample(600, replace=True, random_state=2)
         shifted["Age"], shifted["Fare"] = shifted["Age"] + 30, shifted["Fare"] * 5
         started = time.time()
         send(base, shifted)
         time.sleep(1)
-        window = f"{int(time.time() - started) + 2}s"
+        window = f"{int(time.time() - started) + 10}s"  # the shifted traffic, and the monitor's start-up
         breach = monitor(run.bundle_dir, log, out, "--window", window)
     finally:
         server.terminate()

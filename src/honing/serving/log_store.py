@@ -175,7 +175,9 @@ def _create_tables(engine: Engine) -> None:
 
 def _open_error(shown: str, url: URL, exc: BaseException) -> MonitorError:
     cause = _hide(first_line(exc) or type(exc).__name__, url)
-    if isinstance(exc, (ImportError, sa.exc.NoSuchModuleError)):
+    if url.drivername == "postgres":
+        hint = "the scheme is postgresql://, not postgres://"
+    elif isinstance(exc, (ImportError, sa.exc.NoSuchModuleError)):
         hint = "install the database's driver (e.g. pip install psycopg2-binary), or fix the URL's scheme"
     else:
         hint = "check that the database server is running and the URL's host, user and password are right"
