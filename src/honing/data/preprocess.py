@@ -137,6 +137,8 @@ _UNPARSED_WORDS = {"numeric": ("number", "numbers"), "datetime": ("date", "dates
 
 def _unparsed_message(name: str, raw: pd.Series, coerced: pd.Series, kind: str) -> str | None:
     """A one-line warning when values that were present (not blank) became missing, else None."""
+    if kind == "numeric" and pdt.is_numeric_dtype(raw):
+        return None  # numbers (and booleans) become floats without losing a value
     candidates = raw[coerced.isna().to_numpy() & raw.notna().to_numpy()]
     lost = candidates[~candidates.map(_is_blank).to_numpy(dtype=bool)]
     count = len(lost)
@@ -156,7 +158,9 @@ def _is_blank(value: Any) -> bool:
 
 def _to_float(s: pd.Series) -> pd.Series:
     """Numbers as float64; anything unparsable becomes NaN."""
-    if pdt.is_bool_dtype(s):
+    if s.dtype == np.float64:
+        return s
+    if pdt.is_bool_dtype(s) or (isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu"):
         return s.astype("float64")
     if not pdt.is_numeric_dtype(s):
         s = s.map(lambda v: v.strip().replace("\u2212", "-") if isinstance(v, str) else v)

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from honing.bundle import Bundle
 from honing.errors import ServingError, first_line
 from honing.recipe import ServeConfig
+from honing.serving.fast_transform import compile_transform
 from honing.serving.metrics import Measure, ServingMetrics
 from honing.serving.request import (
     MAX_ERRORS,
@@ -75,12 +76,18 @@ class Scored:
 
 
 def scorer(bundle: Bundle, columns: list[str]) -> Callable[[list[dict]], Scored]:
-    """A function scoring validated rows: one ``prepare``/``transform`` pass and one ``scores``."""
+    """A function scoring validated rows: one ``prepare``/``transform`` pass and one ``scores``.
+    The transform is :func:`~honing.serving.fast_transform.compile_transform`'s numpy copy of the
+    fitted preprocessor (the same matrix) when it supports every step and the bundle's ``transform``
+    is :meth:`Bundle.transform` itself (not overridden), else the bundle's own."""
     classes = np.asarray(bundle.classes) if bundle.is_classifier else None
+    stock = getattr(bundle.transform, "__func__", None) is Bundle.transform
+    fast = compile_transform(bundle.preprocessor) if stock else None
 
     def score(rows: list[dict]) -> Scored:
         frame = pd.DataFrame({c: [row[c] for row in rows] for c in columns})
-        X = bundle.transform(bundle.prepare(frame))
+        prepared = bundle.prepare(frame)
+        X = fast.transform(prepared) if fast else bundle.transform(prepared)
         overflow = np.flatnonzero(~np.isfinite(X).all(axis=1)) if X.dtype.kind == "f" else []
         if len(overflow):  # the input's fault: values too large for the fitted preprocessing
             raise RequestError(422, [{"loc": ["body", "instances", int(i)], "type": "value_out_of_range",
