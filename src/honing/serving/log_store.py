@@ -220,8 +220,12 @@ def jsonable(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text of :func:`jsonable` ``(value)``."""
-    return json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON text of :func:`jsonable` ``(value)`` (plain JSON data, what validated requests hold,
+    is encoded as it is: the walk through :func:`jsonable` is only for what JSON cannot take)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _loads(text: str | None) -> Any:
