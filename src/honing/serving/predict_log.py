@@ -56,12 +56,15 @@ class PredictionLog:
     ``queue_size`` bounds the rows (predictions + feedback) waiting to be written; a submission that does
     not fit is dropped whole and counted in ``dropped``. The writer takes up to ``batch_size`` rows at a
     time, waiting at most ``flush_seconds`` for a batch to fill, and writes each batch in one transaction.
+    Small, frequent batches keep each burst of the writer's Python work (JSON, SQLAlchemy) short: it
+    shares the interpreter lock with the requests, and 500-row batches raised the server's p99 latency
+    under load (benchmarks/serving.py).
     Records are read by the writer thread: do not change them after submitting them. Open it in the
     process that uses it (each server worker its own), not before a fork.
     """
 
-    def __init__(self, url: str, queue_size: int = 10000, *, batch_size: int = 500,
-                 flush_seconds: float = 0.2):
+    def __init__(self, url: str, queue_size: int = 10000, *, batch_size: int = 100,
+                 flush_seconds: float = 0.05):
         self.url = url
         self.queue_size = max(1, int(queue_size))
         self.batch_size = max(1, int(batch_size))
