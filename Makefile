@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/finetune_modes.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/serving_profile.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:

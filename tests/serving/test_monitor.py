@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +24,8 @@ from honing.serving.log_store import read_events
 from honing.serving.predict_log import PredictionLog
 
 RECIPE = {"name": "titanic", "data": {"source": "builtin:titanic", "drop": ["PassengerId", "Name"]},
-          "model": {"type": "logistic_regression"}, "evaluate": {"explain": False, "bootstrap": 0}}
+          "model": {"type": "logistic_regression"}, "evaluate": {"explain": False, "bootstrap": 0},
+          "audit": {"sensitive": ["Sex"]}}
 SHIFTED = {"Age", "Fare"}
 
 
@@ -104,6 +106,11 @@ def test_feedback_gives_the_training_metrics_and_a_performance_breach(served, tm
     assert result.labelled == 200
     assert result.performance["accuracy"] == pytest.approx(expected)
     assert any("monitor.performance.min_accuracy" in b for b in result.breaches)
+    by_group = result.fairness["Sex"]["by_group"]  # per sensitive group, against scikit-learn on the same rows
+    for group in ("male", "female"):
+        rows = (frame["Sex"] == group).to_numpy()
+        assert by_group[group]["accuracy"] == pytest.approx(
+            accuracy_score(frame["Survived"][rows], np.asarray(predicted)[rows]))
     outcome = monitor.trigger(config.on_breach, url)
     assert outcome["exit_status"] == 0 and (tmp_path / "retrained").read_text() == "yes"
     assert "retrain" in set(read_events(url)["kind"])
