@@ -86,7 +86,7 @@ def test_an_interrupted_study_resumes_without_counting_a_trial_twice(tmp_path, s
     process = _honing("tune", str(_recipe(tmp_path, SLOW, trials=4)), "--out", str(run))
     try:
         _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in _trials(journal)) >= 2
-                  and any(t.state == TrialState.RUNNING for t in _trials(journal)))
+                  and any(t.state == TrialState.RUNNING and t.params for t in _trials(journal)))  # sampled
     finally:
         process.send_signal(stop)
         _, err = process.communicate(timeout=60)
