@@ -1,67 +1,34 @@
 """The verbs of honing as Python functions; the CLI is a thin layer over these.
 
-Each verb composes the stages (data → preprocess → model → evaluate → bundle) and holds no
-logic of its own beyond wiring them together.
+One short function per verb, composing the stages (the train flow in :mod:`honing.train_flow`, the
+tune flow in :mod:`honing.tune_flow`, serving, compression, …) and holding no logic of its own
+beyond wiring them together.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from honing.bundle import Bundle, save_bundle
-from honing.data import preprocess
-from honing.data.balance import balance_training
-from honing.data.dataset import SPLITS, Dataset, encode_target, load_dataset
+from honing import train_flow, tune_flow
+from honing.bundle import Bundle
+from honing.data.dataset import Dataset, encode_target, load_dataset
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import read_table
-from honing.errors import DataError, HoningError, RecipeError
+from honing.errors import DataError, HoningError
 from honing.evaluation.metrics import compute_metrics, confusion
-from honing.evaluation.scoring import score_splits
 from honing.loading import TRUSTED_TYPES, load_predictor
-from honing.models import classic
-from honing.models.select import Selection, select_model
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.report.html import build_report
-from honing.report.plots import learning_curve
-from honing.tracking import (
-    CHECKPOINTS,
-    default_run_dir,
-    launched_rank,
-    partial_dir,
-    run_directory,
-    scratch_directory,
-    write_json,
-    write_text,
-)
-from honing.training.seed import seed_everything
-
-
-@dataclass
-class RunResult:
-    """What ``train`` produced: where the run is and its headline numbers."""
-
-    run_dir: Path
-    recipe: Recipe
-    task: str
-    model: str
-    metrics: dict[str, Any]
-    leaderboard: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def bundle_dir(self) -> Path:
-        return self.run_dir / "bundle"
+from honing.train_flow import RunResult, load_data
+from honing.tune_flow import TuneResult
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
@@ -74,255 +41,20 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     :func:`resume`) training continues from those checkpoints.  ``fit_on_validation`` trains on
     train + validation (a model already chosen, with its epochs fixed), scored on test alone.
     """
-    started = time.time()
-    recipe = load_recipe(recipe, overrides)
-    classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
-    run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
-    writer = launched_rank() == 0  # under torchrun, rank 0 alone writes the run
-    with run_directory(run_dir, resume=resume) if writer else scratch_directory() as tmp:
-        if writer:
-            progress.note(f"run directory: {run_dir}")
-            write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
-        result = _train_into(recipe, run_dir, tmp, progress if writer else SILENT,
-                             partial_dir(run_dir) / CHECKPOINTS, fit_on_validation)
-    if writer and track:
-        _track(result.recipe, run_dir, progress, started)
-    return result
-
-
-def _track(recipe: Recipe, run_dir: Path, progress: Progress, started: float | None = None) -> None:
-    """Log a finished run to MLflow (a tuning run when ``started`` is None); an unreachable store
-    is a warning, since the run is saved."""
-    import warnings
-
-    from honing import mlflow_runs
-    from honing.mlflow_store import redact
-
-    if not mlflow_runs.enabled(recipe.tracking):
-        return
-    try:
-        with progress.step(f"logging the run to MLflow ({redact(mlflow_runs.tracking_uri(recipe.tracking.uri))})"):
-            if started is None:
-                mlflow_runs.log_tune(run_dir, recipe)
-            else:
-                mlflow_runs.log_train(run_dir, recipe, started=started)
-    except HoningError as exc:
-        warnings.warn(f"{exc} (the run is saved in {run_dir})", stacklevel=2)
+    return train_flow.train(recipe, overrides, out, progress, resume, fit_on_validation, track)
 
 
 def launch_train(recipe: str | Path, overrides: list[str], out: str | Path | None, processes: int | None,
                  nnodes: int = 1, node_rank: int = 0, rdzv: str | None = None, quiet: bool = False) -> int | None:
     """Re-run ``honing train`` in N data-parallel processes through torchrun when the recipe (or
     ``processes``) asks for more than one; None when this process should just train."""
-    parsed = load_recipe(recipe, overrides)
-    processes = processes or parsed.train.processes
-    if (processes == 1 and nnodes == 1) or "RANK" in os.environ:
-        return None
-    neural = classic.MODELS.names(neural=True)
-    if parsed.model.type not in neural:
-        raise RecipeError(f"train.processes: data-parallel training is for neural models, not '{parsed.model.type}'",
-                          f"set model.type to one of {', '.join(neural)}, or train.processes: 1")
-    from honing.training.distributed import launch
-
-    out = Path(out) if out is not None else default_run_dir(parsed.name)  # one directory for every rank
-    argv = ["-m", "honing.cli", *(["--quiet"] if quiet else []), "train", str(recipe), "--out", str(out)]
-    for item in overrides:
-        argv += ["--set", item]
-    return launch(argv, processes, nnodes, node_rank, rdzv)
+    return train_flow.launch(recipe, overrides, out, processes, nnodes, node_rank, rdzv, quiet)
 
 
 def resume(run_dir: str | Path, progress: Progress = SILENT) -> RunResult:
     """Continue an interrupted run from its last checkpoint, with exactly the same recipe."""
-    recipe = _resumable(run_dir, "neural training")
+    recipe = train_flow.resumable(run_dir, "neural training")
     return train(recipe, out=run_dir, progress=progress, resume=True)
-
-
-def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
-                fit_on_validation: bool = False) -> RunResult:
-    from honing.evaluation import fairness_check
-    from honing.evaluation.evaluate import check_config, evaluate, predictor
-
-    dataset = _load(recipe, progress)
-    if fit_on_validation:
-        dataset = dataset.with_validation_in_train()
-    resolved = _resolved_recipe(recipe, dataset)
-    audit = _audit_before_training(resolved, dataset, progress)
-    fairness_check.check_mitigation(resolved, dataset)
-    check_config(resolved, dataset)
-    if resolved.model.pretrained:
-        from honing.evaluation.transfer import check_base_eval
-
-        check_base_eval(resolved.model.pretrained, resolved.model.finetune, dataset.task, dataset.classes)
-    if resolved.audit.exclude_sensitive:
-        dataset = dataset.excluding(resolved.audit.sensitive)
-    dataset = _augmented_text(dataset, resolved, progress)
-    with progress.step("fitting preprocessing on the training split"):
-        preprocessor, data = dataset.prepared(resolved.data)
-    if resolved.data.balance != "none":
-        with progress.step(f"balancing the training split ({resolved.data.balance})"):
-            data, weights = balance_training(data, resolved.data.balance, dataset.task, resolved.seed)
-    else:
-        weights = None
-    selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
-                             resolved.evaluate.metric, progress, resolved.train, checkpoints, weights,
-                             classic.neural_options(resolved))
-    best = selection.best
-    params = resolved.model.params if resolved.model.type != "auto" else {}
-    model, decision = best.estimator, {}
-    if resolved.audit.mitigate != "none":
-        mitigated = fairness_check.mitigate(model, preprocessor, dataset, data, resolved, best.type, params, progress)
-        model, decision = mitigated.model, mitigated.decision
-    evaluation = evaluate(model, preprocessor, dataset, data, resolved, tmp / "plots", progress, decision)
-    metrics = _metrics(selection, dataset, data, evaluation)
-    if resolved.model.pretrained:  # the base model (and a from-scratch twin) beside the fine-tuned one
-        from honing.evaluation import transfer
-
-        metrics.update(transfer.compare(best.estimator, data, dataset.task, dataset.classes, resolved.model.finetune,
-                                        preprocess.pretrained_tokenizer(preprocessor), progress))
-    if resolved.evaluate.cv is not None:
-        from honing.evaluation.evaluate import cross_validation
-
-        metrics["cv"] = cross_validation(resolved, dataset, best.type, params, progress)
-    if audit is not None and audit.sensitive and "test" in data:
-        before = predictor(best.estimator, preprocessor, dataset) if model is not best.estimator or decision else None
-        fairness = fairness_check.assess(evaluation.predictions["test"][0], before, dataset, data, resolved)
-        audit.fairness, audit.findings = fairness.report, [*audit.findings, *fairness.findings]
-        _note_findings(fairness.findings, progress)
-        audit.enforce_model(fairness.findings, fairness.measured)
-    history = getattr(best.estimator, "history_", None)
-    if history is not None:
-        metrics["diagnostics"] = _diagnostics(best.estimator, progress)
-    with progress.step(f"writing {run_dir}"):
-        save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model,
-                    task=dataset.task, features=dataset.schema.to_dict(), classes=dataset.classes,
-                    model_type=best.type, metrics=metrics, recipe=resolved.model_dump(mode="json"),
-                    data_fingerprint=dataset.fingerprint, trusted=TRUSTED_TYPES,
-                    extra={"target": dataset.target, "decision": evaluation.decision,
-                           "reference": _reference_profile(dataset, evaluation)},
-                    calibrator=evaluation.calibrator)
-        write_text(tmp / "recipe.yaml", resolved.to_yaml())
-        write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "schema.json", dataset.schema.to_dict())
-        if audit is not None:
-            write_json(tmp / "audit.json", audit.to_dict())
-        pd.DataFrame(selection.table()).to_csv(tmp / "leaderboard.csv", index=False)
-        if history is not None:
-            pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-            learning_curve(history, tmp / "plots" / "learning_curve.png",
-                           f"{best.type} on {resolved.data.source}")
-        build_report(tmp)
-    return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
-                     dataset.notes)
-
-
-def _reference_profile(dataset: Dataset, evaluation: Any) -> dict:
-    """The training split's profile, and the held-out predictions' (what ``honing monitor`` compares with)."""
-    from honing.serving.profile import build_profile
-
-    held_out = next((s for s in ("validation", "test") if len(evaluation.predictions.get(s, ((),))[0])), None)
-    predictions = None
-    if held_out is not None:
-        predicted = evaluation.predictions[held_out][0]
-        predictions = [dataset.classes[i] for i in predicted] if dataset.task == "classification" else predicted
-    # images (pixel columns or files) are not profiled one pixel at a time; wide tables get coarser quantiles
-    schema = dataset.schema if dataset.image_shape is None else Schema(columns=[], target=dataset.target)
-    quantiles = 101 if len(schema.features) <= 50 else 21
-    return build_profile(dataset.splits["train"], schema, predictions, task=dataset.task, quantiles=quantiles)
-
-
-def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dataset:
-    """The dataset with augmented copies of its training rows' text (``data.augment`` text steps);
-    batch steps (images, tabular) need a neural model, which applies them per training batch."""
-    from honing.data.augment_text import augment_training_text
-
-    steps = recipe.data.augment
-    batch_steps = classic.neural_options(recipe)["augment"]
-    if batch_steps and recipe.model.type not in classic.MODELS.names(neural=True):
-        raise RecipeError(f"data.augment: {batch_steps[0].get('name')} augments the training batches of neural "
-                          f"models, and model.type is {recipe.model.type}",
-                          "use a neural model.type (mlp, cnn, …, pretrained), or remove the step")
-    text_steps = [(i, s) for i, s in enumerate(steps) if s.get("name") == "text"]
-    if not text_steps:
-        return dataset
-    columns = [c.name for c in dataset.schema.features if c.kind == "text"]
-    if not columns:
-        raise RecipeError("data.augment: a text step needs a text column, and this data has none",
-                          "remove the step, or set data.types: {COLUMN: text}")
-    train = dataset.splits["train"]
-    with progress.step(f"augmenting the training text ({', '.join(columns)})"):
-        for i, step in text_steps:
-            train = augment_training_text(train, columns, step, recipe.seed, index=i)
-    return dataset.with_training(train)
-
-
-def _audit_before_training(recipe: Recipe, dataset: Dataset, progress: Progress) -> Any:
-    """The data audit (audit.json) with its gate, or None when ``audit.enabled`` is false."""
-    from honing.audit.run import audit_data
-
-    if not recipe.audit.enabled:
-        return None
-    audit = audit_data(dataset.raw if dataset.raw is not None else pd.concat(dataset.splits.values()),
-                       dataset.target, dataset.task, sensitive=recipe.audit.sensitive,
-                       fail_on=recipe.audit.fail_on, splits=dataset.splits, ignore=tuple(recipe.data.drop),
-                       seed=recipe.seed, progress=progress)
-    _note_findings(audit.findings, progress)
-    audit.enforce_data()
-    return audit
-
-
-def _note_findings(findings: list, progress: Progress, most: int = 8) -> None:
-    """The audit's warnings and errors on the console (the most severe first; all in audit.json)."""
-    from honing.audit.findings import SEVERITIES
-
-    shown = sorted((f for f in findings if f.severity != "info"), key=lambda f: -SEVERITIES.index(f.severity))
-    for finding in shown[:most]:
-        progress.note(f"audit {finding.severity}: {finding.message}")
-    if len(shown) > most:
-        progress.note(f"audit: {len(shown) - most} more findings in audit.json")
-
-
-def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
-    """Training-health findings of a neural model, shown on the console and kept in metrics.json."""
-    from honing.training.diagnostics import format_findings
-
-    findings = estimator.diagnose()
-    for line in format_findings(findings):
-        progress.note(line)
-    return [f.to_dict() for f in findings]
-
-
-def _resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
-    data = recipe.data.model_copy(update={"target": dataset.target, "task": dataset.task})
-    update: dict[str, Any] = {"data": data}
-    if dataset.image_shape is not None and recipe.model.type == "cnn" and "input_shape" not in recipe.model.params:
-        params = {**recipe.model.params, "input_shape": list(dataset.image_shape)}  # the images' (C, H, W)
-        update["model"] = recipe.model.model_copy(update={"params": params})
-    return recipe.model_copy(update=update)
-
-
-def _metrics(selection: Selection, dataset: Dataset, data: dict, evaluation: Any) -> dict[str, Any]:
-    held_out = {s: data[s] for s in ("validation", "test") if s in data}
-    baseline = score_splits(selection.baseline.estimator, held_out, dataset.task, dataset.n_classes)
-    return {"task": dataset.task, "target": dataset.target, "model": selection.best.type,
-            "selection_metric": selection.metric, "classes": dataset.classes,
-            "rows": {s: len(dataset.splits[s]) for s in SPLITS}, **evaluation.metrics, "baseline": baseline,
-            "leaderboard": selection.table()}
-
-
-@dataclass
-class TuneResult:
-    """What ``tune`` produced: the run directory, the best recipe and its scores."""
-
-    run_dir: Path
-    recipe: Recipe  # the best recipe (also best.yaml)
-    metric: str
-    objectives: list[str]  # the leaderboard's score columns: the metric, latency_ms, size_kb
-    best_trial: int | None  # None when no trial beat the recipe as written (best.yaml keeps it)
-    best_score: float
-    default_score: float | None  # the recipe as written, on the same validation data
-    leaderboard: list[dict[str, Any]]
-    trained: RunResult | None  # the best recipe's bundle, under best/
-    notes: list[str] = field(default_factory=list)
 
 
 def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None, out: str | Path | None = None,
@@ -332,88 +64,14 @@ def tune(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
 
     With ``resume``, ``out`` is an interrupted tuning run: its finished trials are kept and the
     interrupted ones run again."""
-    from honing.evaluation.evaluate import check_refit
-    from honing.tuning import search as searching
-
-    if resume:
-        recipe = _resumable(out, "tune")
-    recipe = load_recipe(recipe, overrides)
-    check_refit(recipe)
-    run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
-    with run_directory(run_dir, resume=resume) as tmp:
-        progress.note(f"run directory: {run_dir}")
-        dataset = _load(recipe, progress)
-        search = searching.prepare(recipe, dataset, tmp, study)
-        recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
-        write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
-        found = searching.open_study(search, create=not resume, progress=progress)
-        write_json(tmp / "study.json", {"study": search.spec.name, "storage": search.spec.shown(tmp)})
-        with progress.step("scoring the recipe as written"):
-            default = searching.score_default(search, found, progress)
-        searching.run(search, found, progress)
-        outcome = searching.outcome(search, found)
-        result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
-    _track(recipe, run_dir, progress)
-    return result
+    return tune_flow.tune(recipe, overrides, out, progress, study, resume)
 
 
 def join(recipe: str | Path, overrides: list[str] | None = None, study: str | None = None,
          progress: Progress = SILENT) -> int:
     """Run trials of a study in shared storage (``tune.storage``) that ``honing tune`` started on
     another machine; returns how many trials the study has finished."""
-    from honing.tuning import search as searching
-
-    recipe = load_recipe(recipe, overrides)
-    if recipe.tune.storage is None:
-        raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
-                          "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
-    dataset = _load(recipe, progress)
-    search = searching.prepare(recipe, dataset, Path.cwd(), study)
-    found = searching.open_study(search, create=False, progress=progress)
-    searching.run(search, found, progress)
-    return sum(t.state.is_finished() for t in found.get_trials(deepcopy=False))
-
-
-def _load(recipe: Recipe, progress: Progress) -> Dataset:
-    seed_everything(recipe.seed)
-    with progress.step(f"loading {recipe.data.source}"):
-        dataset = load_dataset(recipe.data, recipe.seed)
-    for note in dataset.notes:
-        progress.note(note)
-    return dataset
-
-
-def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,
-                  progress: Progress) -> TuneResult:
-    from honing.report.tuning_plots import tuning_plots
-
-    tune = search.recipe.tune
-    for note in outcome.notes:
-        progress.note(note)
-    with progress.step(f"writing {run_dir}"):
-        pd.DataFrame(outcome.rows).to_csv(tmp / "leaderboard.csv", index=False)
-        write_text(tmp / "best.yaml", outcome.recipe.to_yaml())
-        _, notes = tuning_plots(outcome.study, tmp / "plots", outcome.names)
-    for note in notes:
-        progress.note(note)
-    refit = outcome.refitted if tune.refit else outcome.recipe
-    what = "train + validation" if tune.refit else "train"
-    which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
-    progress.note(f"training the best recipe ({which}) on {what}")
-    trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit, track=False)
-    write_json(tmp / "tune.json", outcome.summary(search.spec.name, default, trained.metrics.get("test", {})))
-    build_report(tmp)
-    return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.trial, outcome.scores[0], default,
-                      outcome.rows, trained, [*outcome.notes, *notes])
-
-
-def _resumable(run_dir: str | Path | None, verb: str) -> Path:
-    """The recipe an interrupted run saved, or a one-line error when there is none."""
-    recipe = partial_dir(Path(run_dir or "")) / "recipe.yaml"
-    if run_dir is None or not recipe.is_file():
-        raise HoningError(f"--resume {run_dir}: there is no interrupted run to resume there",
-                          f"only a {verb} run that was interrupted can be resumed; start it again")
-    return recipe
+    return tune_flow.join(recipe, overrides, study, progress)
 
 
 def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] | None = None,
@@ -690,7 +348,7 @@ def _bundle_data(parent: Bundle, bundle: str | Path, data: str | Path | None, ov
     moved = [f"data.source={data}"] if data is not None else []
     recipe = load_recipe(copy.deepcopy(parent.recipe), [*moved, *(overrides or [])])
     try:
-        return recipe, _load(recipe, progress)
+        return recipe, load_data(recipe, progress)
     except DataError as exc:
         raise DataError(f"{bundle}: cannot read its training data ({exc.what})",
                         "pass --data FILE with the data the bundle was trained on") from None
@@ -706,6 +364,6 @@ def augment_preview(recipe: str | Path | dict | Recipe, out: str | Path, rows: i
 
     recipe = load_recipe(recipe, overrides)
     check_preview(recipe, out, rows, per_image)
-    dataset = _load(recipe, progress)
+    dataset = load_data(recipe, progress)
     with progress.step(f"drawing {out}"):
         return write_preview(recipe, dataset, out, rows, per_image, echo)

@@ -12,7 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+from honing import cli_deploy, cli_inspect, cli_tracking
+from honing import cli_options as opts
 from honing import cli_output as output
+from honing.cli_options import Overrides, Quiet
 
 app = typer.Typer(
     name="honing",
@@ -27,7 +30,13 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_state = {"quiet": False, "debug": False}
+_state = opts.STATE  # the global options (the same dict as honing.cli_options.STATE)
+
+
+def _register(commands: tuple) -> None:
+    """Add plain command functions (from cli_deploy, cli_tracking) to the app, in their order."""
+    for command in commands:
+        app.command()(command)
 
 
 def _version(value: bool) -> None:
@@ -48,25 +57,6 @@ def _options(
     _state.update(quiet=quiet, debug=debug)
 
 
-def _progress(quiet: bool = False):
-    from honing.progress import Progress
-
-    return Progress(quiet=quiet or _state["quiet"])
-
-
-def _console():
-    return output.console()
-
-
-#: Exit status of `honing monitor` when a check breaches (2 is a user mistake, 1 an internal error).
-BREACH_EXIT_CODE = 3
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")]
-Overrides = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set model.type=lightgbm (repeatable).")]
-SettingOverrides = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", metavar="KEY=VALUE", help="Override a serve.* or monitor.* key, e.g. --set monitor.drift.psi=0.1 (repeatable).")]
-
-
 @app.command()
 def quickstart(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/quickstart/…).")] = None,
@@ -75,7 +65,7 @@ def quickstart(
     """Train on the bundled **titanic** dataset end to end and show the results."""
     from honing import api
 
-    result = api.quickstart(out=out, progress=_progress(quiet))
+    result = api.quickstart(out=out, progress=opts.progress(quiet))
     output.print_run(result)
 
 
@@ -97,7 +87,7 @@ def init(
     if out.exists() and not force:
         raise HoningError(f"{out} already exists", "pass --force to overwrite it, or --out another path")
     write_text(out, starter_recipe(data, target))
-    _console().print(f"wrote [bold]{out}[/] — review it, then run: honing train {out}")
+    opts.console().print(f"wrote [bold]{out}[/] — review it, then run: honing train {out}")
 
 
 @app.command()
@@ -134,13 +124,13 @@ def train(
         if overrides or out:
             raise HoningError("--resume continues with the run's own recipe and directory",
                               "drop --set and --out")
-        result = _interruptible("train", lambda: api.resume(resume, progress=_progress(quiet)))
+        result = _interruptible("train", lambda: api.resume(resume, progress=opts.progress(quiet)))
     else:
         code = api.launch_train(recipe, overrides or [], out, processes, nnodes, node_rank, rdzv,
                                 quiet=quiet or _state["quiet"])
         if code is not None:  # the ranks ran (and rank 0 printed the results)
             raise typer.Exit(code)
-        result = _interruptible("train", lambda: api.train(recipe, overrides or [], out=out, progress=_progress(quiet)))
+        result = _interruptible("train", lambda: api.train(recipe, overrides or [], out=out, progress=opts.progress(quiet)))
     if launched_rank() == 0:
         output.print_run(result)
 
@@ -181,7 +171,7 @@ def tune(
         raise HoningError("give a recipe file, or --resume RUN_DIR (not both)", "see honing tune --help")
     flags = {"tune.trials": trials, "tune.timeout": timeout, "tune.workers": workers}
     overrides = [*(overrides or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
-    progress = _progress(quiet)
+    progress = opts.progress(quiet)
     if resume is not None:
         if overrides or out or join or study:
             raise HoningError("--resume continues with the run's own recipe, study and directory",
@@ -192,7 +182,7 @@ def tune(
             raise HoningError("--join adds trials to a study; the machine that started it writes the results",
                               "drop --out")
         finished = api.join(recipe, overrides, study=study, progress=progress)
-        _console().print(f"joined: the study has {finished} finished trials")
+        opts.console().print(f"joined: the study has {finished} finished trials")
         return
     else:
         result = _interruptible("tune", lambda: api.tune(recipe, overrides, out=out, progress=progress, study=study))
@@ -215,7 +205,6 @@ def _interruptible(verb: str, run: Any) -> Any:
         raise typer.Exit(130) from None
 
 
-
 @app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
@@ -227,94 +216,13 @@ def evaluate(
     from honing import api
     from honing.tracking import write_json
 
-    metrics = api.evaluate(bundle, data, progress=_progress(quiet))
+    metrics = api.evaluate(bundle, data, progress=opts.progress(quiet))
     if out is not None:
         write_json(out, metrics)
     output.print_metrics({"data": metrics}, f"{metrics['rows']} rows")
 
 
-@app.command()
-def predict(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    data: Annotated[str, typer.Argument(help="Rows to score (CSV/TSV/Parquet/JSONL).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")] = ...,
-    keep: Annotated[list[str] | None, typer.Option("--keep", "-k", help="Copy this input column to the output (repeatable).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = "auto",
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows predicted at a time (memory grows with it, not with the file).")] = 50_000,
-    quiet: Quiet = False,
-) -> None:
-    """Predict every row of a file, streaming CSV/TSV/Parquet in chunks so memory stays flat whatever its
-    size; classifiers also get one probability column per class. The output is written to a temporary
-    file and renamed at the end: a failure leaves nothing behind.
-
-    Example: `honing predict runs/titanic/bundle new.csv -o scores.parquet --keep PassengerId`
-    """
-    from honing import api
-
-    rows = api.predict_file(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=_progress(quiet),
-                            backend=backend)
-    _console().print(f"wrote {rows} predictions to [bold]{out}[/]")
-
-
-@app.command()
-def serve(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    host: Annotated[str | None, typer.Option("--host", help="Address to bind (serve.host; default 127.0.0.1, this machine only).")] = None,
-    port: Annotated[int | None, typer.Option("--port", "-p", help="TCP port (serve.port; default 8000).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (serve.workers; default 1).")] = None,
-    log: Annotated[str | None, typer.Option("--log", help="Prediction log URL (monitor.log; default sqlite:///predictions.db).")] = None,
-    no_log: Annotated[bool, typer.Option("--no-log", help="Log no predictions.")] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help="auto (ONNX Runtime when the bundle has model.onnx), native or onnx.")] = None,
-    overrides: SettingOverrides = None,
-) -> None:
-    """Serve a model over REST: POST /v1/predict, /v1/feedback; GET /v1/health, /v1/ready, /v1/model,
-    /metrics (Prometheus) and the OpenAPI docs at /docs. Every prediction is logged for `honing monitor`.
-
-    Settings come from the recipe's `serve:` and `monitor:` sections, `--set serve.KEY=VALUE`, then these
-    options. Stop with Ctrl-C: requests in flight finish first. See docs/serving.md.
-
-    Example: `honing serve runs/titanic/bundle --port 9000 --set serve.api_key_env=HONING_KEY`
-    """
-    from honing import api
-
-    api.serve(bundle, overrides, host=host, port=port, workers=workers, log=log, no_log=no_log, backend=backend)
-
-
-@app.command()
-def monitor(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle) that is being served.")],
-    log: Annotated[str | None, typer.Option("--log", help="Prediction log URL the server wrote (monitor.log; default sqlite:///predictions.db).")] = None,
-    window: Annotated[str | None, typer.Option("--window", help="Judge the last 30m, 12h, 1d, 2w … or all (monitor.window; default 1d).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
-    html_out: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with plots here.")] = None,
-    all_versions: Annotated[bool, typer.Option("--all-versions", help="Judge rows logged by every version of the model, not only this bundle's.")] = False,
-    no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Do not run monitor.on_breach on a breach.")] = False,
-    overrides: SettingOverrides = None,
-    quiet: Quiet = False,
-) -> None:
-    """Check a served model: data drift per feature against training (PSI, KS, chi-square, missing
-    values), prediction drift, performance and fairness on feedback labels, latency percentiles.
-
-    Thresholds come from the recipe's `monitor:` section (or `--set monitor.drift.psi=0.1`). Exits 0 when
-    every check passes and 3 on a breach, after logging it and running `monitor.on_breach` (the retraining
-    trigger) — so cron or CI can act on it. See docs/monitoring.md.
-
-    Example: `honing monitor runs/titanic/bundle --log sqlite:///predictions.db --window 1d --html drift.html`
-    """
-    from honing import api
-    from honing.tracking import write_json
-
-    result = api.monitor(bundle, overrides, log=log, window=window, all_versions=all_versions,
-                         run_trigger=not no_trigger, progress=_progress(quiet))
-    if json_out is not None:
-        write_json(json_out, result.to_dict())
-    if html_out is not None:
-        from honing.report.monitor_page import write_monitor_page
-
-        write_monitor_page(result.to_dict(), html_out)
-    output.print_monitor(result)
-    if result.breached:
-        raise typer.Exit(BREACH_EXIT_CODE)
+_register(cli_deploy.PREDICTION_COMMANDS)  # predict, serve, monitor
 
 
 @app.command()
@@ -348,7 +256,7 @@ def audit(
         raise HoningError(f"--fail-on {on_model[0]}: measured on a trained model's predictions, not on data",
                           "put it in the recipe's audit.fail_on and run honing train")
     result = api.audit(data, target, sensitive=sensitive, test=test, fail_on=rules, seed=seed,
-                       progress=_progress(quiet))
+                       progress=opts.progress(quiet))
     if out is not None:
         write_json(out, result.to_dict())
     output.print_audit(result)
@@ -366,7 +274,6 @@ def _rule(text: str) -> Any:
         return {check.strip(): float(limit)}
     except ValueError:
         raise HoningError(f"--fail-on {text}: the limit must be a number", "e.g. --fail-on target_leakage=0.99") from None
-
 
 
 @app.command("augment-preview")
@@ -388,174 +295,15 @@ def augment_preview(
     from honing import api
 
     result = api.augment_preview(recipe, out, rows=rows, per_image=per_image, overrides=overrides or [],
-                                 progress=_progress(quiet), echo=typer.echo)
-    _console().print(f"wrote [bold]{result}[/]")
+                                 progress=opts.progress(quiet), echo=typer.echo)
+    opts.console().print(f"wrote [bold]{result}[/]")
 
 
-@app.command()
-def compare(
-    run_a: Annotated[Path, typer.Argument(help="A run directory trained with evaluate.cv.")],
-    run_b: Annotated[Path, typer.Argument(help="Another, on the same data, seed and evaluate.cv.")],
-    metric: Annotated[str | None, typer.Option("--metric", "-m", help="Metric to compare (default: the runs' selection metric).")] = None,
-) -> None:
-    """Is one model really better than another? A paired test on the same cross-validation folds.
-
-    Both runs need `evaluate: {cv: {folds: 5}}` (and the same data and seed, so the folds match).
-    Shows each run's mean ± std and interval, the corrected resampled t-test (Nadeau & Bengio) and
-    the Wilcoxon signed-rank test, and each run against the dummy baseline.
-    """
-    from rich.table import Table
-
-    from honing import api
-
-    result = api.compare(run_a, run_b, metric)
-    name, test = result["metric"], result["comparison"]
-    table = Table("run", "model", f"{name} mean ± std", "95% interval", "p vs baseline", title=f"cross-validated {name}")
-    for run, model, summary, p in zip(result["runs"], result["models"], result["summary"], result["vs_baseline"],
-                                      strict=True):
-        table.add_row(run, model, f"{summary['mean']:.4f} ± {summary['std']:.4f}",
-                      f"{summary['low']:.4f}–{summary['high']:.4f}", f"{p:.3g}")
-    base = result["baseline"]
-    table.add_row("baseline", "dummy", f"{base['mean']:.4f} ± {base['std']:.4f}", f"{base['low']:.4f}–{base['high']:.4f}", "")
-    console = _console()
-    console.print(table)
-    verdict = {"a": f"{run_a} is better", "b": f"{run_b} is better", "tie": "no significant difference"}[test["better"]]
-    console.print(f"difference {test['mean_difference']:+.4f}; corrected paired t-test p = {test['p_value']:.3g}, "
-                  f"Wilcoxon p = {test['wilcoxon_p_value']:.3g}: {verdict} (at p < 0.05)")
+_register(cli_inspect.COMMANDS)  # compare, explain, report
 
 
-@app.command()
-def explain(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    data: Annotated[str, typer.Argument(help="Rows (CSV/TSV/Parquet/JSONL); the others are the background.")],
-    row: Annotated[int, typer.Option("--row", "-r", help="Which row to explain (0 = the first).")] = 0,
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many features to show.")] = 5,
-) -> None:
-    """Why this prediction? Each feature's contribution for one row.
-
-    A feature's contribution is the prediction (or the predicted class's probability) minus its
-    average when that feature takes the values of the other rows (up to 200): exact for additive
-    models, and it works for every model. Whole-model importances are in the run's metrics.json.
-    """
-    from rich.table import Table
-
-    from honing import api
-
-    result = api.explain(bundle, data, row=row, top=top)
-    what = f"P({result['class']})" if "class" in result else "prediction"
-    table = Table("feature", "value", "contribution", title=f"row {row}: predicted {result['prediction']}")
-    for item in result["contributions"]:
-        table.add_row(str(item["feature"]), str(item["value"]), f"{item['contribution']:+.4f}")
-    console = _console()
-    console.print(table)
-    console.print(f"{what}: {result['output']:.4f} for this row, {result['base']:.4f} on average over the background")
-
-
-@app.command()
-def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (honing train or honing tune).")],
-    open_: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
-) -> None:
-    """(Re)build a run's self-contained report.html: metrics with intervals, audit, plots, fairness, model card.
-
-    Every train and tune run writes one; rebuild it after upgrading honing, or to look again.
-    """
-    from honing import api
-
-    path = api.report(run_dir)
-    _console().print(f"wrote [bold]{path}[/]")
-    if open_:
-        import webbrowser
-
-        webbrowser.open(path.resolve().as_uri())
-
-
-runs_app = typer.Typer(help="Runs logged to MLflow: list them, or compare some side by side.", no_args_is_help=False,
-                       rich_markup_mode="markdown")
-app.add_typer(runs_app, name="runs")
-TrackingUri = Annotated[str | None, typer.Option("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here).")]
-
-
-@runs_app.callback(invoke_without_command=True)
-def runs(
-    ctx: typer.Context,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Only the runs of this recipe name.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Most runs to show.")] = 20,
-    uri: TrackingUri = None,
-) -> None:
-    """List the runs logged to MLflow, newest first (`honing runs compare ID ID` to compare)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from rich.table import Table
-
-    from honing import api
-
-    rows = api.runs(name, limit, uri)
-    if not rows:
-        _console().print("no runs logged yet (train a recipe, or check --uri)")
-        return
-    metric_names = list(dict.fromkeys(k for row in rows for k in row.get("metrics", {})))[:3]
-    table = Table("id", "name", "date", "model", *metric_names, "seconds", title="runs")
-    for row in rows:
-        metrics = row.get("metrics", {})
-        cells = [f"{metrics[m]:.4f}" if isinstance(metrics.get(m), float) else "" for m in metric_names]
-        duration = row.get("duration")
-        table.add_row(str(row["id"])[:12], str(row.get("name", "")), str(row.get("date", ""))[:19],
-                      str(row.get("model", "")), *cells, f"{duration:.1f}" if duration is not None else "")
-    _console().print(table)
-
-
-@runs_app.command("compare")
-def runs_compare(
-    ids: Annotated[list[str], typer.Argument(help="Two or more MLflow run ids (see `honing runs`).")],
-    uri: TrackingUri = None,
-) -> None:
-    """Params and metrics of runs side by side; the values that differ are highlighted."""
-    from rich.table import Table
-
-    from honing import api
-    from honing.errors import HoningError
-
-    if len(ids) < 2:
-        raise HoningError("honing runs compare needs two or more run ids", "list them with `honing runs`")
-    result = api.compare_tracked(ids, uri)
-    different = set(result["different"])
-    for kind in ("metrics", "params"):
-        table = Table(kind, *[str(r)[:12] for r in result["runs"]], title=kind)
-        for key, values in sorted(result[kind].items(), key=lambda kv: (kv[0] not in different, kv[0])):
-            style = "bold yellow" if key in different else None
-            table.add_row(key, *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in values], style=style)
-        _console().print(table)
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1.")] = 5000,
-    uri: TrackingUri = None,
-) -> None:
-    """Start the MLflow UI for the runs logged here, on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    import subprocess
-
-    from honing import mlflow_runs
-    from honing.mlflow_store import redact
-
-    command = mlflow_runs.ui_command(uri, port)
-    _console().print(f"MLflow UI on http://127.0.0.1:{port} for {redact(mlflow_runs.tracking_uri(uri))} (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(command))
-
-
-@app.command()
-def promote(
-    name: Annotated[str, typer.Argument(help="Registered model name (the recipe's name).")],
-    version: Annotated[int, typer.Argument(help="Model version (see the MLflow UI or `honing runs`).")],
-    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to point at this version.")] = "production",
-    uri: TrackingUri = None,
-) -> None:
-    """Point a model-registry alias (default: production) at a registered version of a model."""
-    from honing import api
-
-    api.promote(name, version, alias, uri)
-    _console().print(f"{name}@{alias} → version {version}")
+app.add_typer(cli_tracking.runs_app, name="runs")
+_register(cli_tracking.COMMANDS)  # ui, promote
 
 
 @app.command()
@@ -572,82 +320,10 @@ def models() -> None:
     table.add_column("description")
     for row in model_table():
         table.add_row(row["name"], ", ".join(row["tasks"]), ", ".join(row["estimators"]), row["description"])
-    _console().print(table)
+    opts.console().print(table)
 
 
-@app.command()
-def compress(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where the compressed bundle goes (default BUNDLE-compressed).")] = None,
-    max_drop: Annotated[float | None, typer.Option("--max-drop", help="Largest validation metric drop allowed (compress.max_metric_drop).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="The training data, when it is no longer where the bundle's recipe says.")] = None,
-    overrides: Overrides = None,
-    quiet: Quiet = False,
-) -> None:
-    """Make a model smaller and faster within a metric budget.
-
-    Tries the recipe's `compress:` options — or the default ladder: ONNX Runtime, int8, pruning 30/50/70 %,
-    pruned + int8 — measures metric, size and latency of each on the validation split, and writes the
-    smallest candidate whose metric drops by at most `compress.max_metric_drop` (default 0.01) as a new
-    bundle. Writes nothing, and exits 2, when none qualifies.
-
-    Example: `honing compress runs/digits/bundle --set compress.prune.amount=0.5 --max-drop 0.005`
-    """
-    from honing import api
-    from honing.errors import CompressionError
-
-    sets = [*(overrides or []), *([f"compress.max_metric_drop={max_drop}"] if max_drop is not None else [])]
-    result = api.compress(bundle, sets, out=out, data=data, progress=_progress(quiet))
-    output.print_compression(result)
-    if result.bundle is None:
-        within = [m.name for m in result.measured[1:] if m.qualifies]
-        if within:
-            better = "smaller" if result.prefer == "size" else "faster"
-            raise CompressionError(f"no candidate within the budget is {better} than the original ({', '.join(within)} "
-                                   "qualified); nothing was written",
-                                   "unstructured pruning keeps the file size (zeros are stored): try structured "
-                                   "pruning or compress.quantize: [dynamic]")
-        raise CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
-                               "original; nothing was written",
-                               "allow a larger drop (--max-drop), or try other options (compress.prune, …)")
-    console = _console()
-    if result.test_before is not None:
-        before, after = result.test_before[result.metric], result.scores["test"][result.metric]
-        console.print(f"test {result.metric}: {before:.4f} → {after:.4f}")
-    sparsity = {k: v for k, v in result.winner.details.get("sparsity", {}).items() if v > 0}
-    if sparsity:  # unstructured pruning: zeros per layer
-        console.print("sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))
-    how = result.winner.details.get("description")
-    console.print(f"chose [bold]{result.winner.name}[/]{f' — {how}' if how else ''}; bundle: [bold]{result.bundle}[/]")
-
-
-@app.command()
-def export(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    format: Annotated[str, typer.Option("--format", "-f", help="Export format (onnx).")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the ONNX model to this .onnx file.")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Rows for the parity check (default: the bundle's validation split).")] = None,
-    quiet: Quiet = False,
-) -> None:
-    """Convert a bundle's model to ONNX, checked against the native model.
-
-    Adds `model.onnx` to the bundle (serving then uses ONNX Runtime) after checking that its outputs
-    equal the native model's on held-out rows; fails, showing the largest difference, when they do not.
-    The ONNX model takes the preprocessed feature matrix (the bundle keeps the preprocessing).
-
-    Example: `honing export runs/digits/bundle --format onnx -o digits.onnx`
-    """
-    from honing import api
-
-    result = api.export(bundle, format, out=out, data=data, progress=_progress(quiet))
-    if not result.attached:
-        _console().print(f"the bundle's model is ONNX already: wrote it ({result.size_bytes / 1024:,.1f} KiB) to "
-                         f"[bold]{result.file}[/]")
-        return
-    where = f" and [bold]{result.file}[/]" if result.file else ""
-    _console().print(f"wrote model.onnx ({result.size_bytes / 1024:,.1f} KiB) to [bold]{result.bundle}[/]{where}; "
-                     f"largest difference from the native model on {result.rows} rows: {result.max_abs_diff:.2e}")
-
+_register(cli_deploy.COMPRESSION_COMMANDS)  # compress, export
 
 
 @app.command()
@@ -660,10 +336,7 @@ def verify(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) ->
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise BundleError(f"{bundle}: {problems[0]}{more}", "re-export the bundle, or restore it from a copy")
-    _console().print(f"[green]✓[/] {bundle} is intact")
-
-
-
+    opts.console().print(f"[green]✓[/] {bundle} is intact")
 
 
 def reference_markdown() -> str:

@@ -12,7 +12,6 @@ import pytest
 import skops.io as sio
 from PIL import Image
 
-from honing.api import _resolved_recipe
 from honing.data import image_pixels
 from honing.data.dataset import load_dataset
 from honing.data.image_pixels import ImagePixels
@@ -22,6 +21,7 @@ from honing.data.schema import infer_schema
 from honing.data.sources import read_table
 from honing.errors import DataError, RecipeError
 from honing.recipe import DataConfig, ImageConfig, load_recipe
+from honing.train_flow import resolved_recipe as _resolved_recipe
 
 
 def _image(path: Path, seed: int, size: tuple[int, int] = (6, 5), mode: str = "RGB") -> Path:

@@ -1,0 +1,106 @@
+"""The tune flow: recipe → data (loaded once) → study (create, resume or join) → trials → leaderboard,
+best.yaml and plots → the best recipe trained by the train flow into ``best/`` → run dir.
+
+:func:`tune` and :func:`join` are the bodies of ``honing.api.tune`` and ``honing.api.join``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from honing.errors import RecipeError
+from honing.progress import SILENT, Progress
+from honing.recipe import Recipe, load_recipe
+from honing.report.html import build_report
+from honing.tracking import default_run_dir, run_directory, write_json, write_text
+from honing.train_flow import RunResult, load_data, log_to_mlflow, resumable, train
+
+
+@dataclass
+class TuneResult:
+    """What ``tune`` produced: the run directory, the best recipe and its scores."""
+
+    run_dir: Path
+    recipe: Recipe  # the best recipe (also best.yaml)
+    metric: str
+    objectives: list[str]  # the leaderboard's score columns: the metric, latency_ms, size_kb
+    best_trial: int | None  # None when no trial beat the recipe as written (best.yaml keeps it)
+    best_score: float
+    default_score: float | None  # the recipe as written, on the same validation data
+    leaderboard: list[dict[str, Any]]
+    trained: RunResult | None  # the best recipe's bundle, under best/
+    notes: list[str] = field(default_factory=list)
+
+
+def tune(recipe: str | Path | dict | Recipe | None, overrides: list[str] | None = None,
+         out: str | Path | None = None, progress: Progress = SILENT, study: str | None = None,
+         resume: bool = False) -> TuneResult:
+    """The tuning run of a recipe (see ``honing.api.tune``), logged to MLflow."""
+    from honing.evaluation.evaluate import check_refit
+    from honing.tuning import search as searching
+
+    if resume:
+        recipe = resumable(out, "tune")
+    recipe = load_recipe(recipe, overrides)
+    check_refit(recipe)
+    run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
+    with run_directory(run_dir, resume=resume) as tmp:
+        progress.note(f"run directory: {run_dir}")
+        dataset = load_data(recipe, progress)
+        search = searching.prepare(recipe, dataset, tmp, study)
+        recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
+        write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
+        found = searching.open_study(search, create=not resume, progress=progress)
+        write_json(tmp / "study.json", {"study": search.spec.name, "storage": search.spec.shown(tmp)})
+        with progress.step("scoring the recipe as written"):
+            default = searching.score_default(search, found, progress)
+        searching.run(search, found, progress)
+        outcome = searching.outcome(search, found)
+        result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
+    log_to_mlflow(recipe, run_dir, progress)
+    return result
+
+
+def join(recipe: str | Path, overrides: list[str] | None = None, study: str | None = None,
+         progress: Progress = SILENT) -> int:
+    """Trials of a study in shared storage run on this machine (see ``honing.api.join``); returns how
+    many trials the study has finished."""
+    from honing.tuning import search as searching
+
+    recipe = load_recipe(recipe, overrides)
+    if recipe.tune.storage is None:
+        raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
+                          "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
+    dataset = load_data(recipe, progress)
+    search = searching.prepare(recipe, dataset, Path.cwd(), study)
+    found = searching.open_study(search, create=False, progress=progress)
+    searching.run(search, found, progress)
+    return sum(t.state.is_finished() for t in found.get_trials(deepcopy=False))
+
+
+def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,
+                  progress: Progress) -> TuneResult:
+    from honing.report.tuning_plots import tuning_plots
+
+    tune = search.recipe.tune
+    for note in outcome.notes:
+        progress.note(note)
+    with progress.step(f"writing {run_dir}"):
+        pd.DataFrame(outcome.rows).to_csv(tmp / "leaderboard.csv", index=False)
+        write_text(tmp / "best.yaml", outcome.recipe.to_yaml())
+        _, notes = tuning_plots(outcome.study, tmp / "plots", outcome.names)
+    for note in notes:
+        progress.note(note)
+    refit = outcome.refitted if tune.refit else outcome.recipe
+    what = "train + validation" if tune.refit else "train"
+    which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
+    progress.note(f"training the best recipe ({which}) on {what}")
+    trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit, track=False)
+    write_json(tmp / "tune.json", outcome.summary(search.spec.name, default, trained.metrics.get("test", {})))
+    build_report(tmp)
+    return TuneResult(run_dir, outcome.recipe, search.metric, outcome.names, outcome.trial, outcome.scores[0], default,
+                      outcome.rows, trained, [*outcome.notes, *notes])
