@@ -194,10 +194,12 @@ def serve(bundle: str | Path, overrides: list[str] | None = None, *, host: str |
 
     flags = {"serve.host": host, "serve.port": port, "serve.workers": workers, "serve.backend": backend,
              "monitor.log": log}
-    serve_config, monitor_config = settings.resolve(load(bundle, backend or "auto").recipe, overrides, flags)
+    loaded = load(bundle, backend or "auto")
+    serve_config, monitor_config = settings.resolve(loaded.recipe, overrides, flags)
     if no_log:
         monitor_config.log = None
-    server.run(bundle, serve_config, monitor_config, backend=serve_config.backend)
+    same = serve_config.backend == (backend or "auto")  # else the recipe's serve.backend asks for another
+    server.run(bundle, serve_config, monitor_config, backend=serve_config.backend, loaded=loaded if same else None)
 
 
 def monitor(bundle: str | Path, overrides: list[str] | None = None, *, log: str | None = None,

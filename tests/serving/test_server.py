@@ -62,10 +62,11 @@ def bundle_dir(tmp_path_factory) -> Path:
 class Served:
     """A server child process: ``url`` once it has announced itself; stopped with SIGTERM."""
 
-    def __init__(self, bundle_dir: Path, log_url: str, *, workers: int = 1, slow: bool = False):
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(bundle_dir), str(workers), log_url, "slow" if slow else "-"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, bundle_dir: Path, log_url: str, *, workers: int = 1, slow: bool = False,
+                 command: list[str] | None = None):
+        command = command or [sys.executable, "-c", CHILD, str(bundle_dir), str(workers), log_url,
+                              "slow" if slow else "-"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -220,3 +221,17 @@ def test_worker_settings_round_trip(bundle_dir, monkeypatch, tmp_path):
         too_many = c.post("/v1/predict", json={"instances": [ROW] * 8})
     assert card["serve"]["max_rows"] == 7 and card["serve"]["unknown_categories"] == "reject"
     assert too_many.status_code == 413
+
+
+def test_the_serve_command_takes_its_settings_from_options_and_set(bundle_dir, tmp_path):
+    from honing.serving.log_store import read_predictions
+
+    log_url = sqlite_url(tmp_path / "cli.db")
+    command = [sys.executable, "-m", "honing.cli", "serve", str(bundle_dir), "--port", "0", "--log", log_url,
+               "--set", "serve.max_rows=2"]
+    with Served(bundle_dir, log_url, command=command) as served:
+        two = httpx.post(f"{served.url}/v1/predict", json={"instances": [ROW, ROW]})
+        three = httpx.post(f"{served.url}/v1/predict", json={"instances": [ROW, ROW, ROW]})
+        served.stop()
+    assert two.status_code == 200 and three.status_code == 413
+    assert len(read_predictions(log_url)) == 2

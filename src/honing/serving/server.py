@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from honing.bundle import Bundle
 from honing.errors import ServingError, first_line
 from honing.recipe import MonitorConfig, ServeConfig
 
@@ -36,8 +37,9 @@ logger = logging.getLogger("honing.serving")
 
 
 def run(bundle_path: str | Path, serve: ServeConfig, monitor: MonitorConfig, *, backend: str = "auto",
-        on_ready: Callable[[str], Any] | None = None) -> None:
-    """Serve the bundle at ``bundle_path`` until SIGTERM/SIGINT.
+        on_ready: Callable[[str], Any] | None = None, loaded: Bundle | None = None) -> None:
+    """Serve the bundle at ``bundle_path`` until SIGTERM/SIGINT (``loaded``: the bundle, already loaded
+    with this backend, so that it is not loaded twice).
 
     ``backend`` (native | onnx) overrides ``serve.backend`` unless it is ``auto``.  The prediction log
     is ``monitor.log`` (None: no log).  Once the app is warmed up and answers, prints one line
@@ -49,7 +51,7 @@ def run(bundle_path: str | Path, serve: ServeConfig, monitor: MonitorConfig, *, 
     from honing.serving.app import create_app
 
     backend = serve.backend if backend == "auto" else backend
-    bundle = load_predictor(bundle_path, backend)
+    bundle = loaded if loaded is not None else load_predictor(bundle_path, backend)
     log = open_log(monitor, serve)
     try:  # the app checks the bundle and the settings before anything starts
         app = create_app(bundle, serve, log if serve.workers == 1 else None, freeze_gc=True)
