@@ -29,6 +29,7 @@ import pandas as pd
 
 from honing.audit.fairness import model_fairness
 from honing.bundle import Bundle
+from honing.bundle.predictor import group_keys
 from honing.data.dataset import encode_target
 from honing.errors import HoningError, MonitorError, did_you_mean
 from honing.evaluation.metrics import compute_metrics
@@ -172,7 +173,7 @@ def _fairness(result: MonitorResult, bundle: Bundle, labelled: pd.DataFrame, y_t
     sensitive = [c for c in (bundle.recipe.get("audit") or {}).get("sensitive", []) if c in labelled.columns]
     if not sensitive or len(labelled) < MIN_FAIRNESS_ROWS:
         return
-    groups = {name: labelled[name].astype("string").fillna("missing").astype(str) for name in sensitive}
+    groups = {name: group_keys(labelled[name]) for name in sensitive}
     groups = {name: g for name, g in groups.items() if g.nunique() >= 2}
     if groups:
         result.fairness, _ = model_fairness(y_true, y_pred, groups, bundle.task)
