@@ -109,6 +109,10 @@ class DataConfig(_Section):
     image: ImageConfig = Field(default_factory=ImageConfig, description="Decoding of image columns: resize, colour mode, normalisation.")
     augment: list[dict[str, Any]] = Field(default_factory=list, description="Augmentation of the training split only (never validation or test), as steps `{name: NAME, p: …, …}`. Images: hflip, vflip, rotation, resized_crop, color_jitter, gaussian_noise, erasing. Text: text (deletion, swap, synonyms, copies). Tabular: gaussian_noise (std), mixup (alpha; classification, any neural model). See docs/augmentation.md.")
     balance: Literal["none", "class_weight", "oversample", "undersample", "smote"] = Field("none", description="Class balancing of the training split only (classification): class_weight (weights inversely proportional to class counts), oversample / undersample (random, imbalanced-learn), smote.")
+    streaming: Literal["auto", True, False] = Field("auto", description="Stream a Parquet or CSV/TSV file in record batches instead of reading it whole (datasets larger than memory; neural model types only; see docs/streaming.md). auto = stream when the file's in-memory size is estimated above 2 GiB (Parquet: rows × columns × 8 bytes; CSV: twice the file size).")
+    shuffle_buffer: int = Field(100_000, ge=1, description="Streaming: rows held in the shuffle buffer (shared by the reader processes); training batches are drawn at random from it.")
+    workers: int = Field(1, ge=0, description="Streaming: reader processes that read and preprocess batches beside training (0 = in the training process).")
+    chunk_rows: int = Field(65_536, ge=1, description="Streaming: rows read from the file at a time.")
 
 
 class LoraConfig(_Section):
@@ -213,6 +217,7 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: the CPUs available).")
     bucket_by_length: bool = Field(False, description="Token inputs: batch rows of similar length together (shuffled within buckets), so dynamic padding pads less.")
     processes: int = Field(1, ge=1, description="Data-parallel processes on this machine (DistributedDataParallel through torchrun: gloo on CPU, NCCL on CUDA); neural models only.")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share the work: ddp = each holds the whole model and averages gradients; fsdp = parameters, gradients and optimizer state are sharded among them (FSDP2; for models too big for one process's memory). Ignored in one process.")
 
 
 
@@ -263,6 +268,7 @@ class TuneConfig(_Section):
     workers: int = Field(1, ge=1, description="Trials run in parallel by this many processes on this machine.")
     storage: str | None = Field(None, description="Where the study lives: null = a journal file in the run directory; postgresql://user@host/db (or a journal file path on a shared disk) lets workers on other machines join with `honing tune --join`.")
     study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study name in the storage (default: the recipe's name).")
+    heartbeat: int = Field(20, ge=1, description="Database storage: seconds between the heartbeats of a running trial; a trial silent for 4 × heartbeat + 10 s (its worker died) is marked interrupted and its parameters run again once.")
     refit: bool = Field(True, description="Retrain the best recipe on train + validation for the final bundle, evaluated on the untouched test split.")
     space: dict[str, Any] | None = Field(None, description="Search space keyed by recipe path, e.g. `train.optimizer.lr: {float: [1.0e-5, 1.0e-1], log: true}`; null = the model type's default space (docs/tuning.md).")
 

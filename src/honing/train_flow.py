@@ -111,6 +111,10 @@ def launch(recipe: str | Path, overrides: list[str], out: str | Path | None, pro
     if parsed.model.type not in neural:
         raise RecipeError(f"train.processes: data-parallel training is for neural models, not '{parsed.model.type}'",
                           f"set model.type to one of {', '.join(neural)}, or train.processes: 1")
+    if parsed.train.strategy == "fsdp" and parsed.model.pretrained:
+        raise RecipeError("train.strategy: fsdp shards models trained from scratch, and model.pretrained is set "
+                          "(its freezing schedule works on the whole model)",
+                          "fine-tune with train.strategy: ddp")
     from honing.training.distributed import launch as torchrun
 
     out = Path(out) if out is not None else default_run_dir(parsed.name)  # one directory for every rank

@@ -18,16 +18,22 @@ from typing import Any
 import torch
 
 from honing.errors import HoningError
+from honing.training import distributed
 from honing.training.callbacks import Callback
 
 
 def save_checkpoint(trainer: Any, path: str | Path) -> None:
-    """Write ``trainer.state_dict()`` to ``path`` atomically (a temporary file, then a rename)."""
+    """Write ``trainer.state_dict()`` to ``path`` atomically (a temporary file, then a rename).
+
+    Under torchrun every rank calls it (a sharded model's state is gathered by all) and rank 0 writes."""
+    state = trainer.state_dict()
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(trainer.state_dict(), tmp)
+        torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

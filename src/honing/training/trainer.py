@@ -7,8 +7,12 @@ a :class:`History` and, when ``train.early_stopping`` is set, an :class:`EarlySt
 Label smoothing (``train.label_smoothing``) is not applied here: the estimator builds its
 ``nn.CrossEntropyLoss(label_smoothing=...)`` and hands it over as ``loss_fn``.
 
+Data larger than memory arrives as a *batch stream* (:class:`BatchStream`, e.g. from
+:mod:`honing.data.streaming`) instead of tensors: the same loop runs over whatever batches it yields.
+
 Under torchrun (``train.processes``, :mod:`honing.training.distributed`) each process runs the same
-loop on its own shard of every epoch's permutation, through ``DistributedDataParallel``; see
+loop on its own shard of every epoch's permutation, through ``DistributedDataParallel`` or, with
+``train.strategy: fsdp``, on a fully sharded twin of the model (:mod:`honing.training.fsdp`); see
 :class:`Trainer` for what changes.
 """
 
@@ -17,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -26,9 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import TrainConfig
-from honing.training import distributed
+from honing.training import distributed, fsdp
 from honing.training.callbacks import Callback, EarlyStopping, History, ProgressBar, monitor_mode
-from honing.training.checkpoint import Checkpoint
 from honing.training.optim import Schedule, init_weights, l1_penalty, make_optimizer, make_schedule
 
 Metric = Callable[[Tensor, Tensor], float]
@@ -37,8 +40,21 @@ BatchTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 #: The epoch's row order from the trainer's generator (default: a uniform permutation).
 BatchOrder = Callable[[torch.Generator], Tensor]
 
-# Callbacks that write or print: only rank 0 runs them (and any callback with ``main_only = True``).
-MAIN_ONLY_CALLBACKS = (Checkpoint, ProgressBar)
+# Callbacks that print: only rank 0 runs them (and any callback with ``main_only = True``).  Checkpoint
+# runs on every rank (a sharded model's full state is gathered by all of them) and rank 0 writes it.
+MAIN_ONLY_CALLBACKS = (ProgressBar,)
+
+
+@runtime_checkable
+class BatchStream(Protocol):
+    """Training or validation data that need not fit in memory: what :meth:`Trainer.fit` takes
+    instead of tensors.  ``batches(epoch)`` yields the epoch's ``(inputs, targets)`` batches (already
+    shuffled, on any device); ``len()`` is the number of batches per epoch (an estimate is enough:
+    it sizes the per-step learning-rate schedule)."""
+
+    def batches(self, epoch: int) -> Iterable[tuple[Tensor, Tensor]]: ...
+
+    def __len__(self) -> int: ...
 
 
 class TrainingDiverged(HoningError):
@@ -65,6 +81,13 @@ class Trainer:
     make identical early-stopping and schedule decisions.  Checkpoints and the progress line
     (:data:`MAIN_ONLY_CALLBACKS`) run on rank 0 only.  :attr:`model` stays the plain module (DDP
     wraps it for the training forward only), so states and bundles match single-process ones.
+    With ``train.strategy: fsdp`` the ranks train a sharded twin instead (:mod:`honing.training.fsdp`):
+    :attr:`model` is that twin during ``fit`` and the original module, holding the full trained
+    weights, after it; checkpoints hold full states, as a single process writes them.
+
+    A :class:`BatchStream` in place of ``X`` (and of ``X_val``) trains on its batches; under
+    torchrun each rank's stream must yield its own share of the rows, and an epoch ends for all
+    ranks when the first of them runs out (they must step together).
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], cfg: TrainConfig, *,
@@ -86,6 +109,10 @@ class Trainer:
         self.model = model.to(self.device)
         self._ddp: DistributedDataParallel | None = None  # wraps model for training when distributed
         init_weights(self.model, cfg.init)
+        self._unsharded: nn.Module | None = None  # with FSDP: the original module, until fit ends
+        if cfg.strategy == "fsdp" and distributed.is_distributed():
+            self._unsharded, self.model = self.model, fsdp.shard(self.model)
+            params = fsdp.regroup(model.parameters() if params is None else params, model, self.model)
         self.loss_fn = loss_fn
         self.metrics = dict(metrics or {})
         self.optimizer = make_optimizer(self.model.parameters() if params is None else params, cfg.optimizer)
@@ -105,15 +132,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, X: Tensor, y: Tensor, X_val: Tensor | None = None, y_val: Tensor | None = None) -> History:
-        """Train until ``cfg.epochs`` or until a callback sets :attr:`stop`; return the history."""
-        X, y = X.to(self.device), y.to(self.device)
-        val = None if X_val is None else (X_val.to(self.device), y_val.to(self.device))
+    def fit(self, X: Tensor | BatchStream, y: Tensor | None = None, X_val: Tensor | BatchStream | None = None,
+            y_val: Tensor | None = None) -> History:
+        """Train until ``cfg.epochs`` or until a callback sets :attr:`stop`; return the history.
+
+        ``X, y`` are tensors, or ``X`` is a :class:`BatchStream` (``y`` None); the same for the
+        validation data."""
+        if not isinstance(X, BatchStream):
+            X, y = X.to(self.device), y.to(self.device)
+        val = X_val if X_val is None or isinstance(X_val, BatchStream) else (X_val.to(self.device),
+                                                                              y_val.to(self.device))
         if self.schedule is None:
-            rows = len(distributed.shard_indices(len(X), torch.arange(len(X))))  # on this rank
-            self._build_schedule(math.ceil(math.ceil(rows / self.batch_size) / self.cfg.accumulate))
-        if distributed.is_distributed() and self._ddp is None:  # averages the gradients across ranks
-            self._ddp = DistributedDataParallel(self.model, device_ids=self._ddp_device_ids())
+            self._build_schedule(math.ceil(self._batches_per_epoch(X) / self.cfg.accumulate))
+        if distributed.is_distributed() and self._unsharded is None and self._ddp is None:
+            self._ddp = DistributedDataParallel(self.model, device_ids=self._ddp_device_ids())  # averages gradients
         self.stop = False
         with torch_threads(self.cfg.threads):
             self._call("on_fit_start")
@@ -122,44 +154,64 @@ class Trainer:
                 self._call("on_epoch_start", epoch)
                 self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 start = time.perf_counter()
-                loss = self._train_epoch(X, y, epoch)
+                loss, rows = self._train_epoch(X, y, epoch)
                 train_seconds = time.perf_counter() - start
                 logs = {"epoch": epoch, "loss": loss, **self._validate(val)}
                 logs.update(lr=self.schedule.lr, seconds=time.perf_counter() - start,
-                            samples_per_s=len(X) / max(train_seconds, 1e-9))
+                            samples_per_s=rows / max(train_seconds, 1e-9))
                 self.schedule.step_epoch(self._monitored_value(logs))
                 self.epoch = epoch
                 self._call("on_epoch_end", epoch, logs)
             self._call("on_fit_end")
+        if self._unsharded is not None:  # the original module takes the trained weights back
+            self.model, self._unsharded = fsdp.unshard(self.model, self._unsharded, self.device), None
         return self.history
 
-    def _train_epoch(self, X: Tensor, y: Tensor, epoch: int) -> float:
+    def _train_epoch(self, X: Tensor | BatchStream, y: Tensor | None, epoch: int) -> tuple[float, int]:
         """One pass over the shuffled rows (this rank's share of them); returns the mean training loss
-        (without the L1 term), averaged across ranks."""
+        (without the L1 term), averaged across ranks, and the rows trained on (all ranks together)."""
         self.model.train()
-        size, accumulate = self.batch_size, self.cfg.accumulate
-        perm = (torch.randperm(len(X), generator=self.generator) if self.order is None
-                else self.order(self.generator))  # the same on every rank (same seed)
-        perm = distributed.shard_indices(len(X), perm).to(self.device)  # this rank's rows (all of them alone)
-        n = len(perm)
-        batches = math.ceil(n / size)
-        total = 0.0
+        accumulate = self.cfg.accumulate
+        batches = self._batches_per_epoch(X)  # exact for tensors; for a stream, an estimate
+        total, n, batch = 0.0, 0, 0
         self.optimizer.zero_grad(set_to_none=True)
-        for batch in range(1, batches + 1):
-            idx = perm[(batch - 1) * size: batch * size]
-            group = min(accumulate, batches - (batch - 1) // accumulate * accumulate)  # batches in this step
-            step = batch % accumulate == 0 or batch == batches
-            xb, yb = X[idx], y[idx]
+        stream = isinstance(X, BatchStream)
+        for batch, (xb, yb), last in _marked_last(self._epoch_batches(X, y)):
+            # batches in this step: the last step of an epoch may be short (a stream learns it at its end)
+            group = accumulate if stream else min(accumulate, batches - (batch - 1) // accumulate * accumulate)
+            step = batch % accumulate == 0 or last
             xa, ya = (xb, yb) if self.augment is None else self.augment(xb, yb)  # training batches only
             with self._sync_gradients(step):
                 loss = self._backward(xa, ya, group, epoch, batch)
             if step:
+                if stream and batch % accumulate:  # a short last step: its batches carry 1/accumulate each
+                    _scale_gradients(self.model, accumulate / (batch % accumulate))
                 self._optimizer_step()
-            total += loss * len(idx)
+            total += loss * len(xb)
+            n += len(xb)
             self.batch_targets = yb  # for callbacks that look at the batch (class balance)
             self._call("on_batch_end", batch, loss)
-        self._check_weights(epoch, batches)
-        return distributed.all_reduce_mean(total / n)
+        if n == 0:
+            raise HoningError(f"epoch {epoch} had no training rows", "check the training data (and its split)")
+        self._check_weights(epoch, batch)
+        return distributed.all_reduce_mean(total / n), n * distributed.world_size()
+
+    def _epoch_batches(self, X: Tensor | BatchStream, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+        """This rank's training batches of the epoch, on the training device."""
+        if isinstance(X, BatchStream):
+            batches = ((xb.to(self.device), yb.to(self.device)) for xb, yb in X.batches(self.epoch + 1))
+            return _while_all_ranks_have(batches) if distributed.is_distributed() else batches
+        perm = (torch.randperm(len(X), generator=self.generator) if self.order is None
+                else self.order(self.generator))  # the same on every rank (same seed)
+        perm = distributed.shard_indices(len(X), perm).to(self.device)  # this rank's rows (all of them alone)
+        size = self.batch_size
+        return ((X[idx], y[idx]) for idx in (perm[i: i + size] for i in range(0, len(perm), size)))
+
+    def _batches_per_epoch(self, X: Tensor | BatchStream) -> int:
+        if isinstance(X, BatchStream):
+            return max(len(X), 1)
+        rows = len(distributed.shard_indices(len(X), torch.arange(len(X))))  # on this rank
+        return math.ceil(rows / self.batch_size)
 
     def _backward(self, xb: Tensor, yb: Tensor, group: int, epoch: int, batch: int) -> float:
         """Forward, loss (+ L1), and gradients scaled by 1/group; returns the batch loss."""
@@ -190,11 +242,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step_batch()
 
-    def _validate(self, val: tuple[Tensor, Tensor] | None) -> dict[str, float]:
+    def _validate(self, val: tuple[Tensor, Tensor] | BatchStream | None) -> dict[str, float]:
         if val is None:
             return {}
-        X_val, y_val = val
-        outputs = self._outputs(X_val)
+        if isinstance(val, BatchStream):
+            outputs, y_val = self._stream_outputs(val)
+        else:
+            X_val, y_val = val
+            outputs = self._outputs(X_val)
         logs = {"val_loss": float(self.loss_fn(outputs, y_val))}
         for name, metric in self.metrics.items():
             logs[f"val_{name}"] = float(metric(outputs, y_val))
@@ -215,6 +270,19 @@ class Trainer:
         out = torch.cat(parts)
         return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
 
+    @torch.no_grad()
+    def _stream_outputs(self, stream: BatchStream) -> tuple[Tensor, Tensor]:
+        """The model's outputs for every batch of a (validation) stream, and the batches' targets."""
+        self.model.eval()
+        outputs, targets = [], []
+        with self._autocast():
+            for xb, yb in stream.batches(0):
+                outputs.append(self.model(xb.to(self.device)).float())
+                targets.append(yb.to(self.device))
+        if not outputs:
+            raise HoningError("the validation data has no rows", "check the data and its split")
+        return torch.cat(outputs), torch.cat(targets)
+
     # ------------------------------------------------------------------ helpers
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -224,7 +292,10 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _sync_gradients(self, sync: bool) -> contextlib.AbstractContextManager:
-        """DDP averages the gradients in every backward; skip that for batches that only accumulate."""
+        """DDP and FSDP average the gradients in every backward; skip that for batches that only accumulate."""
+        if self._unsharded is not None:
+            self.model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
         return contextlib.nullcontext() if sync or self._ddp is None else self._ddp.no_sync()
 
     def _ddp_device_ids(self) -> list[int] | None:
@@ -245,7 +316,9 @@ class Trainer:
         return logs.get(self.monitor)
 
     def _check_weights(self, epoch: int, batch: int) -> None:
-        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all()
+        finite = torch.stack([fsdp.local(p.detach()).isfinite().all() for p in self.model.parameters()]).all()
+        if self._unsharded is not None:  # each rank sees its own shard: all must agree
+            finite = distributed.all_reduce_mean(float(finite)) == 1.0
         if not bool(finite):
             self._diverged("weights became nan or inf", epoch, batch)
 
@@ -267,11 +340,15 @@ class Trainer:
         """Everything a resume needs: tensors and plain Python values only (loadable with weights_only).
 
         The model's state is the plain module's (no DDP ``module.`` prefix); the RNG states are this rank's.
+        With FSDP every rank must call it (the full state is gathered); rank 0 gets it, the others get
+        empty model and optimizer states.
         """
+        model, optimizer = ((self.model.state_dict(), self.optimizer.state_dict()) if self._unsharded is None
+                            else fsdp.full_state(self.model, self.optimizer))
         return {
             "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model,
+            "optimizer": optimizer,
             "steps_per_epoch": self.steps_per_epoch,
             "schedule": self.schedule.state_dict() if self.schedule else {},
             "scaler": self.scaler.state_dict() if self.scaler else {},
@@ -283,10 +360,16 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`; callbacks are matched by class (extra ones keep their state)."""
-        self.model.load_state_dict(state["model"])
         if self.schedule is None and state["steps_per_epoch"]:
             self._build_schedule(int(state["steps_per_epoch"]))  # before the optimizer: it resets the lr
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self._unsharded is None:
+            self.model.load_state_dict(state["model"])
+            if fsdp.keyed_by_name(state["optimizer"]):  # written by a sharded run
+                fsdp.load_full_state(self.model, self.optimizer, state["model"], state["optimizer"])
+            else:
+                self.optimizer.load_state_dict(state["optimizer"])
+        else:  # every rank read the whole file: each keeps its shard
+            fsdp.load_full_state(self.model, self.optimizer, state["model"], state["optimizer"])
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         if self.scaler and state["scaler"]:
@@ -332,6 +415,36 @@ def _with_default_callbacks(callbacks: Iterable[Callback], cfg: TrainConfig) -> 
     if es is not None and not any(isinstance(cb, EarlyStopping) for cb in callbacks):
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
     return sorted(callbacks, key=lambda cb: cb.order)
+
+
+@torch.no_grad()
+def _scale_gradients(model: nn.Module, factor: float) -> None:
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.mul_(factor)
+
+
+def _marked_last(items: Iterable[Any]) -> Iterator[tuple[int, Any, bool]]:
+    """``(number from 1, item, is_last)`` for each item (one item of look-ahead)."""
+    iterator = iter(items)
+    try:
+        item = next(iterator)
+    except StopIteration:
+        return
+    number = 1
+    for following in iterator:
+        yield number, item, False
+        item, number = following, number + 1
+    yield number, item, True
+
+
+def _while_all_ranks_have(batches: Iterator[Any]) -> Iterator[Any]:
+    """A rank's stream batches while every rank still has one (ranks must step together)."""
+    for batch in batches:
+        if distributed.all_reduce_mean(1.0) < 1.0:  # another rank ran out
+            return
+        yield batch
+    distributed.all_reduce_mean(0.0)  # tell the others this rank ran out
 
 
 def _main_only(callback: Callback) -> bool:
