@@ -139,7 +139,7 @@ def main() -> None:
     if "tune" not in skip:
         from scaling_tune import main as tune_main
 
-        sys.argv = [sys.argv[0]] + (["--quick"] if args.quick else [])
+        sys.argv = [sys.argv[0]] + (["--seconds", "15"] if args.quick else [])
         tune_main()
     if "stream" not in skip:
         from scaling_stream import main as stream_main

@@ -112,7 +112,7 @@ class DataConfig(_Section):
     streaming: Literal["auto", True, False] = Field("auto", description="Stream a Parquet or CSV/TSV file in record batches instead of reading it whole (datasets larger than memory; neural model types only; see docs/streaming.md). auto = stream when the file's in-memory size is estimated above 2 GiB (Parquet: rows × columns × 8 bytes; CSV: twice the file size).")
     shuffle_buffer: int = Field(100_000, ge=1, description="Streaming: rows held in the shuffle buffer (shared by the reader processes); training batches are drawn at random from it.")
     workers: int = Field(1, ge=0, description="Streaming: reader processes that read and preprocess batches beside training (0 = in the training process).")
-    chunk_rows: int = Field(65_536, ge=1, description="Streaming: rows read from the file at a time.")
+    chunk_rows: int = Field(16_384, ge=1, description="Streaming: rows read from the file (and preprocessed) at a time; memory grows with it.")
 
 
 class LoraConfig(_Section):

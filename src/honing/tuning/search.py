@@ -54,7 +54,7 @@ def open_study(search: Search, create: bool = True, progress: Progress = SILENT)
     if create:
         return studies.create_study(search.spec, studies.make_sampler(tune, search.dims, seed), pruner)
     study = studies.load_study(search.spec, None, pruner)
-    study.sampler = studies.make_sampler(tune, search.dims, seed + len(study.get_trials(deepcopy=False)))
+    study.sampler = studies.make_sampler(tune, search.dims, studies.sampler_seed(seed, study, search.spec.shared))
     again = studies.requeue_interrupted(study, running=not search.spec.shared)
     if again:
         progress.note(f"{again} interrupted trial(s) will run again")

@@ -2,10 +2,15 @@
 
 * Storage: a journal file in the run directory by default (``JournalFileBackend``: safe for
   several processes on one machine, which SQLite is not); ``tune.storage`` may name a
-  PostgreSQL URL (workers on other machines join with ``honing tune --join``; heartbeats let a
-  crashed worker's trial be failed and retried) or a journal file on a shared disk.
+  PostgreSQL URL (workers on other machines join with ``honing tune --join``) or a journal file on
+  a shared disk.
+* Heartbeats (database storage): a running trial beats every ``tune.heartbeat`` seconds; one
+  silent for :func:`grace` seconds (its worker died) is marked ``interrupted`` and failed by the
+  first worker to notice, which queues its parameters again (once: only one worker's FAIL lands).
 * Budget: ``tune.trials`` counts finished trials (complete, pruned or failed); a trial cut short by
-  Ctrl-C or SIGKILL is marked ``interrupted``, not counted, and run again on resume.
+  Ctrl-C or SIGKILL is marked ``interrupted``, not counted, and run again (on resume, or, in a
+  database, by the other workers).  A worker starts a trial only while finished + running trials
+  are below the budget, so N workers finish at most N-1 trials more than the budget.
 * Workers: ``tune.workers: N`` runs N processes that share the study, each pinned to its share of
   the CPUs; each process seeds its sampler with ``seed + worker``.
 """
@@ -16,6 +21,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,15 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import Recipe, TuneConfig
+from honing.tuning.heartbeat import HEARTBEAT, HeartbeatStorage, fail_stale, grace, lost, requeue_stale
 from honing.tuning.space import Dimension, grid_size
 
 JOURNAL = "study.journal"
-#: Seconds between a running trial's heartbeats in a database, and after which a silent one is stale.
-HEARTBEAT, GRACE = 20, 90
+#: Seconds between two looks at the study while a worker waits for the trials holding the budget.
+POLL = 1.0
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # honing reports trials itself
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -45,6 +54,7 @@ class StudySpec:
     storage: str  # a database URL or a journal file path
     name: str
     directions: tuple[str, ...]
+    heartbeat: int = HEARTBEAT  # seconds between heartbeats of a running trial (database storage)
 
     @property
     def shared(self) -> bool:
@@ -60,9 +70,10 @@ def storage_spec(tune: TuneConfig, run_dir: Path) -> str:
     return tune.storage or str(Path(run_dir) / JOURNAL)
 
 
-def open_storage(spec: str) -> Any:
+def open_storage(spec: str, heartbeat: int = HEARTBEAT) -> Any:
     """An Optuna storage for a database URL or a journal file path; one-line errors naming
-    ``tune.storage`` when it cannot be reached."""
+    ``tune.storage`` when it cannot be reached.  A database's running trials beat every
+    ``heartbeat`` seconds."""
     if "://" not in spec:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -77,9 +88,11 @@ def open_storage(spec: str) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                                          heartbeat_stale_trial_callback=_requeue_stale,
-                                          engine_kwargs={"pool_pre_ping": True, **_connect_timeout(spec)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            return HeartbeatStorage(spec, heartbeat_interval=heartbeat, grace_period=grace(heartbeat),
+                                     heartbeat_stale_trial_callback=requeue_stale,
+                                     engine_kwargs={"pool_pre_ping": True, **_connect_timeout(spec)})
     except (ImportError, ValueError, SQLAlchemyError) as exc:  # driver, network, credentials, database
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HoningError(f"tune.storage: cannot open {_redacted(spec)}: {reason[:200]}",
@@ -112,7 +125,8 @@ def make_sampler(tune: TuneConfig, dims: tuple[Dimension, ...], seed: int) -> op
     if name == "nsga2":
         population = min(50, max(4, (tune.trials or 50) // 4))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=tune.workers > 1,
+    parallel = tune.workers > 1 or tune.storage is not None  # shared storage: other machines may join
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel,
                                       n_startup_trials=startup)
 
 
@@ -140,7 +154,7 @@ def max_steps(recipe: Recipe) -> int:
 
 def create_study(spec: StudySpec, sampler: Any, pruner: Any) -> optuna.Study:
     """A new study; with shared storage, an existing study of the same name is an error."""
-    storage = open_storage(spec.storage)
+    storage = open_storage(spec.storage, spec.heartbeat)
     if spec.shared and spec.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         raise HoningError(f"tune.study: a study '{spec.name}' already exists in {_redacted(spec.storage)}",
                           "add workers to it with --join, or choose another name with --study")
@@ -149,7 +163,7 @@ def create_study(spec: StudySpec, sampler: Any, pruner: Any) -> optuna.Study:
 
 
 def load_study(spec: StudySpec, sampler: Any, pruner: Any) -> optuna.Study:
-    storage = open_storage(spec.storage)
+    storage = open_storage(spec.storage, spec.heartbeat)
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
@@ -182,28 +196,23 @@ def budget(tune: TuneConfig, dims: tuple[Dimension, ...]) -> int | None:
 def requeue_interrupted(study: optuna.Study, running: bool) -> int:
     """Queue again the parameters of interrupted trials; with ``running`` (no other process can be
     running trials: a local journal) first fail every trial left running by a killed process.
-    (In a database, heartbeats find the trials of dead workers.)  Returns how many were queued."""
+    (In a database, heartbeats find the trials of dead workers, and the worker that fails one
+    queues it: see :func:`_requeue_stale`.)  Returns how many were queued."""
     storage = study._storage
     if not running:
-        optuna.storages.fail_stale_trials(study)
+        fail_stale(study)
     retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
     count = 0
     for trial in study.get_trials(deepcopy=False):
         if running and trial.state == TrialState.RUNNING:
             storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        elif not (trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")):
-            continue
+        elif trial.state != TrialState.FAIL or trial.user_attrs.get("interrupted") is not True:
+            continue  # not interrupted, or found stale by its heartbeat ("heartbeat"): queued by whoever failed it
         if trial.number not in retried:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             count += 1
     return count
-
-
-def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """A database trial whose worker stopped beating: mark it interrupted and run it again."""
-    study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
 # --------------------------------------------------------------------------- running trials
@@ -211,33 +220,70 @@ def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def run_trials(study: optuna.Study, objective: Callable, limit: int | None, deadline: float | None,
                after_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
-    """Run trials one at a time until ``limit`` trials are finished or running (across every
-    worker), or until ``deadline`` (a ``time.time()``) has passed."""
+    """Run trials one at a time until ``limit`` trials are finished (across every worker), or until
+    ``deadline`` (a ``time.time()``) has passed.  A trial starts only while finished + running
+    trials are below ``limit``.  With heartbeats (a database), return only once no trial runs: a
+    running one may belong to a dead worker; when it goes stale it is failed here, and its retry
+    run here if the budget is not used.  Without (a journal: this machine's processes only), return
+    when the running trials hold the rest of the budget."""
     callbacks = [after_trial] if after_trial else []
+    beating = is_heartbeat_enabled(study._storage)
     while True:
         if deadline is not None and time.time() >= deadline:
             return
         if limit is not None:
             trials = study.get_trials(deepcopy=False)
-            if sum(counted(t) or t.state == TrialState.RUNNING for t in trials) >= limit:
-                return
-        study.optimize(_guarded(objective), n_trials=1, catch=(Exception,), callbacks=callbacks)
-
-
-def _guarded(objective: Callable) -> Callable:
-    """The objective, recording why a trial failed, or that it was interrupted (not counted)."""
-    def run(trial: optuna.Trial) -> Any:
+            done = sum(counted(t) for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if done + running >= limit:
+                if not (beating and running):
+                    return
+                time.sleep(POLL if deadline is None else max(0.0, min(POLL, deadline - time.time())))
+                fail_stale(study)
+                continue
+        ran: list[int] = []
         try:
-            return objective(trial)
-        except optuna.TrialPruned:
+            study.optimize(_guarded(objective, ran), n_trials=1, catch=(Exception,), callbacks=callbacks)
+        except (ValueError, UpdateFinishedTrialError, AssertionError):  # Optuna: "Cannot tell a FAIL trial"
+            if not (ran and lost(study, ran[-1])):  # (an assertion when the trial is lost as Optuna tells it)
+                raise
+
+
+def _guarded(objective: Callable, ran: list[int] | None = None) -> Callable:
+    """The objective, recording why a trial failed, or that it was interrupted (not counted); the
+    ids of the trials it runs go to ``ran``."""
+    def run(trial: optuna.Trial) -> Any:
+        if ran is not None:
+            ran.append(trial._trial_id)
+        trial.set_user_attr("worker", worker_name())  # who runs it, while it runs
+        try:
+            value = objective(trial)
+            if ran is not None and is_heartbeat_enabled(trial.study._storage) and lost(trial.study, trial._trial_id):
+                raise UpdateFinishedTrialError(f"trial {trial.number} was failed as lost while it ran")
+            return value
+        except (optuna.TrialPruned, UpdateFinishedTrialError):  # the latter: failed under us as stale
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
+            with contextlib.suppress(UpdateFinishedTrialError):
+                trial.set_user_attr("interrupted", True)
             raise
         except Exception as exc:
             trial.set_user_attr("error", str(exc) or type(exc).__name__)
             raise
     return run
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process, as trials record it in ``user_attrs["worker"]``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sampler_seed(seed: int, study: optuna.Study, shared: bool) -> int:
+    """The seed of a sampler opening an existing study: past its trials, so it does not repeat
+    them; in shared storage also different on every joining process (workers joining at the same
+    time would otherwise sample the same points)."""
+    offset = len(study.get_trials(deepcopy=False))
+    return seed + offset + (int.from_bytes(os.urandom(3), "little") if shared else 0)
 
 
 @dataclass(frozen=True)
@@ -262,7 +308,7 @@ def run_worker(job: WorkerJob) -> None:
     recipe = validate_recipe(job.recipe)
     with pinned(job.cpus):
         study = load_study(job.spec, None, make_pruner(recipe.tune, max_steps(recipe)))
-        study.sampler = make_sampler(recipe.tune, job.dims, recipe.seed + job.worker + len(study.get_trials(deepcopy=False)))
+        study.sampler = make_sampler(recipe.tune, job.dims, sampler_seed(recipe.seed + job.worker, study, job.spec.shared))
         objective = Objective(recipe, job.dims, job.task, report=reports(recipe.tune))
         with contextlib.suppress(KeyboardInterrupt):
             run_trials(study, objective, job.limit, job.deadline)
@@ -332,4 +378,5 @@ def describe(tune: TuneConfig, limit: int | None, workers: int) -> str:
 
 
 def study_spec(recipe: Recipe, run_dir: Path, directions: list[str], name: str | None = None) -> StudySpec:
-    return StudySpec(storage_spec(recipe.tune, run_dir), name or recipe.tune.study or recipe.name, tuple(directions))
+    return StudySpec(storage_spec(recipe.tune, run_dir), name or recipe.tune.study or recipe.name, tuple(directions),
+                     recipe.tune.heartbeat)
