@@ -145,9 +145,13 @@ def load_data(recipe: Recipe, progress: Progress) -> Dataset:
 
 def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
                 fit_on_validation: bool = False) -> RunResult:
+    from honing.data.streaming import streams
     from honing.evaluation import fairness_check
     from honing.evaluation.evaluate import evaluate, predictor
 
+    if streams(recipe.data):  # a table larger than memory: read in chunks (docs/streaming.md)
+        from honing.stream_flow import train_streaming
+        return train_streaming(recipe, run_dir, tmp, progress, checkpoints, fit_on_validation)
     resolved, dataset, audit = _checked_data(recipe, progress, fit_on_validation)
     with progress.step("fitting preprocessing on the training split"):
         preprocessor, data = dataset.prepared(resolved.data)

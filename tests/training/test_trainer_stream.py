@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ class _Stream:
             yield self.X[idx], self.y[idx]
 
     def __len__(self):
-        return -(-len(self.X) // self.batch)
+        return math.ceil(len(self.X) / self.batch)
 
 
 def _trainer(**cfg) -> Trainer:

@@ -202,6 +202,47 @@ class _NeuralBase(BaseEstimator):
         self.baseline_loss_ = self._baseline_loss(y)
         return self
 
+    def _fit_stream(self, train: Any, validation: Any, n_features: int, n_outputs: int, loss_fn: nn.Module,
+                    baseline_loss: float, progress: Progress | None, callbacks: list | None) -> _NeuralBase:
+        """``_fit`` for batch streams (:mod:`honing.data.stream_batches`): the same fitted attributes,
+        from batches of ``n_features`` float inputs; no pretrained networks, token ids or length buckets."""
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        if self.pretrained:
+            raise ModelError("model.pretrained: fine-tuning a pretrained network does not stream",
+                             "set data.streaming: false")
+        self.__dict__.pop("weights_dtype_", None)
+        self.net_, self.source_shape_ = self.net, None
+        empty = np.zeros((0, n_features), dtype=np.float32)
+        shape = self._input_shape(empty)
+        if self._tokens(shape):
+            raise ModelError(f"model.type: {self.net} reads token ids, which do not stream",
+                             "use model.type: mlp, or data.streaming: false")
+        params = self.net_params_ = self._net_params(empty, shape)
+        cfg = self.train_config()
+        if validation is None:  # no validation split to stop on
+            cfg = cfg.model_copy(update={"early_stopping": None})
+        if len(shape) > 1:
+            train, validation = _Reshaped(train, shape), None if validation is None else _Reshaped(validation, shape)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module_ = build_net(self.net, shape, n_outputs, params)
+            self.module_.checkpointing = cfg.gradient_checkpointing
+            health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
+            callbacks = [health, ProgressBar(progress), *(callbacks or [])]
+            if self.checkpoint is not None:
+                callbacks.append(Checkpoint(self.checkpoint))
+            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
+                              device=self.device, seed=seed, augment=self._augmenter(shape, n_outputs, seed))
+            if self.checkpoint is not None and Path(self.checkpoint).is_file():
+                load_checkpoint(trainer, self.checkpoint)
+            self.history_ = trainer.fit(train, None, validation, None).rows
+        self.module_.eval()
+        self.n_features_in_ = n_features
+        self.input_shape_ = shape
+        self.health_ = health.stats
+        self.baseline_loss_ = baseline_loss
+        return self
+
     def _pad_id(self) -> int:
         """The padding id of token inputs (a pretrained text model's own; else 0)."""
         return int(getattr(self.module_, "pad_id", 0))
@@ -285,6 +326,18 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes, progress, callbacks)
 
+    def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, class_counts: Any,
+                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralClassifier:
+        """Train on batch streams of ``(inputs, class codes 0..K-1)`` (data larger than memory);
+        ``class_counts`` are the training rows per class (every class has some)."""
+        counts = np.asarray(class_counts, dtype=np.float64)
+        self.classes_ = np.arange(len(counts))
+        self.label_encoder_ = LabelEncoder().fit(self.classes_)
+        p = counts[counts > 0] / counts.sum()
+        loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        return self._fit_stream(train, validation, n_features, max(len(counts), 2), loss,
+                                float(-(p * np.log(p)).sum()), progress, callbacks)
+
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.long)
 
@@ -332,6 +385,14 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
                         ((np.asarray(eval_set[1], dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32))
         return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None, progress, callbacks)
 
+    def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, y_mean: float, y_std: float,
+                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralRegressor:
+        """Train on batch streams of ``(inputs, (target - y_mean) / y_scale)`` (data larger than memory),
+        where ``y_scale`` is the training target's standard deviation ``y_std``, or 1 when it is 0."""
+        self.y_mean_, self.y_scale_ = float(y_mean), float(y_std) or 1.0
+        return self._fit_stream(train, validation, n_features, 1, nn.MSELoss(), (y_std / self.y_scale_) ** 2,
+                                progress, callbacks)
+
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
 
@@ -352,6 +413,19 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
     def predict(self, X: Any) -> np.ndarray:
         out = self._outputs(X).numpy().reshape(-1).astype(np.float64)
         return out * self.y_scale_ + self.y_mean_
+
+
+class _Reshaped:
+    """A batch stream whose flat inputs are reshaped to a network's input shape (e.g. images)."""
+
+    def __init__(self, stream: Any, shape: tuple[int, ...]):
+        self.stream, self.shape = stream, shape
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def batches(self, epoch: int):
+        return ((xb.reshape(len(xb), *self.shape), yb) for xb, yb in self.stream.batches(epoch))
 
 
 def _holdout(X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: np.ndarray | None):

@@ -27,11 +27,11 @@ import pandas as pd
 import pyarrow as pa
 
 from honing.bundle import Bundle
+from honing.data.csv_chunks import NA_VALUES, rechunk, text_head
 from honing.data.image_sources import is_image_source
 from honing.data.schema import Schema
 from honing.data.sources import (
     BUILTIN_PREFIX,
-    TEXT_ENCODINGS,
     check_file,
     check_unique_columns,
     format_of,
@@ -40,10 +40,6 @@ from honing.data.sources import (
 )
 from honing.errors import DataError
 
-#: Cells read as missing, as :func:`pandas.read_csv` does by default.
-NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-_HEAD_BYTES = 1 << 20
 _BLOCK_BYTES = (1 << 20, 64 << 20)  # CSV read block: room for about chunk_rows rows, within these bounds
 
 Chunk = tuple[pd.DataFrame, list]  # rows to predict, and the arrow arrays of the --keep columns
@@ -156,7 +152,7 @@ def _parquet_source(bundle: Bundle, path: Path, keep: list[str], chunk_rows: int
 def _csv_source(bundle: Bundle, path: Path, fmt: str, keep: list[str], chunk_rows: int) -> Source:
     import pyarrow.csv as pacsv
 
-    head, encoding = _head(path)
+    head, encoding = text_head(path)
     sep = "\t" if fmt == ".tsv" else sniff_delimiter(head)
     columns = next(csv.reader(io.StringIO(head), delimiter=sep), [])
     check_unique_columns(columns, path)
@@ -178,30 +174,12 @@ def _csv_source(bundle: Bundle, path: Path, fmt: str, keep: list[str], chunk_row
 
     def chunks() -> Iterator[Chunk]:
         with _arrow_errors(path, "cannot be parsed as a table", hint):
-            for table in _rechunk(reader, chunk_rows):
+            for table in rechunk(reader, chunk_rows):
                 yield _csv_frame(table, numeric, numberlike), [table.column(k) for k in keep]
 
     estimate = int(path.stat().st_size / row_bytes) if lines > 1 else None
     fields = [pa.field(k, pa.string()) for k in keep]
     return Source(columns, fields, chunks(), lambda done: None if estimate is None else max(estimate, done), True)
-
-
-def _head(path: Path) -> tuple[str, str]:
-    """The first MiB of a text file, decoded (to its last full line), and the encoding to read it with."""
-    with path.open("rb") as fh:
-        raw = fh.read(_HEAD_BYTES)
-        more = bool(fh.read(1))
-    if more and b"\n" in raw:
-        raw = raw[: raw.rindex(b"\n") + 1]
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16", errors="replace"), "utf-16"
-    if b"\x00" in raw:
-        raise DataError(f"data file '{path}' is not a text table (it contains binary data)",
-                        "give a CSV/TSV/Parquet/JSONL file")
-    for encoding in TEXT_ENCODINGS:
-        with contextlib.suppress(UnicodeDecodeError):
-            return raw.decode(encoding), "utf8" if encoding.startswith("utf-8") else encoding
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
 
 
 def _numeric(dtype: str) -> bool:
@@ -211,21 +189,6 @@ def _numeric(dtype: str) -> bool:
     except TypeError:
         return False
     return pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)
-
-
-def _rechunk(batches, rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last one fewer) from record batches of any size."""
-    pending, count = [], 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(rows - count, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            count, batch = count + take, batch.slice(take)
-            if count == rows:
-                yield pa.Table.from_batches(pending)
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending)
 
 
 def _csv_frame(table: pa.Table, numeric: set[str], numberlike: set[str]) -> pd.DataFrame:

@@ -1,0 +1,53 @@
+"""Reading text tables in chunks, shared by streamed training (:mod:`honing.data.streaming`) and batch
+prediction (:mod:`honing.serving.batch_read`): pandas' missing-value markers, the decoded head of a
+file (for the delimiter and the encoding), and record batches cut into tables of a fixed row count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from honing.data.sources import TEXT_ENCODINGS
+from honing.errors import DataError
+
+#: Cells read as missing, as :func:`pandas.read_csv` does by default.
+NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+HEAD_BYTES = 1 << 20
+
+
+def text_head(path: Path) -> tuple[str, str]:
+    """The first MiB of a text file, decoded (to its last full line), and the encoding to read it with."""
+    with path.open("rb") as fh:
+        raw = fh.read(HEAD_BYTES)
+        more = bool(fh.read(1))
+    if more and b"\n" in raw:
+        raw = raw[: raw.rindex(b"\n") + 1]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16", errors="replace"), "utf-16"
+    if b"\x00" in raw:
+        raise DataError(f"data file '{path}' is not a text table (it contains binary data)",
+                        "give a CSV/TSV/Parquet/JSONL file")
+    for encoding in TEXT_ENCODINGS:
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode(encoding), "utf8" if encoding.startswith("utf-8") else encoding
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def rechunk(batches, rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``rows`` rows (the last one fewer) from record batches of any size."""
+    pending, count = [], 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            count, batch = count + take, batch.slice(take)
+            if count == rows:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)

@@ -1,0 +1,262 @@
+"""The train flow for tables larger than memory (``data.streaming``), which ``train_flow`` hands over to.
+
+Open the file → infer the target's task and the column schema from its first rows → one statistics
+pass (:mod:`honing.data.stream_stats`: the split, column statistics, classes, a row sample) → the data
+audit on the sample → the preprocessor, fitted from the statistics → a neural model trained by the
+usual trainer on batch streams (:mod:`honing.data.stream_batches`) → validation and test predicted in
+one more pass (:mod:`honing.evaluation.streamed`) → the same run directory as an in-memory run: bundle,
+recipe.yaml, metrics.json, schema.json, audit.json, leaderboard.csv, history.csv, plots, report.html.
+
+Only neural model types stream, and what needs the whole table in memory is refused with a one-line
+:class:`RecipeError` (:func:`check_recipe`); docs/streaming.md says what is exact and what is sampled.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honing.bundle import save_bundle
+from honing.bundle.predictor import Bundle
+from honing.data.dataset import _label_key
+from honing.data.preprocess import coerce_features
+from honing.data.schema import Schema, check_target, infer_schema, infer_task
+from honing.data.stream_batches import RowStream
+from honing.data.stream_fit import fitted_preprocessor
+from honing.data.stream_stats import SAMPLE_ROWS, StreamStats, check_schema, collect
+from honing.data.streaming import SPLITS, Plan, TableFile, check_split
+from honing.errors import DataError, RecipeError, did_you_mean
+from honing.evaluation.metrics import primary_metric
+from honing.evaluation.streamed import EVAL_BATCH, baseline_scores, evaluate_stream
+from honing.loading import TRUSTED_TYPES
+from honing.models import classic
+from honing.progress import Progress
+from honing.recipe import Recipe
+from honing.report.html import build_report
+from honing.report.plots import learning_curve
+from honing.tracking import write_json, write_text
+from honing.training.seed import seed_everything
+
+#: Rows read first to infer the task and the column kinds.
+HEAD_ROWS = 50_000
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """RecipeError for what a streamed table cannot do (before anything is read)."""
+    streamable = [n for n in classic.MODELS.names(neural=True) if n != "pretrained"]
+    if recipe.model.type not in streamable:
+        raise RecipeError(f"model.type: {recipe.model.type} cannot train on a streamed table (data.streaming); "
+                          "only neural types do", f"set model.type to one of {', '.join(streamable)}, or "
+                          "data.streaming: false")
+    check_split(recipe.data.split)
+    refused = [("data.balance", recipe.data.balance != "none"), ("evaluate.cv", recipe.evaluate.cv is not None),
+               ("evaluate.calibrate", recipe.evaluate.calibrate != "none"),
+               ("evaluate.threshold", recipe.evaluate.threshold != "none"),
+               ("audit.sensitive", bool(recipe.audit.sensitive)), ("audit.mitigate", recipe.audit.mitigate != "none")]
+    for key, used in refused:
+        if used:
+            raise RecipeError(f"{key}: not available with data.streaming (it needs the whole table in memory)",
+                              f"remove {key}, or set data.streaming: false")
+    if any(step.get("name") == "text" for step in recipe.data.augment):
+        raise RecipeError("data.augment: text augmentation cannot be streamed", "remove the text step, or set "
+                          "data.streaming: false")
+
+
+def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
+                    fit_on_validation: bool = False) -> Any:
+    """Train ``recipe`` on its streamed ``data.source`` into ``tmp``; the :class:`RunResult` of ``run_dir``."""
+    from honing.train_flow import RunResult, _diagnostics, _note_findings
+
+    check_recipe(recipe)
+    seed_everything(recipe.seed)
+    cfg, started = recipe.data, time.perf_counter()
+    with progress.step(f"opening {cfg.source} (streaming)"):
+        table = TableFile.open(cfg.source, cfg.read)
+        target, task, schema, notes = _infer(table, recipe)
+    check_schema(schema, cfg)
+    plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows,
+                merge_validation=fit_on_validation)
+    stats = _statistics(plan, progress)
+    notes += _stream_notes(stats, recipe, target)
+    for note in notes:
+        progress.note(note)
+    resolved = recipe.model_copy(update={"data": cfg.model_copy(update={"target": target, "task": task})})
+    audit = _audit(resolved, stats, progress, _note_findings)
+    classes = stats.classes if task == "classification" else None
+    with progress.step("fitting preprocessing from the training statistics"):
+        plan.preprocessor = fitted_preprocessor(stats, schema, cfg)
+    if classes is not None:
+        plan.labels = {_label_key(c): i for i, c in enumerate(classes)}
+    else:
+        std = float(np.sqrt(stats.y_m2 / stats.y_n)) if stats.y_n else 0.0
+        plan.y_mean, plan.y_scale = stats.y_mean, std or 1.0
+    n_features = plan.preprocessor.transform(coerce_features(stats.sample_of("train").head(2), schema)).shape[1]
+    model, fit_seconds = _fit(resolved, plan, stats, n_features, progress, checkpoints)
+    trained = time.perf_counter()
+    bundle = Bundle(".", {"task": task, "classes": classes}, plan.preprocessor, model)
+    evaluation = None
+    if stats.rows[1] + stats.rows[2]:
+        held = RowStream(plan, ("validation", "test"), rows=stats.rows[1] + stats.rows[2], batch_size=EVAL_BATCH,
+                         workers=cfg.workers, standardise=False, with_split=True)
+        with progress.step("predicting the validation and test rows (streaming)"):
+            evaluation = evaluate_stream(bundle, held, dict(zip(SPLITS, stats.rows)), classes, tmp / "plots")
+    metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
+    metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
+                            "seconds": {"before_training": round(trained - started - fit_seconds, 3),
+                                        "training": round(fit_seconds, 3),
+                                        "evaluation": round(time.perf_counter() - trained, 3)},
+                            "train_rows_per_s": _throughput(model.history_)}
+    if getattr(model, "history_", None) is not None:
+        metrics["diagnostics"] = _diagnostics(model, progress)
+    with progress.step(f"writing {run_dir}"):
+        _write_run(tmp, resolved, schema, stats, model, plan.preprocessor, metrics, evaluation, audit)
+    return RunResult(run_dir, resolved, task, resolved.model.type, metrics, metrics["leaderboard"], notes)
+
+
+def _infer(table: TableFile, recipe: Recipe) -> tuple[str, str, Schema, list[str]]:
+    """The target, the task and the schema, from the file's first rows (as the in-memory path infers them)."""
+    cfg = recipe.data
+    parts, rows = [], 0
+    for _, frame in table.frames(table.columns, min(cfg.chunk_rows, HEAD_ROWS)):
+        parts.append(frame)
+        rows += len(frame)
+        if rows >= HEAD_ROWS:
+            break
+    head = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=table.columns)
+    if cfg.target is None:
+        raise DataError(f"{cfg.source}: no target column given",
+                        f"set data.target to one of: {', '.join(table.columns[:10])}")
+    named = [("data.target", cfg.target), *(("data.drop", c) for c in cfg.drop)]
+    for key, column in named:
+        if column not in table.columns:
+            raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, table.columns))
+    if cfg.target in cfg.drop:
+        raise DataError(f"data.drop: lists the target '{cfg.target}'", "remove it from data.drop")
+    notes = []
+    task = cfg.task
+    if task == "auto":
+        task = infer_task(head[cfg.target])
+        notes.append(f"task inferred from target '{cfg.target}' in the first {len(head):,} rows: {task} "
+                     "(set data.task to override)")
+    check_target(head, cfg.target, task)
+    head = head[head[cfg.target].notna()]
+    schema = infer_schema(head, target=cfg.target, overrides=cfg.types, drop=list(cfg.drop))
+    notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
+    return cfg.target, task, schema, notes
+
+
+def _statistics(plan: Plan, progress: Progress) -> StreamStats:
+    """The statistics pass; each warning about unparsed values is shown once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        stats = collect(plan, progress)
+    for message in dict.fromkeys(str(w.message).split(" (e.g.")[0] for w in caught):
+        warnings.warn(f"{message} (in at least one chunk)", UserWarning, stacklevel=3)
+    return stats
+
+
+def _stream_notes(stats: StreamStats, recipe: Recipe, target: str) -> list[str]:
+    notes = [f"streamed {sum(stats.rows):,} rows: " + ", ".join(f"{n:,} {s}" for s, n in zip(SPLITS, stats.rows))]
+    if stats.no_target:
+        notes.append(f"dropped {stats.no_target:,} rows whose target '{target}' is missing")
+    if recipe.data.clean.duplicates == "drop":
+        notes.append("duplicate rows are not removed when streaming (data.clean.duplicates)")
+    return notes
+
+
+def _audit(recipe: Recipe, stats: StreamStats, progress: Progress, note_findings: Any) -> Any:
+    """The data audit on the row sample (audit.json), with its gate; None when audit.enabled is false."""
+    from honing.audit.run import audit_data
+
+    if not recipe.audit.enabled:
+        return None
+    splits = {s: stats.sample_of(s) for s in SPLITS}
+    frame = pd.concat(splits.values(), ignore_index=True)
+    progress.note(f"the data audit reads a uniform sample of {len(frame):,} rows")
+    audit = audit_data(frame, recipe.data.target, recipe.data.task, sensitive=[], fail_on=recipe.audit.fail_on,
+                       splits=splits, ignore=tuple(recipe.data.drop), seed=recipe.seed, progress=progress)
+    note_findings(audit.findings, progress)
+    audit.enforce_data()
+    return audit
+
+
+def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progress: Progress,
+         checkpoints: Path) -> tuple[Any, float]:
+    """The recipe's neural model trained on the streams of the training and validation rows."""
+    cfg, train = recipe.data, recipe.train
+    model = classic.make_model(recipe.model.type, plan.task, recipe.model.params, recipe.seed, train,
+                               classic.neural_options(recipe))
+    model.set_params(checkpoint=str(checkpoints / f"{recipe.model.type}.pt"))
+    rows = RowStream(plan, ("train",), rows=stats.rows[0], batch_size=train.batch_size, workers=cfg.workers,
+                     shuffle=True, buffer_rows=cfg.shuffle_buffer, by_rank=True)
+    validation = None
+    if stats.rows[1]:
+        validation = RowStream(plan, ("validation",), rows=stats.rows[1], batch_size=max(train.batch_size, EVAL_BATCH),
+                               workers=cfg.workers)
+    start = time.perf_counter()
+    if plan.task == "classification":
+        model.fit_stream(rows, validation, n_features=n_features, class_counts=stats.class_counts(0),
+                         progress=progress)
+    else:
+        model.fit_stream(rows, validation, n_features=n_features, y_mean=plan.y_mean,
+                         y_std=float(np.sqrt(stats.y_m2 / stats.y_n)), progress=progress)
+    return model, time.perf_counter() - start
+
+
+def _throughput(history: list[dict] | None) -> float | None:
+    speeds = [row["samples_per_s"] for row in history or [] if row.get("samples_per_s")]
+    return round(float(np.mean(speeds)), 1) if speeds else None
+
+
+def _metrics(recipe: Recipe, stats: StreamStats, task: str, target: str, classes: list | None, model: Any,
+             evaluation: Any, fit_seconds: float) -> dict[str, Any]:
+    metric, _ = primary_metric(task, recipe.evaluate.metric)
+    held = evaluation.metrics if evaluation is not None else {}
+    targets = evaluation.targets if evaluation is not None else {}
+    counts = stats.class_counts(0) if classes is not None else None
+    baseline = baseline_scores(task, targets, counts, stats.y_mean)
+    leaderboard = [{"model": recipe.model.type, metric: held.get("validation", {}).get(metric, float("nan")),
+                    "fit_seconds": round(fit_seconds, 3)},
+                   {"model": "baseline", metric: baseline.get("validation", {}).get(metric, float("nan")),
+                    "fit_seconds": 0.0}]
+    return {"task": task, "target": target, "model": recipe.model.type, "selection_metric": metric,
+            "classes": classes, "rows": dict(zip(SPLITS, stats.rows)), **held, "baseline": baseline,
+            "leaderboard": leaderboard}
+
+
+def _write_run(tmp: Path, recipe: Recipe, schema: Schema, stats: StreamStats, model: Any, preprocessor: Any,
+               metrics: dict[str, Any], evaluation: Any, audit: Any) -> None:
+    """The bundle, recipe, metrics, schema, audit, leaderboard, history and report of the run."""
+    from honing.serving.profile import build_profile
+
+    task, classes = metrics["task"], metrics["classes"]
+    predictions = None
+    held = [s for s in ("validation", "test") if evaluation is not None and s in evaluation.predictions]
+    if held:
+        predicted = evaluation.predictions[held[0]][0]
+        if len(predicted) > SAMPLE_ROWS:
+            predicted = predicted[np.sort(np.random.default_rng(recipe.seed).choice(len(predicted), SAMPLE_ROWS,
+                                                                                    replace=False))]
+        predictions = [classes[i] for i in predicted] if task == "classification" else predicted
+    quantiles = 101 if len(schema.features) <= 50 else 21
+    reference = build_profile(stats.sample_of("train"), schema, predictions, task=task, quantiles=quantiles)
+    save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model, task=task, features=schema.to_dict(),
+                classes=classes, model_type=recipe.model.type, metrics=metrics,
+                recipe=recipe.model_dump(mode="json"), data_fingerprint=stats.fingerprint, trusted=TRUSTED_TYPES,
+                extra={"target": metrics["target"], "decision": {}, "reference": reference})
+    write_text(tmp / "recipe.yaml", recipe.to_yaml())
+    write_json(tmp / "metrics.json", metrics)
+    write_json(tmp / "schema.json", schema.to_dict())
+    if audit is not None:
+        write_json(tmp / "audit.json", audit.to_dict())
+    pd.DataFrame(metrics["leaderboard"]).to_csv(tmp / "leaderboard.csv", index=False)
+    history = getattr(model, "history_", None)
+    if history is not None:
+        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
+        learning_curve(history, tmp / "plots" / "learning_curve.png", f"{recipe.model.type} on {recipe.data.source}")
+    build_report(tmp)

@@ -1,0 +1,264 @@
+"""Streaming a table larger than memory: the split by row number, chunked reading and sharding, the
+shuffle buffer, the batch stream, the statistics pass and the preprocessor fitted from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from honing.data.preprocess import build_preprocessor, coerce_features
+from honing.data.schema import infer_schema
+from honing.data.stream_batches import RowStream, ShuffleBuffer
+from honing.data.stream_fit import fitted_preprocessor
+from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, check_schema, collect
+from honing.data.streaming import Plan, TableFile, check_split, split_codes, streams
+from honing.errors import DataError, RecipeError
+from honing.recipe import DataConfig, SplitConfig, load_recipe
+
+
+def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cats = [f"c{i:02d}" for i in range(40)]
+    frame = pd.DataFrame({
+        "rid": np.arange(n, dtype=float),
+        "num": rng.normal(3, 2, n), "skew": rng.exponential(1, n),
+        "cat": rng.choice(cats, n, p=rng.dirichlet(np.ones(40) * 0.5)), "small": rng.choice(["a", "b", "c"], n),
+        "flag": rng.choice(["yes", "no"], n), "y": rng.choice(["p", "q", "r"], n)})
+    frame.loc[rng.random(n) < 0.1, "num"] = np.nan
+    frame.loc[rng.random(n) < 0.05, "cat"] = None
+    frame.loc[rng.random(n) < 0.02, "small"] = None
+    return frame
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    frame = _frame()
+    path = tmp_path_factory.mktemp("stream") / "t.parquet"
+    frame.to_parquet(path, row_group_size=400, index=False)
+    return frame, TableFile.open(path)
+
+
+def _plan(frame: pd.DataFrame, table: TableFile, chunk_rows: int = 256, seed: int = 7) -> Plan:
+    schema = infer_schema(frame, target="y", overrides={"rid": "numeric"})
+    return Plan(table, schema, "y", "classification", seed, 0.15, 0.15, chunk_rows)
+
+
+# --------------------------------------------------------------------------- split and reading
+
+
+def test_split_follows_the_fractions_and_the_row_number_only():
+    rows = np.arange(200_000, dtype=np.uint64)
+    codes = split_codes(rows, 42, 0.2, 0.1)
+    shares = np.bincount(codes, minlength=3) / len(rows)
+    np.testing.assert_allclose(shares, [0.7, 0.2, 0.1], atol=0.005)
+    assert np.array_equal(codes, split_codes(rows, 42, 0.2, 0.1))  # deterministic
+    pieces = np.concatenate([split_codes(rows[:777], 42, 0.2, 0.1), split_codes(rows[777:], 42, 0.2, 0.1)])
+    assert np.array_equal(codes, pieces)  # however the rows are chunked
+    assert (codes != split_codes(rows, 43, 0.2, 0.1)).mean() > 0.3  # another seed, another split
+    merged = Plan(None, None, "y", "classification", 42, 0.2, 0.1, 100, merge_validation=True).splits(0, len(rows))
+    assert np.array_equal(merged, np.where(codes == 1, 0, codes))  # a refit on train + validation
+
+
+@pytest.mark.parametrize("kind", ["parquet", "parquet-one-group", "csv"])
+def test_shards_read_every_row_once(kind, tmp_path):
+    frame = _frame(2000)
+    path = tmp_path / ("t.csv" if kind == "csv" else "t.parquet")
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, row_group_size=2000 if kind == "parquet-one-group" else 300, index=False)
+    table = TableFile.open(path)
+    order = np.random.default_rng(0).permutation(len(table.group_rows)) if table.group_rows else None
+    for shards in (1, 2, 3):
+        seen = []
+        for shard in range(shards):
+            for first, chunk in table.frames(table.columns, 250, shard, shards, order):
+                assert np.array_equal(chunk["rid"].to_numpy(), np.arange(first, first + len(chunk)))
+                seen.append(chunk)
+        rows = pd.concat(seen).sort_values("rid", ignore_index=True)
+        assert len(rows) == len(frame)
+        pd.testing.assert_series_equal(rows["num"], frame["num"], check_dtype=False)
+        assert rows["cat"].fillna("-").tolist() == frame["cat"].fillna("-").tolist()
+
+
+# --------------------------------------------------------------------------- shuffling and batches
+
+
+def test_shuffle_buffer_holds_at_most_its_capacity_and_loses_no_row():
+    buffer = ShuffleBuffer(100, np.random.default_rng(0))
+    out = []
+    for start in range(0, 1000, 30):
+        ids = np.arange(start, min(start + 30, 1000))
+        left = buffer.add((ids, ids * 2.0))
+        assert buffer.size <= 100 and len(buffer.held[0]) == 100
+        if left is not None:
+            assert np.array_equal(left[1], left[0] * 2.0)
+            out.append(left[0])
+    out += [ids for ids, _ in buffer.drain(piece=37)]
+    order = np.concatenate(out)
+    assert np.array_equal(np.sort(order), np.arange(1000))
+    assert not np.array_equal(order, np.arange(1000))
+    assert np.abs(order - np.arange(1000)).max() > 50  # rows move across chunks, within the buffer's reach
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_training_row_once_per_epoch_in_a_new_order(table, workers):
+    frame, file = table
+    plan = _plan(frame, file)
+    cfg = DataConfig(source="x", scale="none")
+    train = np.flatnonzero(plan.splits(0, len(frame)) == 0)
+    plan.preprocessor = build_preprocessor(plan.schema, cfg).fit(coerce_features(frame.iloc[train], plan.schema))
+    plan.labels = {"p": 0, "q": 1, "r": 2}
+    stream = RowStream(plan, ("train",), rows=len(train), batch_size=64, workers=workers, shuffle=True,
+                       buffer_rows=500)
+    rid = plan.schema.feature_names.index("rid")
+
+    def epoch(number: int) -> np.ndarray:
+        batches = list(stream.batches(number))
+        assert sum(len(xb) != 64 for xb, _ in batches) <= max(workers, 1)  # each reader's last batch may be short
+        ids = np.concatenate([xb[:, rid].numpy() for xb, _ in batches]).astype(int)
+        codes = np.concatenate([yb.numpy() for _, yb in batches])
+        assert np.array_equal(codes, frame["y"].map({"p": 0, "q": 1, "r": 2}).to_numpy()[ids])
+        return ids
+
+    first, again, second = epoch(1), epoch(1), epoch(2)
+    assert np.array_equal(np.sort(first), train) and np.array_equal(np.sort(second), train)
+    assert np.array_equal(first, again)  # seeded by the epoch
+    assert not np.array_equal(first, second)
+    assert abs(len(stream) - len(train) / 64) <= 1
+    validation = np.concatenate([xb[:, rid].numpy() for xb, _ in
+                                 RowStream(plan, ("validation",), rows=1, batch_size=50, workers=workers).batches(0)])
+    assert np.array_equal(np.sort(validation.astype(int)), np.flatnonzero(plan.splits(0, len(frame)) == 1))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_statistics_equal_pandas_on_the_training_rows(table):
+    frame, file = table
+    plan = _plan(frame, file)
+    stats = collect(plan)
+    codes = plan.splits(0, len(frame))
+    train = coerce_features(frame[codes == 0], plan.schema)
+    numbers = train[stats.numeric]
+    np.testing.assert_allclose(stats.mean, numbers.mean(), rtol=1e-10)
+    np.testing.assert_allclose(stats.m2 / stats.n, numbers.var(ddof=0), rtol=1e-9)
+    np.testing.assert_allclose(stats.low, numbers.min())
+    np.testing.assert_allclose(stats.high, numbers.max())
+    assert stats.missing.tolist() == numbers.isna().sum().tolist()
+    for name in stats.categorical:
+        assert dict(stats.counts[name]) == train[name].value_counts().to_dict()
+        assert stats.category_missing[name] == train[name].isna().sum()
+    assert stats.rows == np.bincount(codes, minlength=3).tolist()
+    assert stats.classes == ["p", "q", "r"]
+    for split in range(3):
+        expected = frame["y"][codes == split].value_counts()
+        assert stats.class_counts(split).tolist() == [expected[c] for c in ["p", "q", "r"]]
+    sample = stats.sample
+    assert len(sample) == min(SAMPLE_ROWS, len(frame))
+    by_id = frame.set_index("rid")
+    assert (sample["num"].fillna(-1).to_numpy() == by_id.loc[sample["rid"], "num"].fillna(-1).to_numpy()).all()
+    assert (sample[SPLIT_COLUMN].to_numpy() == np.array(["train", "validation", "test"])[
+        codes[sample["rid"].astype(int)]]).all()
+    assert len(stats.fingerprint) == 64 and stats.fingerprint == collect(_plan(frame, file, chunk_rows=999)).fingerprint
+
+
+def test_the_sample_is_uniform_and_bounded(tmp_path, monkeypatch):
+    from honing.data import stream_stats
+
+    monkeypatch.setattr(stream_stats, "SAMPLE_ROWS", 500)
+    frame = _frame(5000)
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=700, index=False)
+    stats = collect(_plan(frame, TableFile.open(tmp_path / "t.parquet")))
+    assert len(stats.sample) == 500 and stats.sample["rid"].is_unique
+    assert 1500 < stats.sample["rid"].mean() < 3500  # from the whole file, not its head
+
+
+CONFIGS = [
+    {"clean": {"missing": {"numeric": "mean", "categorical": "most_frequent", "indicator": True}}, "max_categories": 5},
+    {"clean": {"missing": {"numeric": "mean", "categorical": "most_frequent"}}},  # 40 categories > 30: grouped
+    {"clean": {"missing": {"numeric": "constant", "categorical": "constant", "fill_value": 7}}, "scale": "minmax"},
+    {"clean": {"missing": {"numeric": "mean", "indicator": True}}, "scale": "minmax", "encode": "ordinal"},
+    {"clean": {"missing": {"numeric": "constant"}}, "scale": "none", "max_categories": 2},
+]
+
+
+@pytest.mark.parametrize("options", CONFIGS)
+def test_the_streamed_preprocessor_equals_the_in_memory_one(table, options):
+    """Oracle: the preprocessor built from streamed statistics transforms like the in-memory one fitted
+    on the same training rows (same columns, same values), also on unseen categories and missing values."""
+    frame, file = table
+    plan = _plan(frame, file)
+    cfg = DataConfig(source="x", **options)
+    expected = build_preprocessor(plan.schema, cfg).fit(
+        coerce_features(frame[plan.splits(0, len(frame)) == 0], plan.schema))
+    got = fitted_preprocessor(collect(plan), plan.schema, cfg)
+    probe = pd.concat([frame, pd.DataFrame({"rid": [1.0, 2.0], "num": [np.nan, 1e6], "skew": [1.0, 2.0],
+                                            "cat": ["unseen", None], "small": ["new", None], "flag": [None, "yes"],
+                                            "y": ["p", "q"]})], ignore_index=True)
+    a, b = (p.transform(coerce_features(probe, plan.schema)) for p in (expected, got))
+    assert list(expected.get_feature_names_out()) == list(got.get_feature_names_out())
+    assert a.shape == b.shape
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)
+
+
+def test_median_imputation_and_robust_scaling_come_from_the_sample(table):
+    frame, file = table
+    plan = _plan(frame, file)
+    cfg = DataConfig(source="x", scale="robust")  # median imputation is the default
+    stats = collect(plan)
+    got = fitted_preprocessor(stats, plan.schema, cfg)
+    sample = coerce_features(stats.sample_of("train"), plan.schema)
+    imputer = got.named_transformers_["numeric"].named_steps["impute"]
+    np.testing.assert_allclose(imputer.statistics_, sample[stats.numeric].median())
+    expected = build_preprocessor(plan.schema, cfg).fit(sample)  # here the sample is every training row
+    np.testing.assert_allclose(got.transform(coerce_features(frame, plan.schema)),
+                               expected.transform(coerce_features(frame, plan.schema)))
+
+
+# --------------------------------------------------------------------------- user mistakes
+
+
+def test_streaming_key_is_checked_and_resolved(tmp_path, monkeypatch):
+    from honing.data import streaming
+
+    with pytest.raises(RecipeError, match="data.streaming"):
+        load_recipe({"data": {"source": "x.csv", "streaming": "maybe"}})
+    with pytest.raises(RecipeError, match="data.streaming: builtin:iris cannot be streamed"):
+        streams(DataConfig(source="builtin:iris", streaming=True))
+    with pytest.raises(RecipeError, match="data.streaming"):
+        streams(DataConfig(source=str(tmp_path / "t.csv.gz"), streaming=True))
+    _frame(100).to_parquet(tmp_path / "t.parquet")
+    assert not streams(DataConfig(source=str(tmp_path / "t.parquet")))  # auto: small
+    assert not streams(DataConfig(source="builtin:iris"))
+    monkeypatch.setattr(streaming, "AUTO_BYTES", 1000)
+    assert streams(DataConfig(source=str(tmp_path / "t.parquet")))  # auto: over the threshold
+    assert not streams(DataConfig(source=str(tmp_path / "t.parquet"), streaming=False))
+
+
+@pytest.mark.parametrize(("split", "key"), [({"group": "g"}, "data.split.group"), ({"time": "t"}, "data.split.time"),
+                                            ({"column": "c"}, "data.split.column"),
+                                            ({"stratify": True}, "data.split.stratify")])
+def test_splits_that_need_the_whole_table_are_refused(split, key):
+    with pytest.raises(RecipeError, match=key) as caught:
+        check_split(SplitConfig(**split))
+    assert "\n" not in str(caught.value) and "data.streaming: false" in str(caught.value)
+
+
+def test_text_and_image_columns_are_refused(table):
+    frame, _ = table
+    schema = infer_schema(frame.assign(note=["a few words here"] * len(frame)), target="y",
+                          overrides={"note": "text"})
+    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\)"):
+        check_schema(schema, DataConfig(source="x"))
+    check_schema(schema, DataConfig(source="x", text="drop"))
+
+
+def test_a_class_without_training_rows_is_a_data_error(tmp_path):
+    frame = _frame(600)
+    codes = split_codes(np.arange(600, dtype=np.uint64), 7, 0.15, 0.15)
+    frame.loc[codes != 0, "y"] = "rare"  # only held-out rows have the class 'rare'
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    with pytest.raises(DataError, match="class 'rare'.*none is in the training split"):
+        collect(_plan(frame, TableFile.open(tmp_path / "t.parquet")))
