@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/finetune_modes.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving_profile.py
+	$(BIN)/python benchmarks/scaling.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:

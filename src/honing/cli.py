@@ -113,6 +113,8 @@ def train(
 
     Data-parallel: `honing train recipe.yaml --processes 2` (one machine), or on each of two machines
     `honing train recipe.yaml --processes 2 --nnodes 2 --node-rank R --rdzv HOST:PORT --out DIR`.
+    A model too big for one process's memory: add `--set train.strategy=fsdp` (sharded).
+    Data too big for memory: `--set data.streaming=true` (Parquet / CSV read in chunks).
     """
     from honing import api
     from honing.errors import HoningError
