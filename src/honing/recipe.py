@@ -94,7 +94,7 @@ class DataConfig(_Section):
     source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, an image folder (one sub-folder per class), an image array file (.npy, .npz, IDX), or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
     labels: str | None = Field(None, description="Labels file (.npy or IDX) for an image-array source (.npy / IDX) whose labels are not inside it; an IDX images file's `-labels-idx1-` sibling is found without it.")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
-    task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers classification vs regression from the target.")
+    task: Literal["auto", "classification", "regression", "clustering", "reduction", "anomaly", "reinforcement", "generation"] = Field("auto", description="auto infers classification vs regression from the target. Without a target: clustering (cluster ids), reduction (embeddings: PCA, autoencoder), anomaly (anomaly scores); reinforcement trains an agent in data.env; generation trains a generative model (a language model on text, a VAE on images).")
     drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
     types: dict[str, ColumnKind] = Field(default_factory=dict, description="Override inferred column kinds: numeric, categorical, boolean, text, datetime, identifier (identifier = dropped), image (paths to image files).")
     read: ReadConfig = Field(default_factory=ReadConfig, description="How the file is read.")

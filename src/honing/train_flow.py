@@ -7,6 +7,7 @@ reference profile a bundle carries for monitoring, and logging the run to MLflow
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,15 @@ from honing.tracking import (
 )
 from honing.training.seed import seed_everything
 
+#: Tasks trained by a flow of their own: task → (module, function(recipe, run_dir, tmp, progress) -> RunResult).
+TASK_FLOWS = {
+    "clustering": ("honing.unsupervised_flow", "train_unsupervised"),
+    "reduction": ("honing.unsupervised_flow", "train_unsupervised"),
+    "anomaly": ("honing.unsupervised_flow", "train_unsupervised"),
+    "reinforcement": ("honing.rl_flow", "train_agent"),
+    "generation": ("honing.generative_flow", "train_generative"),
+}
+
 
 @dataclass
 class RunResult:
@@ -65,7 +75,8 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     """The run directory of a recipe (see ``honing.api.train``), logged to MLflow when ``track``."""
     started = time.time()
     recipe = load_recipe(recipe, overrides)
-    classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
+    if recipe.data.task not in TASK_FLOWS:  # the other tasks' flows check their own model types
+        classic.check_model_names(recipe.model.type, recipe.model.candidates, recipe.model.params)
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
     writer = launched_rank() == 0  # under torchrun, rank 0 alone writes the run
     with run_directory(run_dir, resume=resume) if writer else scratch_directory() as tmp:
@@ -149,6 +160,9 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     from honing.evaluation import fairness_check
     from honing.evaluation.evaluate import evaluate, predictor
 
+    if recipe.data.task in TASK_FLOWS:  # unsupervised, reinforcement and generative runs have flows of their own
+        module, function = TASK_FLOWS[recipe.data.task]
+        return getattr(importlib.import_module(module), function)(recipe, run_dir, tmp, progress)
     if streams(recipe.data):  # a table larger than memory: read in chunks (docs/streaming.md)
         from honing.stream_flow import train_streaming
         return train_streaming(recipe, run_dir, tmp, progress, checkpoints, fit_on_validation)
