@@ -204,4 +204,5 @@ if __name__ == "__main__":  # a torchrun rank
         _stream_worker(out, rank, mode.removeprefix("stream-"))
     else:
         _memory_worker(out, rank, mode)
+    dist.barrier()  # both ranks are done before either tears the group down
     dist.destroy_process_group()
