@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-EXTRAS ?= dev,text
+EXTRAS ?= dev,text,rl
 
 .PHONY: demo test install docs lock bench clean
 

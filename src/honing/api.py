@@ -248,15 +248,30 @@ def predict_file(bundle: str | Path | Bundle, data: str | Path, out: str | Path,
     return stream(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=progress)
 
 
-def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
-             progress: Progress = SILENT) -> dict[str, Any]:
-    """Metrics of a bundle on labelled data (rows without a target are skipped)."""
-    bundle, frame = _open(bundle, data)
+def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame | None = None,
+             progress: Progress = SILENT, episodes: int | None = None) -> dict[str, Any]:
+    """Metrics of a bundle on labelled data (rows without a target are skipped); an agent's bundle
+    (data.task: reinforcement) plays ``episodes`` seeded episodes in its environment instead."""
+    loaded = bundle if isinstance(bundle, Bundle) else load(bundle)
+    if loaded.task == "reinforcement":
+        from honing.rl_flow import evaluate_agent
+
+        return evaluate_agent(loaded, episodes)
+    if data is None:
+        raise HoningError("evaluate needs labelled data (DATA)", "give a data file with the target column")
+    bundle, frame = _open(loaded, data)
     with _naming(data):
         return _evaluate_frame(bundle, frame, progress)
 
 
 def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> dict[str, Any]:
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # labels optional (honing.unsupervised_predict)
+        from honing.unsupervised_predict import evaluate_frame
+        return evaluate_frame(bundle, frame)
+    if bundle.task == "generation":  # perplexity (char_lm) or ELBO (vae) of the rows (docs/generative.md)
+        from honing.generative_flow import evaluate_rows
+
+        return evaluate_rows(bundle, frame)
     target = bundle.manifest["target"]
     if target not in frame.columns:
         raise DataError(f"the data has no target column '{target}'", "evaluate needs labelled rows")
@@ -347,6 +362,9 @@ def _bundle_data(parent: Bundle, bundle: str | Path, data: str | Path | None, ov
                  progress: Progress) -> tuple[Recipe, Dataset]:
     """The bundle's recipe (with ``overrides``) and its data split as in training; ``data`` replaces
     ``data.source`` when the training data moved."""
+    if parent.task in ("clustering", "reduction", "anomaly"):  # no labels to hold a compressed model to
+        raise HoningError(f"{bundle}: a {parent.task} bundle cannot be compressed or exported to ONNX yet",
+                          "compression and ONNX export are for classification and regression bundles")
     moved = [f"data.source={data}"] if data is not None else []
     recipe = load_recipe(copy.deepcopy(parent.recipe), [*moved, *(overrides or [])])
     try:

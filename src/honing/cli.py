@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from honing import cli_deploy, cli_inspect, cli_tracking
+from honing import cli_deploy, cli_generate, cli_inspect, cli_tracking
 from honing import cli_options as opts
 from honing import cli_output as output
 from honing.cli_options import Overrides, Quiet
@@ -210,21 +210,24 @@ def _interruptible(verb: str, run: Any) -> Any:
 @app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (RUN/bundle).")],
-    data: Annotated[str, typer.Argument(help="Labelled data with the target column.")],
+    data: Annotated[str | None, typer.Argument(help="Labelled data with the target column (none for an agent, which plays episodes).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the metrics as JSON here.")] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", min=1, help="Agents (data.task: reinforcement): seeded episodes to play (default: the run's evaluate.episodes).")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Score a saved model on labelled data."""
+    """Score a saved model on labelled data; an agent plays seeded episodes in its environment."""
     from honing import api
     from honing.tracking import write_json
 
-    metrics = api.evaluate(bundle, data, progress=opts.progress(quiet))
+    metrics = api.evaluate(bundle, data, progress=opts.progress(quiet), episodes=episodes)
     if out is not None:
         write_json(out, metrics)
-    output.print_metrics({"data": metrics}, f"{metrics['rows']} rows")
+    rows = f"{metrics['episodes']} episodes" if "episodes" in metrics and "rows" not in metrics else f"{metrics['rows']} rows"
+    output.print_metrics({"data": metrics}, rows)
 
 
 _register(cli_deploy.PREDICTION_COMMANDS)  # predict, serve, monitor
+_register(cli_generate.COMMANDS)  # generate (generative bundles)
 
 
 @app.command()

@@ -67,6 +67,15 @@ def print_run(result: Any) -> None:
     from rich.table import Table
 
     out = console()
+    if result.task in ("clustering", "reduction", "anomaly"):  # per split (honing.unsupervised_flow)
+        print_metrics({s: result.metrics[s] for s in ("train", "validation", "test") if s in result.metrics},
+                      f"{result.model} ({result.task})")
+        out.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
+        return
+    if "selection_metric" not in result.metrics:  # clustering, agents, generative models: their own numbers
+        print_metrics({"run": result.metrics}, f"{result.model} ({result.task})")
+        out.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")
+        return
     metric = result.metrics["selection_metric"]
     board = Table("model", f"validation {metric}", "fit seconds", title="leaderboard")
     for row in result.leaderboard:

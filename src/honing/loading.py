@@ -13,10 +13,11 @@ from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema
 from honing.errors import HoningError
 from honing.evaluation.calibration import TRUSTED_TYPES as CALIBRATOR_TYPES
-from honing.models import classic
+from honing.models import classic, unsupervised
 
 #: Every type a bundle's skops files may hold: preprocessing, classic models, calibrators, fair ensembles.
 TRUSTED_TYPES = [*preprocess.TRUSTED_TYPES, *classic.TRUSTED_TYPES, *CALIBRATOR_TYPES, *MITIGATION_TYPES]
+TRUSTED_TYPES += unsupervised.TRUSTED_TYPES  # clustering, reduction and anomaly models
 
 
 def load_predictor(path: str | Path, backend: str = "auto") -> Bundle:

@@ -91,7 +91,7 @@ class ImageConfig(_Section):
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
-    source: str = Field(..., description="CSV/TSV/Parquet/JSONL path, an image folder (one sub-folder per class), an image array file (.npy, .npz, IDX), or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
+    source: str | None = Field(None, description="Required (except for data.task: reinforcement, which reads data.env). CSV/TSV/Parquet/JSONL path, an image folder (one sub-folder per class), an image array file (.npy, .npz, IDX), or builtin:NAME (titanic, wine_quality, california_housing, breast_cancer, iris, digits, diabetes, mnist_test, pima_diabetes, sst2).")
     labels: str | None = Field(None, description="Labels file (.npy or IDX) for an image-array source (.npy / IDX) whose labels are not inside it; an IDX images file's `-labels-idx1-` sibling is found without it.")
     target: str | None = Field(None, description="Column to predict; builtin datasets have a default.")
     task: Literal["auto", "classification", "regression", "clustering", "reduction", "anomaly", "reinforcement", "generation"] = Field("auto", description="auto infers classification vs regression from the target. Without a target: clustering (cluster ids), reduction (embeddings: PCA, autoencoder), anomaly (anomaly scores); reinforcement trains an agent in data.env; generation trains a generative model (a language model on text, a VAE on images).")
@@ -113,6 +113,18 @@ class DataConfig(_Section):
     shuffle_buffer: int = Field(100_000, ge=1, description="Streaming: rows held in the shuffle buffer (shared by the reader processes); training batches are drawn at random from it.")
     workers: int = Field(1, ge=0, description="Streaming: reader processes that read and preprocess batches beside training (0 = in the training process).")
     chunk_rows: int = Field(16_384, ge=1, description="Streaming: rows read from the file (and preprocessed) at a time; memory grows with it.")
+    reduce: dict[Literal["pca"], float] | None = Field(None, description="Dimensionality reduction after the preprocessing, fitted on the training split and stored in the bundle: {pca: 0.95} keeps the principal components explaining 95% of the variance, {pca: 10} keeps 10 components (docs/unsupervised.md). Not with images, token ids or streaming.")
+    env: str | None = Field(None, description="data.task: reinforcement: the gymnasium environment id the agent learns in (extra `rl`), e.g. FrozenLake-v1, CartPole-v1.")
+    env_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the environment (gymnasium.make), e.g. {is_slippery: true, map_name: 4x4}.")
+
+    @model_validator(mode="after")
+    def _source_or_env(self) -> DataConfig:
+        if self.task == "reinforcement":
+            if not self.env:
+                raise ValueError("env is required by task: reinforcement (a gymnasium environment id, e.g. env: CartPole-v1)")
+        elif self.source is None:
+            raise ValueError("source is required (a data file, folder or builtin:NAME); add `source:` to the recipe")
+        return self
 
 
 class LoraConfig(_Section):
@@ -244,6 +256,7 @@ class EvaluateConfig(_Section):
     slice_gap: float = Field(0.1, gt=0, description="Flag a slice (a category, or a quantile bin of a numeric feature) whose metric is this much worse than overall.")
     explain: bool = Field(True, description="Permutation importance of every feature and partial dependence of the top ones (on the test split).")
     importance_repeats: int = Field(5, ge=1, description="Shuffles per feature for permutation importance.")
+    episodes: int = Field(100, ge=1, description="data.task: reinforcement: seeded evaluation episodes (mean and std of episode reward, success rate).")
 
 
 class AuditConfig(_Section):

@@ -58,6 +58,7 @@ def check_recipe(recipe: Recipe) -> None:
                ("evaluate.calibrate", recipe.evaluate.calibrate != "none"),
                ("evaluate.threshold", recipe.evaluate.threshold != "none"),
                ("audit.sensitive", bool(recipe.audit.sensitive)), ("audit.mitigate", recipe.audit.mitigate != "none")]
+    refused.append(("data.reduce", bool(recipe.data.reduce)))  # a PCA fitted on the whole training split
     for key, used in refused:
         if used:
             raise RecipeError(f"{key}: not available with data.streaming (it needs the whole table in memory)",

@@ -50,7 +50,8 @@ def tune(recipe: str | Path | dict | Recipe | None, overrides: list[str] | None 
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
     with run_directory(run_dir, resume=resume) as tmp:
         progress.note(f"run directory: {run_dir}")
-        dataset = load_data(recipe, progress)
+        dataset = load_data(recipe, progress) if recipe.data.task not in ("reinforcement", "generation", "clustering",
+                                                                              "reduction", "anomaly") else None
         search = searching.prepare(recipe, dataset, tmp, study)
         recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
@@ -75,7 +76,8 @@ def join(recipe: str | Path, overrides: list[str] | None = None, study: str | No
     if recipe.tune.storage is None:
         raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
                           "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
-    dataset = load_data(recipe, progress)
+    dataset = load_data(recipe, progress) if recipe.data.task not in ("reinforcement", "generation", "clustering",
+                                                                              "reduction", "anomaly") else None
     search = searching.prepare(recipe, dataset, Path.cwd(), study)
     found = searching.open_study(search, create=False, progress=progress)
     searching.run(search, found, progress)

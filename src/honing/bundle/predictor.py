@@ -88,6 +88,9 @@ class Bundle:
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Preprocess a feature frame into the model's numeric array (dense)."""
+        if self.task == "generation":  # texts (char_lm) or pixel rows (vae), scored by the model itself
+            text = self.manifest.get("model_type") == "char_lm"
+            return df.iloc[:, 0].to_numpy(dtype=object) if text else df.to_numpy(dtype=float)
         X = self.preprocessor.transform(df)
         return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
 
@@ -110,6 +113,9 @@ class Bundle:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for a raw feature frame: class labels, or values for regression."""
+        if self.task in ("clustering", "reduction", "anomaly"):  # cluster ids, or embedding / anomaly columns
+            from honing.unsupervised_predict import predict_rows
+            return predict_rows(self, df)
         X = self._encode(df)
         if not self.is_classifier:
             return self.predict_encoded(X)
@@ -122,6 +128,11 @@ class Bundle:
         """What :meth:`predict` decides on a preprocessed array, with the probabilities it decided
         from: class indices and (n, K) probabilities, or regression values and None.  ``rows`` (the
         raw rows) are needed only by per-group thresholds."""
+        if self.task in ("clustering", "reduction", "anomaly"):  # ids, embeddings (n, d) or anomaly scores
+            from honing.unsupervised_predict import encoded_scores
+            return encoded_scores(self, X), None
+        if self.task == "reinforcement":  # an agent's greedy actions (integers)
+            return self.predict_encoded(X), None
         if not self.is_classifier:
             return self.predict_encoded(X).astype(float), None
         proba = self.predict_proba_encoded(X)
@@ -147,6 +158,14 @@ class Bundle:
         """Class probabilities for a raw feature frame, one column per class (named ``str(class)``)."""
         proba = self.predict_proba_encoded(self._encode(df))
         return pd.DataFrame(proba, columns=[str(c) for c in self.classes], index=df.index)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """A generative bundle's samples: text from a prompt (char_lm: ``prompt``, ``max_tokens``,
+        ``temperature``, ``top_k``, ``seed``) or images (vae: ``samples``, ``seed``, ``out`` for a grid PNG)."""
+        if self.task != "generation":
+            raise HoningError(f"this is a {self.task} bundle; only generative bundles generate",
+                              "train one with data.task: generation (docs/generative.md)")
+        return self.model.generate(*args, **kwargs)
 
     def __repr__(self) -> str:
         return (f"Bundle({str(self.path)!r}, task={self.task!r}, model_type={self.manifest.get('model_type')!r}, "

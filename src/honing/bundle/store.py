@@ -111,7 +111,11 @@ def _check_save_args(task: str, classes: list | None, model: Any, extra: dict | 
     clash = sorted(_RESERVED & set(extra or {}))
     if clash:
         raise ValueError(f"extra must not override manifest keys: {clash}")
-    if task == "regression":
+    if task in ("clustering", "reduction", "anomaly"):  # cluster ids, embeddings, anomaly scores
+        return None
+    if task == "generation":  # a char_lm or vae predicts scores, not classes
+        return None
+    if task in ("regression", "reinforcement"):  # an agent's actions are integers, not classes
         return None
     if classes is None or len(classes) < 2:
         raise ValueError("a classification bundle needs the list of (at least two) classes")
@@ -365,6 +369,12 @@ def _load_torch(path: Path, manifest: dict) -> Any:
     from honing.models.estimators import import_state
 
     try:
+        if manifest["task"] == "generation":  # a char_lm or vae (docs/generative.md)
+            from honing.generative_flow import import_model
+            return import_model(load_file(str(path / MODEL_TORCH)), manifest["torch"])
+        if manifest["task"] == "reinforcement":  # an agent's policy (docs/reinforcement.md)
+            from honing.models.tabular_rl import import_agent
+            return import_agent(load_file(str(path / MODEL_TORCH)), manifest["torch"])
         return import_state(load_file(str(path / MODEL_TORCH)), manifest["torch"])
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise BundleError(f"{path}: cannot load {MODEL_TORCH} ({exc})", _REEXPORT) from None

@@ -284,6 +284,9 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
 def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
     """An unfitted ColumnTransformer for :func:`coerce_features` output → dense float matrix."""
     feature_names(schema)
+    if cfg.reduce:  # data.reduce works on numeric features only (honing.data.reduce)
+        from honing.data.reduce import check_reduce
+        check_reduce(schema, cfg)
     if cfg.text == "pretrained":
         return _pretrained_preprocessor(schema, cfg)
     by_kind: dict[str, list[str]] = {}
@@ -314,12 +317,16 @@ def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
             "no feature columns left (only text columns remain and data.text is 'drop')",
             "set data.text: tfidf or tokens, or check data.drop and data.types",
         )
-    return ColumnTransformer(
+    columns = ColumnTransformer(
         steps,
         remainder="drop",
         sparse_threshold=0.0,
         verbose_feature_names_out=_names_may_clash(schema, cfg, by_kind),
     )
+    if cfg.reduce:  # data.reduce: a PCA step after the columns (honing.data.reduce)
+        from honing.data.reduce import with_reduction
+        return with_reduction(columns, cfg, by_kind)
+    return columns
 
 
 def _pretrained_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:

@@ -56,6 +56,8 @@ def headline(metrics: dict) -> Headline | None:
 def source_phrase(recipe: dict) -> str:
     """The data source in words: "the built-in 'iris' dataset" or "the file data.csv"."""
     source = str(dig(recipe, "data", "source", default="") or "")
+    if dig(recipe, "data", "env", default=None):  # an agent's environment (data.task: reinforcement)
+        return f"the gymnasium environment {dig(recipe, 'data', 'env')}"
     if source.startswith("builtin:"):
         return f"the built-in '{source.split(':', 1)[1]}' dataset"
     return f"the data in {source}" if source else "data whose source is not recorded"
@@ -111,6 +113,8 @@ def _details(run: RunFiles) -> list[str | list[str]]:
     inputs = f"{len(features)} input columns" if features else "its input columns"
     text = (f"This {task or ''} model ({model}) predicts '{metrics.get('target', '?')}' as {what} from {inputs} "
             f"of {source_phrase(run.recipe)}.").replace("  ", " ")
+    if task == "reinforcement":  # an agent: actions from observations
+        text = f"This agent ({model}) picks an action from each observation ({inputs}) of {source_phrase(run.recipe)}."
     version, created = run.manifest.get("honing_version"), run.manifest.get("created")
     if version or created:
         text += f" It was trained with honing {version or '(version not recorded)'}" + (

@@ -38,6 +38,9 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = 
     """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value) and, for
     classifiers, ``proba_<class>`` per class: what ``bundle.predict`` / ``predict_proba`` give, from
     one preprocessing pass."""
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (honing.unsupervised_predict)
+        from honing.unsupervised_predict import predict_frame as unsupervised_frame
+        return unsupervised_frame(bundle, frame, keep)
     keep = checked_keep(bundle, keep, frame.columns, "the data")
     out = frame[keep].copy()
     labels, proba = _predictions(bundle, frame)
@@ -52,6 +55,9 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
     """Predict every row of ``data`` into ``out`` (``.csv`` or ``.parquet``), ``chunk_rows`` rows at a
     time (see the module doc); returns the number of rows written.  The columns are those of
     :func:`predict_frame`; ``--keep`` columns are copied as read (text from a CSV file)."""
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (honing.unsupervised_predict)
+        from honing.unsupervised_predict import predict_file as unsupervised_file
+        return unsupervised_file(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=progress)
     out = _checked_out(out, data)
     if chunk_rows < 1:
         raise ServingError(f"chunk_rows {chunk_rows}: must be at least 1", "e.g. 50000")
@@ -94,6 +100,7 @@ def _output_schema(bundle: Bundle, keep_fields: list[pa.Field]) -> pa.Schema:
     """One schema for every chunk: the kept columns, the label's type (from the bundle's classes, so a
     chunk of one class keeps it) and float64 probabilities."""
     label = pa.array(np.asarray(bundle.classes)).type if bundle.is_classifier else pa.float64()
+    label = pa.int64() if bundle.task == "reinforcement" else label  # an agent's actions
     probas = [pa.field(name, pa.float64()) for name in proba_names(bundle)]
     return pa.schema([*keep_fields, pa.field("prediction", label), *probas])
 

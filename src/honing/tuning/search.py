@@ -37,11 +37,14 @@ class Search:
         return self.objective.metric
 
 
-def prepare(recipe: Recipe, dataset: Dataset, storage_dir: Path, name: str | None = None) -> Search:
-    """Check the space against the data's task; the objective reuses the loaded ``dataset``."""
-    dims = build_space(recipe, dataset.task)
-    objective = Objective(recipe, dims, dataset.task, report=studies.reports(recipe.tune))
-    objective.prime(recipe.data, recipe.seed, dataset)
+def prepare(recipe: Recipe, dataset: Dataset | None, storage_dir: Path, name: str | None = None) -> Search:
+    """Check the space against the data's task; the objective reuses the loaded ``dataset`` (None for
+    an agent, which has an environment instead)."""
+    task = dataset.task if dataset is not None else recipe.data.task
+    dims = build_space(recipe, task)
+    objective = Objective(recipe, dims, task, report=studies.reports(recipe.tune))
+    if dataset is not None:
+        objective.prime(recipe.data, recipe.seed, dataset)
     spec = studies.study_spec(recipe, storage_dir, objective.directions, name)
     return Search(recipe, dims, objective, spec, objective_names(recipe.tune.objectives, objective.metric))
 

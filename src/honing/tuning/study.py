@@ -147,6 +147,10 @@ def max_steps(recipe: Recipe) -> int:
     """The most steps a trial of ``recipe`` reports: folds, else epochs or boosting rounds."""
     if recipe.tune.cv:
         return recipe.tune.cv
+    if recipe.data.task == "reinforcement":  # one report per window of episodes / timesteps
+        from honing.rl_flow import tune_steps
+
+        return tune_steps(recipe)
     if recipe.model.type == "lightgbm":
         return int(recipe.model.params.get("n_estimators", 300))
     return recipe.train.epochs

@@ -1,0 +1,43 @@
+"""``data.reduce``: dimensionality reduction as the last preprocessing step of any recipe.
+
+``data.reduce: {pca: 0.95}`` keeps the principal components that explain 95% of the training split's
+variance (a float in (0, 1)); ``{pca: 10}`` keeps 10 components (an integer).  The PCA is fitted with the
+rest of the preprocessing on the training split only, and the bundle's preprocessor is then a
+``Pipeline([("columns", ColumnTransformer), ("reduce", PCA)])``, so ``honing predict``, the Python
+API and ``honing serve`` apply it like any other step.  The compiled single-row path of the server
+(:mod:`honing.serving.fast_transform`) handles ColumnTransformers only, so for these bundles it is not
+used and rows go through the fitted pipeline (the same numbers, a little slower per request).
+
+Not available with image columns, token ids (``data.text: tokens`` / ``pretrained``) — ids are not
+quantities a PCA can mix — nor with a streamed table (``data.streaming``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from honing.errors import RecipeError
+
+
+def check_reduce(schema: Any, cfg: Any) -> None:
+    """RecipeError for a ``data.reduce`` the data cannot take, or a bad number of components."""
+    kinds = {c.kind for c in schema.features}
+    value = cfg.reduce.get("pca")
+    if value is None or value <= 0 or (value >= 1 and float(value) != int(value)):
+        raise RecipeError(f"data.reduce.pca: {value!r} is neither a variance fraction in (0, 1) nor a "
+                          "number of components", "e.g. data.reduce: {pca: 0.95} or {pca: 10}")
+    if "image" in kinds:
+        raise RecipeError("data.reduce: images are not reduced (their pixels feed a cnn)", "remove data.reduce")
+    if "text" in kinds and cfg.text in ("tokens", "pretrained"):
+        raise RecipeError(f"data.reduce: token ids (data.text: {cfg.text}) cannot be reduced by a PCA",
+                          "use data.text: tfidf, or remove data.reduce")
+
+
+def with_reduction(columns: Any, cfg: Any, by_kind: dict[str, list[str]]) -> Any:
+    """``columns`` (the unfitted ColumnTransformer) followed by the PCA of ``cfg.reduce``."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+
+    value = float(cfg.reduce["pca"])
+    components: float | int = value if value < 1 else int(value)
+    return Pipeline([("columns", columns), ("reduce", PCA(n_components=components, svd_solver="full"))])
