@@ -7,8 +7,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 EXTRAS ?= dev,text,rl
+# the stamp changes with the dependencies and the extras, so a new extra is installed into an existing .venv
+STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml constraints.txt; echo "$(EXTRAS)") | cksum | cut -d' ' -f1)
 
 .PHONY: demo test install docs lock bench clean
 

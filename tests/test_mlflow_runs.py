@@ -404,3 +404,24 @@ def test_param_values_keys_and_secrets():
     assert params["data.types.a_b_"] == "numeric"
     assert params["tune.storage"] == "postgresql://honing:***@db/optuna"
     assert all(len(k) <= 250 for k in params)
+
+
+@pytest.mark.parametrize("task, sections", [
+    ("clustering", {"data": {"source": "builtin:iris", "task": "clustering"},
+                    "model": {"type": "kmeans", "params": {"k": 3}}}),
+    ("generation", {"data": {"source": "builtin:digits", "task": "generation"},
+                    "model": {"type": "vae"}, "train": {"epochs": 2}}),
+    ("reinforcement", {"data": {"task": "reinforcement", "env": "FrozenLake-v1",
+                                "env_params": {"is_slippery": False}},
+                       "model": {"type": "q_learning", "params": {"episodes": 200}},
+                       "evaluate": {"episodes": 10}}),
+])
+def test_every_task_is_logged(uri, mlflow, tmp_path, task, sections):
+    if task == "reinforcement":
+        pytest.importorskip("gymnasium")
+    out = tmp_path / "run"
+    result = api.train({"name": f"{task}-run", "tracking": {"enabled": False, "uri": uri}, **sections}, out=out)
+    run = mlflow.get_run(mr.log_train(out, result.recipe))
+    assert run.data.tags["honing.task"] == task and run.data.tags["honing.data_source"]
+    logged = {k: v for k, v in run.data.metrics.items() if not k.startswith("system")}
+    assert logged  # the run's headline numbers

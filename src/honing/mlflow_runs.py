@@ -199,7 +199,7 @@ def base_tags(kind: str, run_dir: Path, recipe: Recipe) -> dict[str, str]:
     from honing import __version__
 
     tags = {"honing.kind": kind, "honing.version": __version__, "honing.recipe": recipe.name,
-            "honing.run_dir": str(Path(run_dir).resolve()), "honing.data_source": redact(recipe.data.source),
+            "honing.run_dir": str(Path(run_dir).resolve()), "honing.data_source": redact(recipe.data.source or f"env:{recipe.data.env}"),
             "mlflow.source.type": "LOCAL", "mlflow.source.name": f"honing {kind}"}
     with contextlib.suppress(Exception):
         tags["mlflow.user"] = getpass.getuser()
