@@ -32,18 +32,6 @@ from honing.training.seed import seed_everything
 
 MODEL_TYPES = ("char_lm", "vae")
 #: Estimators a generation bundle may hold (the manifest's ``torch.estimator``).
-ESTIMATORS = {CharLanguageModel.estimator: CharLanguageModel, VAEModel.estimator: VAEModel}
-SPLITS = ("train", "validation", "test")
-
-
-def import_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Any:
-    """The generative estimator of a bundle's safetensors and manifest description."""
-    cls = ESTIMATORS.get(meta.get("estimator"))
-    if cls is None:
-        raise ValueError(f"unknown generative estimator {meta.get('estimator')!r}")
-    return cls.import_state(tensors, meta)
-
-
 def train_generative(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> Any:
     """Train ``recipe``'s generative model into ``tmp``; the :class:`~honing.train_flow.RunResult` of ``run_dir``."""
     from honing.train_flow import RunResult

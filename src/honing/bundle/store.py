@@ -370,7 +370,7 @@ def _load_torch(path: Path, manifest: dict) -> Any:
 
     try:
         if manifest["task"] == "generation":  # a char_lm or vae (docs/generative.md)
-            from honing.generative_flow import import_model
+            from honing.models.generative import import_model
             return import_model(load_file(str(path / MODEL_TORCH)), manifest["torch"])
         if manifest["task"] == "reinforcement":  # an agent's policy (docs/reinforcement.md)
             from honing.models.tabular_rl import import_agent
