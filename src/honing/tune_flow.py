@@ -17,7 +17,7 @@ from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.report.html import build_report
 from honing.tracking import default_run_dir, run_directory, write_json, write_text
-from honing.train_flow import RunResult, load_data, log_to_mlflow, resumable, train
+from honing.train_flow import TASK_FLOWS, RunResult, load_data, log_to_mlflow, resumable, train
 
 
 @dataclass
@@ -50,8 +50,7 @@ def tune(recipe: str | Path | dict | Recipe | None, overrides: list[str] | None 
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
     with run_directory(run_dir, resume=resume) as tmp:
         progress.note(f"run directory: {run_dir}")
-        dataset = load_data(recipe, progress) if recipe.data.task not in ("reinforcement", "generation", "clustering",
-                                                                              "reduction", "anomaly") else None
+        dataset = None if recipe.data.task in TASK_FLOWS else load_data(recipe, progress)  # those tasks load their own
         search = searching.prepare(recipe, dataset, tmp, study)
         recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
@@ -76,8 +75,7 @@ def join(recipe: str | Path, overrides: list[str] | None = None, study: str | No
     if recipe.tune.storage is None:
         raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
                           "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
-    dataset = load_data(recipe, progress) if recipe.data.task not in ("reinforcement", "generation", "clustering",
-                                                                              "reduction", "anomaly") else None
+    dataset = None if recipe.data.task in TASK_FLOWS else load_data(recipe, progress)  # those tasks load their own
     search = searching.prepare(recipe, dataset, Path.cwd(), study)
     found = searching.open_study(search, create=False, progress=progress)
     searching.run(search, found, progress)

@@ -27,6 +27,7 @@ from honing.models.select import Candidate, fit_candidate, is_lightgbm, is_neura
 from honing.recipe import DataConfig, Recipe, validate_recipe
 from honing.training.callbacks import Callback, monitor_mode
 from honing.tuning.space import Dimension, apply_values, params_of, suggest
+from honing.tuning.tasks import task_tuner, tune_metric
 
 #: Rows timed for the latency objective.
 LATENCY_ROWS = 1000
@@ -84,18 +85,10 @@ class Objective:
         self.dims = dims
         self.task = task
         self.tune = base.tune
-        self.metric, self.greater = ("mean_reward", True) if task in ("reinforcement", "generation", "clustering",
-                                                                      "reduction", "anomaly") \
-            else primary_metric(task, base.evaluate.metric)
+        self.tuner = task_tuner(task)  # unsupervised, reinforcement and generation trials (tuning/tasks.py)
+        self.metric, self.greater = (primary_metric(task, base.evaluate.metric) if self.tuner is None
+                                     else tune_metric(self.tuner, base))
         self.report = report  # pruning needs one objective and a pruner
-        if task == "generation":  # perplexity (char_lm) or ELBO (vae) on validation (honing.generative_tune)
-            from honing.generative_tune import tune_metric
-
-            self.metric, self.greater = tune_metric(base)
-        if task in ("clustering", "reduction", "anomaly"):  # silhouette, variance or ROC AUC (honing.unsupervised_tune)
-            from honing.unsupervised_tune import tune_metric as unsupervised_metric
-
-            self.metric, self.greater = unsupervised_metric(base)
         self._data: dict[str, tuple[Dataset, list[dict]]] = {}
 
     @property
@@ -117,18 +110,8 @@ class Objective:
         """Train the recipe with ``values`` and score it: the objective values, and what was
         measured on the way.  With a ``trial``, report to it and stop when it is pruned."""
         recipe = self.recipe(values)
-        if self.task == "generation":  # a char_lm or vae trained by the generation flow
-            from honing.generative_tune import tune_trial
-
-            return tune_trial(recipe, trial if self.report else None)
-        if self.task in ("clustering", "reduction", "anomaly"):  # scored on validation (honing.unsupervised_tune)
-            from honing.unsupervised_tune import tune_trial as unsupervised_trial
-
-            return unsupervised_trial(recipe, trial if self.report else None)
-        if self.task == "reinforcement":  # agents: seeded validation episodes (honing.rl_flow)
-            from honing.rl_flow import tune_trial
-
-            return tune_trial(recipe, trial if self.report else None)
+        if self.tuner is not None:
+            return self.tuner.tune_trial(recipe, trial if self.report else None)
         dataset, parts = self._prepared(recipe.data, recipe.seed)
         trial = trial if self.report else None
         start = time.perf_counter()

@@ -315,19 +315,11 @@ def build_space(recipe: Any, task: str) -> tuple[Dimension, ...]:
     from honing.models.classic import make_model, neural_options, resolve_candidates
     from honing.recipe import validate_recipe
     from honing.tuning.defaults import default_space, option_space
+    from honing.tuning.tasks import task_tuner
 
-    if task == "generation":  # char_lm / vae spaces and checks (honing.generative_tune)
-        from honing.generative_tune import tune_space as generative_space
-
-        return generative_space(recipe)
-    if task in ("clustering", "reduction", "anomaly"):  # default spaces and checks (honing.unsupervised_tune)
-        from honing.unsupervised_tune import tune_space as unsupervised_space
-
-        return unsupervised_space(recipe)
-    if task == "reinforcement":  # agents' spaces and checks (honing.rl_flow)
-        from honing.rl_flow import tune_space
-
-        return tune_space(recipe)
+    tuner = task_tuner(task)  # unsupervised, reinforcement and generation: their own spaces and checks
+    if tuner is not None:
+        return tuner.tune_space(recipe)
     model = recipe.model
     candidates = resolve_candidates(model.candidates, task) if model.type == "auto" else []
     raw = recipe.tune.space if recipe.tune.space is not None else default_space(model.type, candidates)
