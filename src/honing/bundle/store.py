@@ -111,11 +111,7 @@ def _check_save_args(task: str, classes: list | None, model: Any, extra: dict | 
     clash = sorted(_RESERVED & set(extra or {}))
     if clash:
         raise ValueError(f"extra must not override manifest keys: {clash}")
-    if task in ("clustering", "reduction", "anomaly"):  # cluster ids, embeddings, anomaly scores
-        return None
-    if task == "generation":  # a char_lm or vae predicts scores, not classes
-        return None
-    if task in ("regression", "reinforcement"):  # an agent's actions are integers, not classes
+    if task != "classification":  # values, actions, cluster ids, embeddings or scores: no classes
         return None
     if classes is None or len(classes) < 2:
         raise ValueError("a classification bundle needs the list of (at least two) classes")
