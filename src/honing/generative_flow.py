@@ -307,9 +307,8 @@ def _train_vae(recipe: Recipe, data: dict, base: VAEModel | None, progress: Prog
 def _write_run(tmp: Path, recipe: Recipe, kind: str, model: Any, data: dict, metrics: dict) -> None:
     from honing.bundle import save_bundle
     from honing.loading import TRUSTED_TYPES
-    from honing.report.html import build_report
-    from honing.report.plots import learning_curve
-    from honing.tracking import write_json, write_text
+    from honing.tracking import write_text
+    from honing.train_flow import write_run_files
 
     plots = tmp / "plots"
     if kind == "vae":
@@ -319,11 +318,5 @@ def _write_run(tmp: Path, recipe: Recipe, kind: str, model: Any, data: dict, met
     save_bundle(tmp / "bundle", preprocessor=None, model=model, task="generation", features=data["schema"],
                 classes=None, model_type=kind, metrics=metrics, recipe=recipe.model_dump(mode="json"),
                 data_fingerprint=data["fingerprint"], trusted=TRUSTED_TYPES, extra={"target": data["column"]})
-    write_text(tmp / "recipe.yaml", recipe.to_yaml())
-    write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "schema.json", data["schema"])
-    pd.DataFrame(metrics["leaderboard"]).to_csv(tmp / "leaderboard.csv", index=False)
-    if model.history_:
-        pd.DataFrame(model.history_).to_csv(tmp / "history.csv", index=False)
-        learning_curve(model.history_, plots / "learning_curve.png", f"{kind} on {recipe.data.source}")
-    build_report(tmp)
+    write_run_files(tmp, recipe, metrics, schema=data["schema"], leaderboard=metrics["leaderboard"],
+                    history=model.history_, title=f"{kind} on {recipe.data.source}")

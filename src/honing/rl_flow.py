@@ -130,8 +130,7 @@ def write_run(tmp: Path, recipe: Recipe, kind: str, agent: Any, metrics: dict) -
     """Bundle, recipe, metrics, history, learning curve and report of an agent's run."""
     from honing.bundle import save_bundle
     from honing.loading import TRUSTED_TYPES
-    from honing.report.html import build_report
-    from honing.tracking import write_json, write_text
+    from honing.train_flow import write_run_files
 
     info = env_info(recipe)
     fingerprint = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
@@ -140,13 +139,7 @@ def write_run(tmp: Path, recipe: Recipe, kind: str, agent: Any, metrics: dict) -
                 features=_features(agent.obs_columns, discrete), classes=None, model_type=kind, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=fingerprint, trusted=TRUSTED_TYPES,
                 extra={"target": None, "env": info, "evaluation_seed": metrics["evaluation_seed"]})
-    write_text(tmp / "recipe.yaml", recipe.to_yaml())
-    write_json(tmp / "metrics.json", metrics)
-    history = agent.history_ or []
-    if history:
-        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        reward_curve(history, tmp / "plots" / "learning_curve.png", f"{kind} on {info['id']}")
-    build_report(tmp)
+    write_run_files(tmp, recipe, metrics, history=agent.history_, title=f"{kind} on {info['id']}", curve=reward_curve)
 
 
 def reward_curve(history: list[dict], path: Path, title: str) -> Path:

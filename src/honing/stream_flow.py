@@ -37,9 +37,6 @@ from honing.loading import TRUSTED_TYPES
 from honing.models import classic
 from honing.progress import Progress
 from honing.recipe import Recipe
-from honing.report.html import build_report
-from honing.report.plots import learning_curve
-from honing.tracking import write_json, write_text
 from honing.training.seed import seed_everything
 
 #: Rows read first to infer the task and the column kinds.
@@ -250,14 +247,7 @@ def _write_run(tmp: Path, recipe: Recipe, schema: Schema, stats: StreamStats, mo
                 classes=classes, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=stats.fingerprint, trusted=TRUSTED_TYPES,
                 extra={"target": metrics["target"], "decision": {}, "reference": reference})
-    write_text(tmp / "recipe.yaml", recipe.to_yaml())
-    write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "schema.json", schema.to_dict())
-    if audit is not None:
-        write_json(tmp / "audit.json", audit.to_dict())
-    pd.DataFrame(metrics["leaderboard"]).to_csv(tmp / "leaderboard.csv", index=False)
-    history = getattr(model, "history_", None)
-    if history is not None:
-        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        learning_curve(history, tmp / "plots" / "learning_curve.png", f"{recipe.model.type} on {recipe.data.source}")
-    build_report(tmp)
+    from honing.train_flow import write_run_files
+
+    write_run_files(tmp, recipe, metrics, schema=schema.to_dict(), audit=audit, leaderboard=metrics["leaderboard"],
+                    history=getattr(model, "history_", None), title=f"{recipe.model.type} on {recipe.data.source}")

@@ -241,17 +241,28 @@ def _write_run(tmp: Path, resolved: Recipe, dataset: Dataset, selection: Selecti
                 extra={"target": dataset.target, "decision": evaluation.decision,
                        "reference": _reference_profile(dataset, evaluation)},
                 calibrator=evaluation.calibrator)
-    write_text(tmp / "recipe.yaml", resolved.to_yaml())
+    write_run_files(tmp, resolved, metrics, schema=dataset.schema.to_dict(), audit=audit,
+                    leaderboard=selection.table(), history=getattr(best.estimator, "history_", None),
+                    title=f"{best.type} on {resolved.data.source}")
+
+
+def write_run_files(tmp: Path, recipe: Recipe, metrics: dict[str, Any], *, schema: dict | None = None,
+                    audit: Any = None, leaderboard: list[dict] | None = None, history: list[dict] | None = None,
+                    title: str = "", curve: Any = learning_curve) -> None:
+    """What every run directory holds beside its bundle, then its report (built from them, last):
+    recipe.yaml, metrics.json, and those given of schema.json, audit.json, leaderboard.csv and
+    history.csv with its learning curve (drawn by ``curve``, titled ``title``)."""
+    write_text(tmp / "recipe.yaml", recipe.to_yaml())
     write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "schema.json", dataset.schema.to_dict())
+    if schema is not None:
+        write_json(tmp / "schema.json", schema)
     if audit is not None:
         write_json(tmp / "audit.json", audit.to_dict())
-    pd.DataFrame(selection.table()).to_csv(tmp / "leaderboard.csv", index=False)
-    history = getattr(best.estimator, "history_", None)
-    if history is not None:
+    if leaderboard is not None:
+        pd.DataFrame(leaderboard).to_csv(tmp / "leaderboard.csv", index=False)
+    if history:
         pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        learning_curve(history, tmp / "plots" / "learning_curve.png",
-                       f"{best.type} on {resolved.data.source}")
+        curve(history, tmp / "plots" / "learning_curve.png", title)
     build_report(tmp)
 
 

@@ -215,9 +215,7 @@ def _headline(metrics: dict) -> dict:
 def _write_run(tmp: Path, recipe: Recipe, data: UnsupervisedData, model: Any, metrics: dict, sweep: list) -> None:
     from honing.bundle import save_bundle
     from honing.loading import TRUSTED_TYPES
-    from honing.report.html import build_report
-    from honing.report.plots import learning_curve
-    from honing.tracking import write_json, write_text
+    from honing.train_flow import write_run_files
     from honing.unsupervised_predict import output_columns
 
     task = recipe.data.task
@@ -225,21 +223,15 @@ def _write_run(tmp: Path, recipe: Recipe, data: UnsupervisedData, model: Any, me
                 features=data.schema.to_dict(), classes=None, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=data.fingerprint, trusted=TRUSTED_TYPES,
                 extra={"target": data.target, "decision": {}, "outputs": output_columns(task, model)})
-    write_text(tmp / "recipe.yaml", recipe.to_yaml())
-    write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "schema.json", data.schema.to_dict())
-    pd.DataFrame(metrics["leaderboard"]).to_csv(tmp / "leaderboard.csv", index=False)
     plots = tmp / "plots"
     if sweep:
         elbow_plot(sweep, recipe.model.params["k"], plots / "elbow.png", f"{recipe.model.type} on {recipe.data.source}")
     if recipe.model.type == "pca":
         variance_plot(model.estimator_.explained_variance_ratio_, plots / "explained_variance.png",
                       f"PCA on {recipe.data.source}")
-    history = getattr(getattr(model, "estimator_", None), "history_", None)
-    if history:
-        pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
-        learning_curve(history, plots / "learning_curve.png", f"autoencoder on {recipe.data.source}")
-    build_report(tmp)
+    write_run_files(tmp, recipe, metrics, schema=data.schema.to_dict(), leaderboard=metrics["leaderboard"],
+                    history=getattr(getattr(model, "estimator_", None), "history_", None),
+                    title=f"autoencoder on {recipe.data.source}")
 
 
 def elbow_plot(sweep: list[dict], chosen: int, path: Path, title: str) -> Path:
