@@ -96,7 +96,8 @@ def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Pat
     for note in notes:
         progress.note(note)
     refit = outcome.refitted if tune.refit else outcome.recipe
-    what = "train + validation" if tune.refit else "train"
+    # the task flows (clustering, agents, generative models, …) train the best recipe as `honing train` would
+    what = "train + validation" if tune.refit and refit.data.task not in TASK_FLOWS else "train"
     which = "the recipe as written" if outcome.trial is None else f"trial {outcome.trial}"
     progress.note(f"training the best recipe ({which}) on {what}")
     trained = train(refit, out=tmp / "best", progress=progress, fit_on_validation=tune.refit, track=False)
