@@ -265,8 +265,8 @@ def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame | None
 
 
 def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> dict[str, Any]:
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # labels optional (honing.unsupervised_predict)
-        from honing.unsupervised_predict import evaluate_frame
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # labels optional (honing.evaluation.unsupervised)
+        from honing.evaluation.unsupervised import evaluate_frame
         return evaluate_frame(bundle, frame)
     if bundle.task == "generation":  # perplexity (char_lm) or ELBO (vae) of the rows (docs/generative.md)
         from honing.generative_flow import evaluate_rows

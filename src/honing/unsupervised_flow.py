@@ -11,7 +11,7 @@ Choosing k (clustering): ``model.params.k: auto`` tries k = 2 … 10, a list tri
 fitted on the training rows and the one with the highest training silhouette is kept (ties: the
 smallest k).  ``plots/elbow.png`` shows the inertia (within-cluster sum of squares) and the silhouette
 against k, and ``leaderboard.csv`` lists them.  Bundles predict cluster ids, embeddings or anomaly scores
-(:mod:`honing.unsupervised_predict`).
+(:mod:`honing.bundle.unsupervised_outputs`).
 """
 
 from __future__ import annotations
@@ -214,9 +214,9 @@ def _headline(metrics: dict) -> dict:
 
 def _write_run(tmp: Path, recipe: Recipe, data: UnsupervisedData, model: Any, metrics: dict, sweep: list) -> None:
     from honing.bundle import save_bundle
+    from honing.bundle.unsupervised_outputs import output_columns
     from honing.loading import TRUSTED_TYPES
     from honing.train_flow import write_run_files
-    from honing.unsupervised_predict import output_columns
 
     task = recipe.data.task
     save_bundle(tmp / "bundle", preprocessor=data.preprocessor, model=model, task=task,

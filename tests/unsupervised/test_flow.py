@@ -1,5 +1,5 @@
 """recipe → honing train → run directory and bundle → honing predict / honing.load(b).predict for
-clustering, reduction and anomaly runs (honing.unsupervised_flow, honing.unsupervised_predict)."""
+clustering, reduction and anomaly runs (honing.unsupervised_flow, honing.bundle.unsupervised_outputs)."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ class Bundle:
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for a raw feature frame: class labels, or values for regression."""
         if self.task in ("clustering", "reduction", "anomaly"):  # cluster ids, or embedding / anomaly columns
-            from honing.unsupervised_predict import predict_rows
+            from honing.bundle.unsupervised_outputs import predict_rows
             return predict_rows(self, df)
         X = self._encode(df)
         if not self.is_classifier:
@@ -129,7 +129,7 @@ class Bundle:
         from: class indices and (n, K) probabilities, or regression values and None.  ``rows`` (the
         raw rows) are needed only by per-group thresholds."""
         if self.task in ("clustering", "reduction", "anomaly"):  # ids, embeddings (n, d) or anomaly scores
-            from honing.unsupervised_predict import encoded_scores
+            from honing.bundle.unsupervised_outputs import encoded_scores
             return encoded_scores(self, X), None
         if self.task == "reinforcement":  # an agent's greedy actions (integers)
             return self.predict_encoded(X), None

@@ -78,3 +78,17 @@ def reconstruction_variance(X: np.ndarray, embeddings: np.ndarray) -> float:
     coef, *_ = np.linalg.lstsq(E, Xc, rcond=None)
     total = float((Xc ** 2).sum())
     return float(1 - ((Xc - E @ coef) ** 2).sum() / total) if total else 1.0
+
+
+def evaluate_frame(bundle: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """``honing evaluate`` for these bundles: the metrics above on ``frame``
+    (its label column, the run's ``data.target``, for ARI/NMI or precision/recall/ROC AUC when present)."""
+    target = bundle.manifest.get("target")
+    labels = frame[target] if target is not None and target in frame.columns else None
+    X = bundle.transform(bundle.prepare(frame) if bundle.prepare else frame)
+    if bundle.task == "clustering":
+        return cluster_metrics(X, bundle.model.predict(X), None if labels is None else labels.astype(str))
+    if bundle.task == "anomaly":
+        truth = anomaly_labels(labels)[0] if labels is not None else None
+        return anomaly_metrics(bundle.model.score(X), bundle.model.predict(X), truth)
+    return {"rows": len(X), "reconstructed_variance": reconstruction_variance(X, bundle.model.transform(X))}

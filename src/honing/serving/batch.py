@@ -38,8 +38,8 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = 
     """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value) and, for
     classifiers, ``proba_<class>`` per class: what ``bundle.predict`` / ``predict_proba`` give, from
     one preprocessing pass."""
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (honing.unsupervised_predict)
-        from honing.unsupervised_predict import predict_frame as unsupervised_frame
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (serving/unsupervised_batch.py)
+        from honing.serving.unsupervised_batch import predict_frame as unsupervised_frame
         return unsupervised_frame(bundle, frame, keep)
     keep = checked_keep(bundle, keep, frame.columns, "the data")
     out = frame[keep].copy()
@@ -55,8 +55,8 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
     """Predict every row of ``data`` into ``out`` (``.csv`` or ``.parquet``), ``chunk_rows`` rows at a
     time (see the module doc); returns the number of rows written.  The columns are those of
     :func:`predict_frame`; ``--keep`` columns are copied as read (text from a CSV file)."""
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (honing.unsupervised_predict)
-        from honing.unsupervised_predict import predict_file as unsupervised_file
+    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (serving/unsupervised_batch.py)
+        from honing.serving.unsupervised_batch import predict_file as unsupervised_file
         return unsupervised_file(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=progress)
     out = _checked_out(out, data)
     if chunk_rows < 1:
