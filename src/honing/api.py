@@ -17,6 +17,7 @@ import pandas as pd
 
 from honing import train_flow, tune_flow
 from honing.bundle import Bundle
+from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.data.dataset import Dataset, encode_target, load_dataset
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
@@ -265,7 +266,7 @@ def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame | None
 
 
 def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> dict[str, Any]:
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # labels optional (honing.evaluation.unsupervised)
+    if bundle.task in UNSUPERVISED_TASKS:  # labels optional (honing.evaluation.unsupervised)
         from honing.evaluation.unsupervised import evaluate_frame
         return evaluate_frame(bundle, frame)
     if bundle.task == "generation":  # perplexity (char_lm) or ELBO (vae) of the rows (docs/generative.md)
@@ -362,7 +363,7 @@ def _bundle_data(parent: Bundle, bundle: str | Path, data: str | Path | None, ov
                  progress: Progress) -> tuple[Recipe, Dataset]:
     """The bundle's recipe (with ``overrides``) and its data split as in training; ``data`` replaces
     ``data.source`` when the training data moved."""
-    if parent.task in ("clustering", "reduction", "anomaly"):  # no labels to hold a compressed model to
+    if parent.task in UNSUPERVISED_TASKS:  # no labels to hold a compressed model to
         raise HoningError(f"{bundle}: a {parent.task} bundle cannot be compressed or exported to ONNX yet",
                           "compression and ONNX export are for classification and regression bundles")
     moved = [f"data.source={data}"] if data is not None else []

@@ -66,8 +66,10 @@ def print_compression(result: Any) -> None:
 def print_run(result: Any) -> None:
     from rich.table import Table
 
+    from honing.bundle.manifest import UNSUPERVISED_TASKS
+
     out = console()
-    if result.task in ("clustering", "reduction", "anomaly"):  # per split (honing.unsupervised_flow)
+    if result.task in UNSUPERVISED_TASKS:  # per split (honing.unsupervised_flow)
         print_metrics({s: result.metrics[s] for s in ("train", "validation", "test") if s in result.metrics},
                       f"{result.model} ({result.task})")
         out.print(f"run: [bold]{result.run_dir}[/]   bundle: [bold]{result.bundle_dir}[/]")

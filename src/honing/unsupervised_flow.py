@@ -28,7 +28,6 @@ from honing.recipe import Recipe
 
 #: The k tried by ``model.params.k: auto``.
 AUTO_K = tuple(range(2, 11))
-UNSUPERVISED_TASKS = ("clustering", "reduction", "anomaly")
 
 
 def train_unsupervised(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> Any:

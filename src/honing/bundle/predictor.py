@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.errors import HoningError
 
 
@@ -113,7 +114,7 @@ class Bundle:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for a raw feature frame: class labels, or values for regression."""
-        if self.task in ("clustering", "reduction", "anomaly"):  # cluster ids, or embedding / anomaly columns
+        if self.task in UNSUPERVISED_TASKS:  # cluster ids, or embedding / anomaly columns
             from honing.bundle.unsupervised_outputs import predict_rows
             return predict_rows(self, df)
         X = self._encode(df)
@@ -128,7 +129,7 @@ class Bundle:
         """What :meth:`predict` decides on a preprocessed array, with the probabilities it decided
         from: class indices and (n, K) probabilities, or regression values and None.  ``rows`` (the
         raw rows) are needed only by per-group thresholds."""
-        if self.task in ("clustering", "reduction", "anomaly"):  # ids, embeddings (n, d) or anomaly scores
+        if self.task in UNSUPERVISED_TASKS:  # ids, embeddings (n, d) or anomaly scores
             from honing.bundle.unsupervised_outputs import encoded_scores
             return encoded_scores(self, X), None
         if self.task == "reinforcement":  # an agent's greedy actions (integers)

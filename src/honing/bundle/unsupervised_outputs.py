@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-UNSUPERVISED_TASKS = ("clustering", "reduction", "anomaly")
-
 
 def output_columns(task: str, model: Any) -> list[str]:
     """The columns a bundle of ``task`` predicts."""

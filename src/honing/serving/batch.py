@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from honing.bundle import Bundle
+from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import BUILTIN_PREFIX
@@ -38,7 +39,7 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = 
     """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value) and, for
     classifiers, ``proba_<class>`` per class: what ``bundle.predict`` / ``predict_proba`` give, from
     one preprocessing pass."""
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (serving/unsupervised_batch.py)
+    if bundle.task in UNSUPERVISED_TASKS:  # columns of their own (serving/unsupervised_batch.py)
         from honing.serving.unsupervised_batch import predict_frame as unsupervised_frame
         return unsupervised_frame(bundle, frame, keep)
     keep = checked_keep(bundle, keep, frame.columns, "the data")
@@ -55,7 +56,7 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
     """Predict every row of ``data`` into ``out`` (``.csv`` or ``.parquet``), ``chunk_rows`` rows at a
     time (see the module doc); returns the number of rows written.  The columns are those of
     :func:`predict_frame`; ``--keep`` columns are copied as read (text from a CSV file)."""
-    if bundle.task in ("clustering", "reduction", "anomaly"):  # columns of their own (serving/unsupervised_batch.py)
+    if bundle.task in UNSUPERVISED_TASKS:  # columns of their own (serving/unsupervised_batch.py)
         from honing.serving.unsupervised_batch import predict_file as unsupervised_file
         return unsupervised_file(bundle, data, out, keep=keep, chunk_rows=chunk_rows, progress=progress)
     out = _checked_out(out, data)
