@@ -179,28 +179,38 @@ class _NeuralBase(BaseEstimator):
                 self.net_, self.net_params_ = plan.start.net, plan.start.net_params
             else:
                 self.module_ = trained = build_net(self.net, shape, n_outputs, params)
-            self.module_.checkpointing = cfg.gradient_checkpointing
-            health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health, ProgressBar(progress), *(plan.callbacks if plan else []), *(callbacks or [])]
-            if self.checkpoint is not None:  # save every epoch; continue from an earlier save
-                callbacks.append(Checkpoint(self.checkpoint))
             if plan is not None and plan.cfg.mode == "features":  # embed once; the head trains on the cache
                 device = resolve_device(self.device)
                 Xt = finetune.head_data(plan, Xt, device)
                 Xv = finetune.head_data(plan, Xv, device) if Xv is not None else None
-            trainer = Trainer(trained, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
-                              device=self.device, seed=seed, params=plan.groups if plan else None,
-                              augment=self._augmenter(shape, n_outputs, seed), order=self._order(Xt, cfg))
-            if self.checkpoint is not None and Path(self.checkpoint).is_file():
-                load_checkpoint(trainer, self.checkpoint)
-            self.history_ = trainer.fit(Xt, yt, Xv, yv).rows
+            self._train(trained, loss_fn, cfg, seed, shape, n_outputs, (Xt, yt, Xv, yv), progress,
+                        [*(plan.callbacks if plan else []), *(callbacks or [])],
+                        params=plan.groups if plan else None, order=self._order(Xt, cfg))
             if plan is not None:
                 finetune.finish(plan)
+        self.baseline_loss_ = self._baseline_loss(y)
+        return self
+
+    def _train(self, trained: nn.Module, loss_fn: nn.Module, cfg: TrainConfig, seed: int, shape: tuple[int, ...],
+               n_outputs: int, data: tuple, progress: Progress | None, callbacks: list, params: Any = None,
+               order: Any = None) -> None:
+        """Train ``trained`` (``module_`` or the part of it that trains) on ``data`` (tensors or batch
+        streams, as ``Trainer.fit`` takes them) with the health statistics, the progress bar, the
+        given callbacks and ``checkpoint`` (saved every epoch; an earlier save is continued); then
+        set the fitted attributes every fit sets."""
+        self.module_.checkpointing = cfg.gradient_checkpointing
+        health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
+        callbacks = [health, ProgressBar(progress), *callbacks]
+        if self.checkpoint is not None:
+            callbacks.append(Checkpoint(self.checkpoint))
+        trainer = Trainer(trained, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(), device=self.device,
+                          seed=seed, params=params, augment=self._augmenter(shape, n_outputs, seed), order=order)
+        if self.checkpoint is not None and Path(self.checkpoint).is_file():
+            load_checkpoint(trainer, self.checkpoint)
+        self.history_ = trainer.fit(*data).rows
         self.module_.eval()
         self.input_shape_ = shape
         self.health_ = health.stats
-        self.baseline_loss_ = self._baseline_loss(y)
-        return self
 
     def _fit_stream(self, train: Any, validation: Any, n_features: int, n_outputs: int, loss_fn: nn.Module,
                     baseline_loss: float, progress: Progress | None, callbacks: list | None) -> _NeuralBase:
@@ -226,20 +236,9 @@ class _NeuralBase(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_ = build_net(self.net, shape, n_outputs, params)
-            self.module_.checkpointing = cfg.gradient_checkpointing
-            health = HealthStats(grad_every=HEALTH_GRAD_EVERY)
-            callbacks = [health, ProgressBar(progress), *(callbacks or [])]
-            if self.checkpoint is not None:
-                callbacks.append(Checkpoint(self.checkpoint))
-            trainer = Trainer(self.module_, loss_fn, cfg, callbacks=callbacks, metrics=self._metrics(),
-                              device=self.device, seed=seed, augment=self._augmenter(shape, n_outputs, seed))
-            if self.checkpoint is not None and Path(self.checkpoint).is_file():
-                load_checkpoint(trainer, self.checkpoint)
-            self.history_ = trainer.fit(train, None, validation, None).rows
-        self.module_.eval()
+            self._train(self.module_, loss_fn, cfg, seed, shape, n_outputs, (train, None, validation, None),
+                        progress, list(callbacks or []))
         self.n_features_in_ = n_features
-        self.input_shape_ = shape
-        self.health_ = health.stats
         self.baseline_loss_ = baseline_loss
         return self
 
