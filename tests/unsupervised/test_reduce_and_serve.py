@@ -85,16 +85,22 @@ def test_reduce_mistakes_are_recipe_errors(tmp_path):
         check_recipe(load_recipe({"data": {"source": "x.parquet", "reduce": {"pca": 0.9}}, "model": {"type": "mlp"}}))
 
 
-def test_unsupervised_bundles_are_served_and_evaluated(tmp_path, cli):
-    result = honing.train(_recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering"},
-                                  model={"type": "kmeans", "params": {"k": 3}}), out=tmp_path / "run")
+def _served(tmp_path, task: str, model: dict, rows: int):
+    """A bundle trained on iris for ``task``, iris, and what ``honing serve`` answers for its first rows."""
+    result = honing.train(_recipe(tmp_path, data={"source": "builtin:iris", "task": task}, model=model),
+                          out=tmp_path / "run")
     bundle = honing.load(result.bundle_dir)
     iris = load_builtin("iris").frame
     with TestClient(create_app(bundle, ServeConfig(), None)) as client:
-        rows = json.loads(iris.drop(columns=["species"]).head(6).to_json(orient="records"))
-        answer = client.post("/v1/predict", json={"instances": rows})
+        instances = json.loads(iris.drop(columns=["species"]).head(rows).to_json(orient="records"))
+        answer = client.post("/v1/predict", json={"instances": instances})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["predictions"] == bundle.predict(iris.head(6)).astype(float).tolist()
+    return result, bundle, iris, answer.json()["predictions"]
+
+
+def test_unsupervised_bundles_are_served_and_evaluated(tmp_path, cli):
+    result, bundle, iris, served = _served(tmp_path, "clustering", {"type": "kmeans", "params": {"k": 3}}, 6)
+    assert served == bundle.predict(iris.head(6)).astype(float).tolist()
     scores = honing.evaluate(bundle, iris)
     ids = bundle.predict(iris)
     assert scores["adjusted_rand"] == pytest.approx(metrics.adjusted_rand_score(iris["species"], ids))
@@ -106,12 +112,5 @@ def test_unsupervised_bundles_are_served_and_evaluated(tmp_path, cli):
 
 
 def test_reduction_bundle_serves_embeddings(tmp_path):
-    result = honing.train(_recipe(tmp_path, data={"source": "builtin:iris", "task": "reduction"},
-                                  model={"type": "pca", "params": {"components": 2}}), out=tmp_path / "run")
-    bundle = honing.load(result.bundle_dir)
-    iris = load_builtin("iris").frame
-    with TestClient(create_app(bundle, ServeConfig(), None)) as client:
-        rows = json.loads(iris.drop(columns=["species"]).head(3).to_json(orient="records"))
-        answer = client.post("/v1/predict", json={"instances": rows})
-    assert answer.status_code == 200, answer.text
-    assert np.allclose(answer.json()["predictions"], bundle.predict(iris.head(3)).to_numpy())
+    _, bundle, iris, served = _served(tmp_path, "reduction", {"type": "pca", "params": {"components": 2}}, 3)
+    assert np.allclose(served, bundle.predict(iris.head(3)).to_numpy())
