@@ -345,11 +345,7 @@ def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
 def resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
     """The recipe with what the data decided: the target, the task, a cnn's ``input_shape`` on images."""
     data = recipe.data.model_copy(update={"target": dataset.target, "task": dataset.task})
-    update: dict[str, Any] = {"data": data}
-    if dataset.image_shape is not None and recipe.model.type == "cnn" and "input_shape" not in recipe.model.params:
-        params = {**recipe.model.params, "input_shape": list(dataset.image_shape)}  # the images' (C, H, W)
-        update["model"] = recipe.model.model_copy(update={"params": params})
-    return recipe.model_copy(update=update)
+    return dataset.shaped(recipe).model_copy(update={"data": data})
 
 
 def _metrics(selection: Selection, dataset: Dataset, data: dict, evaluation: Any) -> dict[str, Any]:

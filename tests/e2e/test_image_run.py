@@ -166,3 +166,24 @@ def test_other_neural_models_read_the_pixels_flat(model, tmp_path):
                         "train": TRAIN, "evaluate": QUICK}, out=tmp_path / "run")
     assert "input_shape" not in run.recipe.model.params
     assert run.metrics["rows"]["train"] > 0
+
+
+def test_tuning_a_cnn_on_rgb_images_gives_every_trial_their_shape(cli, tmp_path):
+    """RGB pixels (3 × 8 × 8 = 192 values) are not one square image: each trial must get (3, 8, 8)."""
+    rng = np.random.default_rng(0)
+    for label, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / "rgb" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 80, (8, 8, 3)).astype(np.uint8)
+            pixels[..., channel] += 150
+            Image.fromarray(pixels).save(tmp_path / "rgb" / label / f"{i}.png")
+    recipe = {"recipe_version": 1, "name": "rgb", "seed": 0, "data": {"source": str(tmp_path / "rgb")},
+              "model": {"type": "cnn", "params": {"channels": [4]}}, "train": TRAIN, "evaluate": QUICK,
+              "tune": {"trials": 2}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = cli("tune", tmp_path / "r.yaml", "--out", tmp_path / "tuned")
+    assert result.code == 0, result.err
+    best = yaml.safe_load((tmp_path / "tuned" / "best.yaml").read_text())
+    assert best["model"]["params"]["input_shape"] == [3, 8, 8]
+    manifest = json.loads((tmp_path / "tuned" / "best" / "bundle" / "manifest.json").read_text())
+    assert manifest["recipe"]["model"]["params"]["input_shape"] == [3, 8, 8]

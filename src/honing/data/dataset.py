@@ -26,7 +26,7 @@ from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.sources import fingerprint, read_table
 from honing.data.split import split_frame
 from honing.errors import DataError, RecipeError, did_you_mean
-from honing.recipe import DataConfig, SplitConfig
+from honing.recipe import DataConfig, Recipe, SplitConfig
 
 SPLITS = ("train", "validation", "test")
 
@@ -51,6 +51,15 @@ class Dataset:
     @property
     def n_classes(self) -> int | None:
         return None if self.classes is None else len(self.classes)
+
+    def shaped(self, recipe: Recipe) -> Recipe:
+        """The recipe with a cnn reading these images as (C, H, W): ``model.params.input_shape`` from
+        the data unless the recipe sets it (an RGB image's pixels are not one square)."""
+        params = recipe.model.params
+        if self.image_shape is None or recipe.model.type != "cnn" or "input_shape" in params:
+            return recipe
+        model = recipe.model.model_copy(update={"params": {**params, "input_shape": list(self.image_shape)}})
+        return recipe.model_copy(update={"model": model})
 
     def features(self, split: str) -> pd.DataFrame:
         return coerce_features(self.splits[split], self.schema)

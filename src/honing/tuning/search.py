@@ -41,6 +41,8 @@ def prepare(recipe: Recipe, dataset: Dataset | None, storage_dir: Path, name: st
     """Check the space against the data's task; the objective reuses the loaded ``dataset`` (None for
     an agent, which has an environment instead)."""
     task = dataset.task if dataset is not None else recipe.data.task
+    if dataset is not None:
+        recipe = dataset.shaped(recipe)  # every trial's cnn reads the images as (C, H, W)
     dims = build_space(recipe, task)
     objective = Objective(recipe, dims, task, report=studies.reports(recipe.tune))
     if dataset is not None:
