@@ -71,7 +71,8 @@ def quickstart(
 
 @app.command()
 def init(
-    data: Annotated[str, typer.Argument(help="CSV/TSV/Parquet/JSONL file, or builtin:NAME.")],
+    data: Annotated[str, typer.Argument(
+        help="CSV/TSV/Parquet/JSONL file, image folder (a sub-folder per class), .npy/.npz/IDX images, or builtin:NAME.")],
     target: Annotated[str | None, typer.Option("--target", "-t", help="Column to predict.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the recipe.")] = Path("recipe.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing recipe file.")] = False,

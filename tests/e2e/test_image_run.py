@@ -187,3 +187,20 @@ def test_tuning_a_cnn_on_rgb_images_gives_every_trial_their_shape(cli, tmp_path)
     assert best["model"]["params"]["input_shape"] == [3, 8, 8]
     manifest = json.loads((tmp_path / "tuned" / "best" / "bundle" / "manifest.json").read_text())
     assert manifest["recipe"]["model"]["params"]["input_shape"] == [3, 8, 8]
+
+
+def test_init_on_images_writes_a_cnn_recipe_that_trains(cli, tmp_path):
+    folder = _folder(tmp_path / "shades")
+    result = cli("init", folder, "--out", tmp_path / "folder.yaml")  # no --target: the sub-folders are the labels
+    assert result.code == 0, result.err
+    recipe = yaml.safe_load((tmp_path / "folder.yaml").read_text())
+    assert recipe["data"]["target"] == "label" and recipe["model"]["type"] == "cnn"
+    images, labels = _arrays()
+    np.savez(tmp_path / "shades.npz", x=images, y=labels)
+    assert cli("init", tmp_path / "shades.npz", "--out", tmp_path / "arrays.yaml").code == 0
+    text = (tmp_path / "arrays.yaml").read_text()
+    assert "pixel_0 … pixel_63  64 numeric pixel columns" in text and "pixel_5 " not in text  # one line, not 64
+    assert yaml.safe_load(text)["model"]["type"] == "cnn"
+    result = cli("train", tmp_path / "folder.yaml", "--set", "train.epochs=2", "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "cnn"
