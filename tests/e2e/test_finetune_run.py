@@ -60,6 +60,29 @@ def test_transfer_from_a_bundle_with_a_new_head(digits, tmp_path):
     assert set(predictions) <= {5, 6, 7, 8, 9}
 
 
+def test_features_mode_probe_reuses_the_training_embeddings(digits, tmp_path, monkeypatch):
+    """The linear probe of features mode reads the embeddings made for training: each training row
+    goes through the backbone once, and the probe scores what frozen mode's probe (embedding anew) scores."""
+    from honing.models import pretrained
+
+    root, target, source, types = digits
+    frozen = honing.train(_recipe(root, "high.csv", target, types, source, mode="frozen"), out=tmp_path / "frozen")
+    embedded = []
+    real = pretrained.run_batched
+
+    def counting(module, X, *args, **kwargs):
+        embedded.append(len(X))
+        return real(module, X, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "run_batched", counting)
+    run = honing.train(_recipe(root, "high.csv", target, types, source, mode="features"), out=tmp_path / "features")
+    rows = run.metrics["rows"]
+    assert sorted(embedded) == sorted([rows["train"], rows["validation"], rows["validation"], rows["test"]])
+    for split in ("validation", "test"):
+        assert run.metrics["base_model"][split]["accuracy"] == pytest.approx(
+            frozen.metrics["base_model"][split]["accuracy"], abs=1e-12)
+
+
 def test_same_classes_base_model_is_the_source_as_is(digits, tmp_path):
     """Zero-shot on the source's own task scores what the source bundle scores (the same split)."""
     root, target, source, types = digits

@@ -105,7 +105,7 @@ def base_model(estimator: Any, data: dict, held_out: dict, task: str, classes: l
             proba = torch.softmax(run_batched(module, tensor(X), batch), dim=1)[:, order].numpy().astype(np.float64)
             scores[split] = compute_metrics(task, y, proba.argmax(axis=1), proba, n_classes)
     else:
-        scores = _linear_probe(module, tensor, data, held_out, task, n_classes, batch)
+        scores = _linear_probe(estimator, module, tensor, data, held_out, task, n_classes, batch)
     return {"method": method, **scores, "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -122,18 +122,24 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
-def _linear_probe(module: Any, tensor: Any, data: dict, held_out: dict, task: str, n_classes: int | None,
-                  batch: int) -> dict[str, Any]:
-    """Logistic (ridge) regression on the frozen network's features of the training rows."""
+def _linear_probe(estimator: Any, module: Any, tensor: Any, data: dict, held_out: dict, task: str,
+                  n_classes: int | None, batch: int) -> dict[str, Any]:
+    """Logistic (ridge) regression on the frozen network's features of the training rows (those
+    features mode already embedded, when it trained on the same rows)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from honing.models.finetune import rows_digest
     from honing.models.pretrained import run_batched
 
     X, y = data["train"]
-    X, y = X[:PROBE_ROWS], y[:PROBE_ROWS]
-    features = run_batched(module, tensor(X), batch, head_inputs=True).numpy()
+    digest, embedded = estimator.__dict__.pop("embedded_", (None, None))  # features mode: embedded while fitting
+    if embedded is not None and digest == rows_digest(X):
+        features = embedded[:PROBE_ROWS].cpu().numpy()
+    else:
+        features = run_batched(module, tensor(X[:PROBE_ROWS]), batch, head_inputs=True).numpy()
+    y = y[:PROBE_ROWS]
     head = LogisticRegression(max_iter=2000) if task == "classification" else Ridge()
     probe = make_pipeline(StandardScaler(), head).fit(features, y)
     scores = {}

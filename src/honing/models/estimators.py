@@ -155,7 +155,8 @@ class _NeuralBase(BaseEstimator):
              eval_set: tuple | None, stratify: np.ndarray | None, progress: Progress | None,
              callbacks: list | None) -> _NeuralBase:
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        self.__dict__.pop("weights_dtype_", None)  # a refit computes and stores float32 again
+        for stale in ("weights_dtype_", "embedded_"):  # what the last fit left: its weights dtype, its embeddings
+            self.__dict__.pop(stale, None)
         self.net_, self.source_shape_ = source_net(self.pretrained) if self.pretrained else (self.net, None)
         shape = self._input_shape(X)
         params = self.net_params_ = self._net_params(X, shape)
@@ -182,6 +183,7 @@ class _NeuralBase(BaseEstimator):
             if plan is not None and plan.cfg.mode == "features":  # embed once; the head trains on the cache
                 device = resolve_device(self.device)
                 Xt = finetune.head_data(plan, Xt, device)
+                self.embedded_ = (finetune.rows_digest(X), Xt)  # the base model's linear probe reuses them
                 Xv = finetune.head_data(plan, Xv, device) if Xv is not None else None
             self._train(trained, loss_fn, cfg, seed, shape, n_outputs, (Xt, yt, Xv, yv), progress,
                         [*(plan.callbacks if plan else []), *(callbacks or [])],

@@ -10,9 +10,11 @@ the head trains on the cached embeddings.  :func:`finish` merges LoRA adapters i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,6 +93,12 @@ def head_data(plan: Plan, X: torch.Tensor, device: torch.device | str) -> torch.
     """The frozen backbone's features of ``X`` (computed once; the head then trains on them)."""
     batch = TEXT_BATCH if plan.start.net == pt.TEXT_NET else 1024
     return pt.run_batched(plan.module, X, batch, device, head_inputs=True)
+
+
+def rows_digest(X: Any) -> str:
+    """A digest of the rows of ``X`` as float32: features mode keeps the training rows' embeddings
+    under it, so the base model's linear probe on the same rows need not embed them again."""
+    return hashlib.blake2b(np.ascontiguousarray(X, dtype=np.float32).tobytes(), digest_size=16).hexdigest()
 
 
 def finish(plan: Plan) -> None:
