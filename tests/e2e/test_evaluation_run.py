@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer, make_regression
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
 
 import honing
 from conftest import assert_user_error
@@ -24,8 +24,8 @@ def _cancer(tmp_path) -> pd.DataFrame:
     return frame
 
 
-def _train(tmp_path, source: str, target: str, **sections):
-    recipe = {"name": "eval", "data": {"source": source, "target": target},
+def _train(tmp_path, source: str, target: str, data_split: dict | None = None, **sections):
+    recipe = {"name": "eval", "data": {"source": source, "target": target, **({"split": data_split} if data_split else {})},
               "model": {"type": "logistic_regression"}, **sections}
     return honing.train(recipe, out=tmp_path / "run")
 
@@ -93,6 +93,25 @@ def test_a_fixed_threshold_and_calibration_change_what_predict_says(tmp_path):
     assert calibration["method"] == "isotonic" and "ece" in calibration["after"]
     result = honing.evaluate(run.bundle_dir, frame)
     assert result["accuracy"] == pytest.approx(accuracy_score(frame["target"], model.predict(features)))
+
+
+def test_calibrated_thresholded_metrics_are_what_the_bundle_predicts(tmp_path):
+    """Evaluation predicts each split once and calibrates and thresholds those probabilities itself:
+    its test metrics must be the saved bundle's predictions scored by scikit-learn."""
+    frame = _cancer(tmp_path)
+    frame["split"] = np.resize(["train", "train", "train", "validation", "test"], len(frame))
+    frame.to_csv(tmp_path / "split.csv", index=False)
+    run = _train(tmp_path, str(tmp_path / "split.csv"), "target", data_split={"column": "split"},
+                 evaluate={"threshold": "f1", "calibrate": "sigmoid", "bootstrap": 0, "explain": False})
+    model = honing.load(run.bundle_dir)
+    for split in ("validation", "test"):
+        rows = frame[frame["split"] == split]
+        predicted = model.predict(rows.drop(columns=["target", "split"]))
+        proba = model.predict_proba(rows.drop(columns=["target", "split"]))["malignant"]
+        scores = run.metrics[split]
+        assert scores["accuracy"] == pytest.approx(accuracy_score(rows["target"], predicted), abs=1e-12)
+        assert scores["roc_auc"] == pytest.approx(roc_auc_score(rows["target"] == "malignant", proba), abs=1e-12)
+        assert scores["confusion_matrix"] == confusion_matrix(rows["target"], predicted).tolist()
 
 
 def test_regression_residuals(tmp_path):

@@ -78,14 +78,22 @@ def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
     cfg = recipe.evaluate
     check_config(recipe, dataset)
     out = Evaluation({}, decision=decision or {})
-    if dataset.task == "classification" and not decision:
-        out.calibrator, out.metrics["calibration"] = _calibrate(model, preprocessor, dataset, data, cfg.calibrate)
-        out.decision, out.metrics["decision"] = _decide(model, preprocessor, dataset, data, cfg, out.calibrator)
+    held_out = [s for s in ("validation", "test") if s in data]
+    raw = {}  # a classifier's uncalibrated probabilities: each split is predicted once
+    if dataset.task == "classification":
+        plain = predictor(model, preprocessor, dataset)
+        raw = {s: plain.predict_proba_encoded(data[s][0]) for s in held_out}
+        if not decision:
+            out.calibrator, out.metrics["calibration"] = _calibrate(raw, data, cfg.calibrate)
+            out.decision, out.metrics["decision"] = _decide(raw, data, dataset, cfg, out.calibrator)
     bundle = predictor(model, preprocessor, dataset, out.decision, out.calibrator)
-    for split in ("validation", "test"):
-        if split in data:
+    for split in held_out:
+        if split in raw:
+            proba = out.calibrator.transform(raw[split]) if out.calibrator is not None else raw[split]
+            out.predictions[split] = bundle.decide(proba, dataset.splits[split]), proba
+        else:
             out.predictions[split] = bundle.scores(data[split][0], dataset.splits[split])
-            out.metrics[split] = _scores(dataset, data[split][1], *out.predictions[split])
+        out.metrics[split] = _scores(dataset, data[split][1], *out.predictions[split])
     if "test" in data:
         with progress.step("analysing the test predictions"):
             out.metrics.update(_test_analysis(bundle, dataset, data, recipe, plots, out))
@@ -99,26 +107,26 @@ def _scores(dataset: Dataset, y: np.ndarray, y_pred: np.ndarray, proba: np.ndarr
     return scores
 
 
-def _calibrate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, method: str) -> tuple[Any, dict]:
+def _calibrate(raw: dict[str, np.ndarray], data: dict, method: str) -> tuple[Any, dict]:
+    """A calibrator fitted on the validation split's probabilities, with the test split's reliability
+    before and after."""
     if method == "none":
         return None, {}
-    X_val, y_val = data["validation"]
-    raw = predictor(model, preprocessor, dataset)
-    calibrator = calibration.Calibrator(method).fit(raw.predict_proba_encoded(X_val), y_val)
+    calibrator = calibration.Calibrator(method).fit(raw["validation"], data["validation"][1])
     report: dict[str, Any] = {"method": method}
-    if "test" in data:
-        X_test, y_test = data["test"]
-        before = raw.predict_proba_encoded(X_test)
-        report["before"] = calibration.reliability(y_test, before)
-        report["after"] = calibration.reliability(y_test, calibrator.transform(before))
+    if "test" in raw:
+        y_test = data["test"][1]
+        report["before"] = calibration.reliability(y_test, raw["test"])
+        report["after"] = calibration.reliability(y_test, calibrator.transform(raw["test"]))
     return calibrator, report
 
 
-def _decide(model: Any, preprocessor: Any, dataset: Dataset, data: dict, cfg: Any, calibrator: Any) -> tuple[dict, dict]:
+def _decide(raw: dict[str, np.ndarray], data: dict, dataset: Dataset, cfg: Any, calibrator: Any) -> tuple[dict, dict]:
+    """The binary decision threshold chosen on the validation split's (calibrated) probabilities."""
     if cfg.threshold == "none":
         return {}, {}
-    X_val, y_val = data["validation"]
-    p1 = predictor(model, preprocessor, dataset, calibrator=calibrator).predict_proba_encoded(X_val)[:, 1]
+    proba = calibrator.transform(raw["validation"]) if calibrator is not None else raw["validation"]
+    y_val, p1 = data["validation"][1], proba[:, 1]
     chosen = threshold.choose_threshold(y_val, p1, cfg.threshold, cfg.threshold_value)
     report = {**chosen, "positive_class": str(dataset.classes[1]), "curve": threshold.threshold_curve(y_val, p1)}
     return {"threshold": chosen["threshold"], "method": cfg.threshold}, report
