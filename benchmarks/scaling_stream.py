@@ -68,16 +68,18 @@ def _recipe(path: Path, epochs: int, workers: int) -> dict:
             "train": {"epochs": epochs, "batch_size": 1024}, "tracking": False}
 
 
-def run_once(path: Path, out: Path, epochs: int = 1, workers: int = 1) -> dict:
-    """Train on ``path`` in a fresh process; its peaks (MiB), seconds and metrics."""
+def measure(recipe: dict, out: Path) -> tuple[dict, float, float, dict]:
+    """``honing train`` of ``recipe`` into ``out`` in a fresh process: its peaks (KiB: ``self``, the
+    training process, and ``children``, its largest reader process), the process tree's peak resident
+    bytes (sampled every 0.2 s), the seconds, and metrics.json."""
     import psutil
     import yaml
 
-    recipe = out.parent / f"{out.name}.yaml"
-    recipe.write_text(yaml.safe_dump(_recipe(path, epochs, workers)))
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "HONING_TRACKING": "0"}
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--child", str(recipe), str(out)], env=env,
+    child = subprocess.Popen([sys.executable, __file__, "--child", str(path), str(out)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tree_peak, done = [0], threading.Event()
 
@@ -99,9 +101,14 @@ def run_once(path: Path, out: Path, epochs: int = 1, workers: int = 1) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"honing train failed ({child.returncode}): {stderr[-2000:]}")
     peaks = json.loads(stdout.strip().splitlines()[-1])
-    metrics = json.loads((out / "metrics.json").read_text())
+    return peaks, tree_peak[0], seconds, json.loads((out / "metrics.json").read_text())
+
+
+def run_once(path: Path, out: Path, epochs: int = 1, workers: int = 1) -> dict:
+    """Train on ``path`` in a fresh process; its peaks (MiB), seconds and metrics."""
+    peaks, tree_peak, seconds, metrics = measure(_recipe(path, epochs, workers), out)
     return {"peak_rss_mb": peaks["self"] / 1024, "reader_rss_mb": peaks["children"] / 1024,
-            "tree_peak_mb": tree_peak[0] / 2**20, "seconds": seconds,
+            "tree_peak_mb": tree_peak / 2**20, "seconds": seconds,
             "rows_per_s": metrics["streaming"]["train_rows_per_s"], "test_accuracy": metrics["test"]["accuracy"],
             "phases": metrics["streaming"]["seconds"]}
 

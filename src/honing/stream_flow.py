@@ -23,13 +23,14 @@ import pandas as pd
 
 from honing.bundle import save_bundle
 from honing.bundle.predictor import Bundle
-from honing.data.dataset import _label_key
+from honing.data.dataset import _label_key, image_shaped
+from honing.data.image_sources import LABEL
 from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.stream_batches import RowStream
 from honing.data.stream_fit import fitted_preprocessor
 from honing.data.stream_stats import SAMPLE_ROWS, StreamStats, check_schema, collect
-from honing.data.streaming import SPLITS, Plan, TableFile, check_split
+from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
 from honing.errors import DataError, RecipeError, did_you_mean
 from honing.evaluation.metrics import primary_metric
 from honing.evaluation.streamed import EVAL_BATCH, baseline_scores, evaluate_stream
@@ -77,6 +78,7 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
         table = TableFile.open(cfg.source, cfg.read)
         target, task, schema, notes = _infer(table, recipe)
     check_schema(schema, cfg)
+    table.images = [c.name for c in schema.features if c.kind == "image"]
     plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows,
                 merge_validation=fit_on_validation)
     stats = _statistics(plan, progress)
@@ -88,6 +90,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     classes = stats.classes if task == "classification" else None
     with progress.step("fitting preprocessing from the training statistics"):
         plan.preprocessor = fitted_preprocessor(stats, schema, cfg)
+    if table.images:  # a cnn reads the decoded images as (C, H, W)
+        resolved = image_shaped(resolved, plan.preprocessor.transformers_[0][1].image_shape_)
     if classes is not None:
         plan.labels = {_label_key(c): i for i, c in enumerate(classes)}
     else:
@@ -126,26 +130,27 @@ def _infer(table: TableFile, recipe: Recipe) -> tuple[str, str, Schema, list[str
         if rows >= HEAD_ROWS:
             break
     head = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=table.columns)
-    if cfg.target is None:
+    target = cfg.target or (LABEL if table.fmt == FOLDER else None)  # an image folder's class folders
+    if target is None:
         raise DataError(f"{cfg.source}: no target column given",
                         f"set data.target to one of: {', '.join(table.columns[:10])}")
-    named = [("data.target", cfg.target), *(("data.drop", c) for c in cfg.drop)]
+    named = [("data.target", target), *(("data.drop", c) for c in cfg.drop)]
     for key, column in named:
         if column not in table.columns:
             raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, table.columns))
-    if cfg.target in cfg.drop:
-        raise DataError(f"data.drop: lists the target '{cfg.target}'", "remove it from data.drop")
+    if target in cfg.drop:
+        raise DataError(f"data.drop: lists the target '{target}'", "remove it from data.drop")
     notes = []
     task = cfg.task
     if task == "auto":
-        task = infer_task(head[cfg.target])
-        notes.append(f"task inferred from target '{cfg.target}' in the first {len(head):,} rows: {task} "
+        task = infer_task(head[target])
+        notes.append(f"task inferred from target '{target}' in the first {len(head):,} rows: {task} "
                      "(set data.task to override)")
-    check_target(head, cfg.target, task)
-    head = head[head[cfg.target].notna()]
-    schema = infer_schema(head, target=cfg.target, overrides=cfg.types, drop=list(cfg.drop))
+    check_target(head, target, task)
+    head = head[head[target].notna()]
+    schema = infer_schema(head, target=target, overrides=cfg.types, drop=list(cfg.drop))
     notes += [f"column '{c.name}': {c.note}" for c in schema.columns if c.note]
-    return cfg.target, task, schema, notes
+    return target, task, schema, notes
 
 
 def _statistics(plan: Plan, progress: Progress) -> StreamStats:
@@ -241,8 +246,11 @@ def _write_run(tmp: Path, recipe: Recipe, schema: Schema, stats: StreamStats, mo
             predicted = predicted[np.sort(np.random.default_rng(recipe.seed).choice(len(predicted), SAMPLE_ROWS,
                                                                                     replace=False))]
         predictions = [classes[i] for i in predicted] if task == "classification" else predicted
-    quantiles = 101 if len(schema.features) <= 50 else 21
-    reference = build_profile(stats.sample_of("train"), schema, predictions, task=task, quantiles=quantiles)
+    profiled = schema  # images are not profiled (as in memory)
+    if any(c.kind == "image" for c in schema.features):
+        profiled = Schema(columns=[], target=schema.target)
+    quantiles = 101 if len(profiled.features) <= 50 else 21
+    reference = build_profile(stats.sample_of("train"), profiled, predictions, task=task, quantiles=quantiles)
     save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model, task=task, features=schema.to_dict(),
                 classes=classes, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=stats.fingerprint, trusted=TRUSTED_TYPES,

@@ -246,7 +246,7 @@ def test_splits_that_need_the_whole_table_are_refused(split, key):
     assert "\n" not in str(caught.value) and "data.streaming: false" in str(caught.value)
 
 
-def test_text_and_image_columns_are_refused(table):
+def test_text_columns_are_refused(table):
     frame, _ = table
     schema = infer_schema(frame.assign(note=["a few words here"] * len(frame)), target="y",
                           overrides={"note": "text"})

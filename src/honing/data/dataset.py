@@ -53,13 +53,8 @@ class Dataset:
         return None if self.classes is None else len(self.classes)
 
     def shaped(self, recipe: Recipe) -> Recipe:
-        """The recipe with a cnn reading these images as (C, H, W): ``model.params.input_shape`` from
-        the data unless the recipe sets it (an RGB image's pixels are not one square)."""
-        params = recipe.model.params
-        if self.image_shape is None or recipe.model.type != "cnn" or "input_shape" in params:
-            return recipe
-        model = recipe.model.model_copy(update={"params": {**params, "input_shape": list(self.image_shape)}})
-        return recipe.model_copy(update={"model": model})
+        """The recipe with a cnn reading these images as (C, H, W) (:func:`image_shaped`)."""
+        return image_shaped(recipe, self.image_shape)
 
     def features(self, split: str) -> pd.DataFrame:
         return coerce_features(self.splits[split], self.schema)
@@ -138,6 +133,16 @@ def _label_key(value) -> str:
     except (TypeError, ValueError):
         return str(value)
     return str(int(number)) if number.is_integer() else str(number)
+
+
+def image_shaped(recipe: Recipe, shape: tuple[int, int, int] | None) -> Recipe:
+    """The recipe with a cnn reading images of ``shape`` as (C, H, W): ``model.params.input_shape``
+    from the data unless the recipe sets it (an RGB image's pixels are not one square)."""
+    params = recipe.model.params
+    if shape is None or recipe.model.type != "cnn" or "input_shape" in params:
+        return recipe
+    model = recipe.model.model_copy(update={"params": {**params, "input_shape": list(shape)}})
+    return recipe.model_copy(update={"model": model})
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:

@@ -9,7 +9,7 @@ imputed nor scaled.
 Decoded images are kept in a module-level LRU cache (:data:`CACHE_BYTES` at most), keyed by the
 file's path, modification time and size and by the decoding settings, so the repeated transforms of
 training (train, validation, test, scoring, permutation importance) decode each file once.
-:func:`clear_cache` empties it.
+:func:`clear_cache` empties it; inside :func:`uncached` nothing is kept (streamed data).
 
 The fitted transformer holds only plain values (ints, strings, lists), so skops saves and loads it
 with ``honing.data.image_pixels.ImagePixels`` as its one trusted type.  This module imports torch
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,19 @@ _MISSING_HINT = "check the path (relative paths in a table are read from the tab
 
 _cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _cached_bytes = 0
+_caching = True
+
+
+@contextmanager
+def uncached() -> Iterator[None]:
+    """Decode without keeping what is decoded (a streamed epoch reads every image once, in an order
+    that would only cycle an LRU cache)."""
+    global _caching
+    before, _caching = _caching, False
+    try:
+        yield
+    finally:
+        _caching = before
 
 
 def clear_cache() -> None:
@@ -210,7 +225,7 @@ def _decoding(call: Any) -> Any:
 def _remember(key: tuple, pixels: np.ndarray) -> None:
     """Keep ``pixels`` under ``key``, dropping the least recently used beyond :data:`CACHE_BYTES`."""
     global _cached_bytes
-    if pixels.nbytes > CACHE_BYTES:
+    if pixels.nbytes > CACHE_BYTES or not _caching:
         return
     _cache[key] = pixels
     _cached_bytes += pixels.nbytes

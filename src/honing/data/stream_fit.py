@@ -7,7 +7,8 @@ writes the exact streamed values into it.  Exact, as if fitted on every training
 constant imputation, standard and min-max scaling (with missing-value indicator columns), one-hot and
 ordinal encoding with the ``max_categories`` grouping, most-frequent imputation of categories.
 From the row sample: median and most-frequent imputation of numbers, robust scaling, and the date
-columns' whole pipeline.
+columns' whole pipeline.  An image column's transformer is fitted on one sampled training row, as in
+memory (it records the decoding settings and the first image's size).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from honing.recipe import DataConfig
 def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig) -> Any:
     """The in-memory path's ColumnTransformer, fitted from the statistics (see the module doc)."""
     sample = coerce_features(stats.sample_of("train"), schema) if stats.sample is not None else None
+    if any(c.kind == "image" for c in schema.features):  # pixels: the decoding settings and the first image's size
+        return build_preprocessor(schema, cfg).fit(sample.head(1))
     fills = {name: _category_fill(stats, name, cfg) for name in stats.categorical}
     preprocessor = build_preprocessor(schema, cfg)
     with warnings.catch_warnings():

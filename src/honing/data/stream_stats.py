@@ -11,8 +11,9 @@ without a target (dropped), a content fingerprint, and a uniform sample of at mo
 sample whatever the chunking) for the data audit, the monitoring reference profile and the
 statistics that cannot be streamed.
 
-:mod:`honing.data.stream_fit` turns them into a fitted preprocessor; text and image columns are
-refused (:func:`check_schema`).
+:mod:`honing.data.stream_fit` turns them into a fitted preprocessor; text columns are refused
+(:func:`check_schema`).  An image column's files are checked to exist, chunk by chunk; its pixels are
+decoded only when batches are made.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from honing.data.dataset import _label_key
+from honing.data.image_pixels import image_preprocessor
+from honing.data.image_sources import check_image_files
 from honing.data.preprocess import coerce_features
 from honing.data.schema import MAX_CLASSES, Schema
 from honing.data.streaming import Plan, uniform
@@ -84,7 +87,8 @@ class StreamStats:
 
 
 def check_schema(schema: Schema, cfg: DataConfig) -> None:
-    """RecipeError for feature columns that cannot be streamed (text unless dropped; images)."""
+    """RecipeError for feature columns that cannot be streamed (text unless dropped; an image column
+    beside other features, as in memory)."""
     text = [c.name for c in schema.features if c.kind == "text"]
     if text and cfg.text != "drop":
         raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed (their "
@@ -92,8 +96,7 @@ def check_schema(schema: Schema, cfg: DataConfig) -> None:
                           "set data.text: drop (or data.types: {COLUMN: categorical}), or data.streaming: false")
     images = [c.name for c in schema.features if c.kind == "image"]
     if images:
-        raise RecipeError(f"data.streaming: image columns ({', '.join(images[:3])}) cannot be streamed",
-                          "set data.streaming: false")
+        image_preprocessor(images[0], schema.feature_names, cfg.image)  # the only feature, before the pass
 
 
 def collect(plan: Plan, progress: Progress = SILENT) -> StreamStats:
@@ -104,6 +107,7 @@ def collect(plan: Plan, progress: Progress = SILENT) -> StreamStats:
     zeros = np.zeros(len(numeric))
     stats = StreamStats(numeric, categorical, zeros.copy(), zeros.copy(), zeros.copy(), zeros + np.inf,
                         zeros - np.inf, zeros.copy(), {c: Counter() for c in categorical}, dict.fromkeys(categorical, 0))
+    images = [c.name for c in schema.features if c.kind == "image"]
     digest, total = hashlib.sha256(), 0
     bar = progress.rows("reading the data (statistics pass)", plan.table.rows)
     for first, frame in plan.table.frames(plan.table.columns, plan.chunk_rows):
@@ -115,6 +119,7 @@ def collect(plan: Plan, progress: Progress = SILENT) -> StreamStats:
         stats.no_target += int((~present).sum())
         _sample(stats, frame[present], np.arange(first, first + len(frame))[present], codes[present], plan.seed)
         frame, codes = frame[present], codes[present]
+        check_image_files(frame, images)  # a missing file stops the run here, not in a reader process
         _targets(stats, frame[plan.target], codes, plan.task)
         train = frame[codes == 0]
         if len(train):

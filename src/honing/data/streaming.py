@@ -37,7 +37,8 @@ import pyarrow as pa
 
 from honing.data.csv_chunks import NA_VALUES, rechunk, text_head
 from honing.data.dataset import _label_key
-from honing.data.image_sources import is_image_source
+from honing.data.image_pixels import uncached
+from honing.data.image_sources import is_array_file, read_image_source, resolve_image_columns
 from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema
 from honing.data.sources import BUILTIN_PREFIX, check_file, check_unique_columns, format_of, sniff_delimiter
@@ -50,6 +51,13 @@ SPLITS = ("train", "validation", "test")
 _MASK64 = (1 << 64) - 1
 
 
+#: The format name of an image folder: its listing (paths and labels) is read into memory, the images
+#: are decoded batch by batch.
+FOLDER = "folder"
+#: Rows of an image folder's listing per group (what a Parquet file's row groups are to it).
+FOLDER_GROUP_ROWS = 4096
+
+
 def streams(cfg: DataConfig) -> bool:
     """Whether ``data.streaming`` resolves to streaming for ``data.source`` (RecipeError for ``true`` on a
     source that cannot stream)."""
@@ -58,16 +66,19 @@ def streams(cfg: DataConfig) -> bool:
     fmt = _stream_format(cfg.source)
     if cfg.streaming is True:
         if fmt is None:
-            raise RecipeError(f"data.streaming: {cfg.source} cannot be streamed (only Parquet and uncompressed "
-                              "CSV/TSV files can)", "set data.streaming: false, or convert the data to Parquet")
+            raise RecipeError(f"data.streaming: {cfg.source} cannot be streamed (only Parquet, uncompressed "
+                              "CSV/TSV files and image folders can)", "set data.streaming: false, or convert the "
+                              "data to Parquet")
         return True
-    return fmt is not None and Path(cfg.source).is_file() and estimated_bytes(Path(cfg.source), fmt) > AUTO_BYTES
+    return fmt is not None and Path(cfg.source).exists() and estimated_bytes(Path(cfg.source), fmt, cfg) > AUTO_BYTES
 
 
 def _stream_format(source: str) -> str | None:
-    """``.parquet``, ``.csv`` or ``.tsv`` for a file that can stream, else None."""
-    if source.startswith(BUILTIN_PREFIX) or is_image_source(Path(source)):
+    """``.parquet``, ``.csv`` or ``.tsv`` for a file that can stream, ``folder`` for an image folder, else None."""
+    if source.startswith(BUILTIN_PREFIX) or is_array_file(source):
         return None
+    if Path(source).expanduser().is_dir():
+        return FOLDER
     try:
         fmt, compression = format_of(Path(source))
     except DataError:
@@ -75,8 +86,15 @@ def _stream_format(source: str) -> str | None:
     return fmt if fmt in (".parquet", ".csv", ".tsv") and compression is None else None
 
 
-def estimated_bytes(path: Path, fmt: str) -> int:
-    """The in-memory size of a table, estimated: rows × columns × 8 (Parquet), or twice the file size."""
+def estimated_bytes(path: Path, fmt: str, cfg: DataConfig | None = None) -> int:
+    """The in-memory size of a table, estimated: rows × columns × 8 (Parquet), images × the first
+    image's decoded float32 pixels (an image folder), or twice the file size."""
+    if fmt == FOLDER:
+        from honing.data.image_sources import peek_image_shape
+
+        listing = read_image_source(path).frame
+        shape = peek_image_shape(listing.head(1)[["path"]], cfg.image) if cfg is not None else (3, 1, 1)
+        return len(listing) * int(np.prod(shape)) * 4
     if fmt == ".parquet":
         import pyarrow.parquet as pq
 
@@ -131,16 +149,25 @@ class TableFile:
     delimiter: str = ","
     encoding: str = "utf8"
     numbers: dict[str, str] = field(default_factory=dict)  # CSV: column → int / float, as in the first chunk
+    listing: pd.DataFrame | None = None  # an image folder: its paths and labels (shuffled once, seeded)
+    images: list[str] = field(default_factory=list)  # image columns: relative paths are read from the file's folder
 
     @classmethod
     def open(cls, source: str | Path, read: ReadConfig | None = None) -> TableFile:
         """The file's columns and layout (DataError for a missing, empty or unreadable file)."""
         path = Path(source)
-        check_file(path)
         fmt = _stream_format(str(path))
+        if fmt != FOLDER:
+            check_file(path)
         if fmt is None:
-            raise RecipeError(f"data.streaming: {path} cannot be streamed (only Parquet and uncompressed CSV/TSV "
-                              "files can)", "set data.streaming: false, or convert the data to Parquet")
+            raise RecipeError(f"data.streaming: {path} cannot be streamed (only Parquet, uncompressed CSV/TSV "
+                              "files and image folders can)", "set data.streaming: false, or convert the data to "
+                              "Parquet")
+        if fmt == FOLDER:  # class folders sort the listing: one seeded shuffle mixes every group
+            listing = read_image_source(path).frame
+            listing = listing.iloc[np.random.default_rng(0).permutation(len(listing))].reset_index(drop=True)
+            groups = [min(FOLDER_GROUP_ROWS, len(listing) - i) for i in range(0, len(listing), FOLDER_GROUP_ROWS)]
+            return cls(path, fmt, list(listing.columns), len(listing), groups, listing=listing)
         if fmt == ".parquet":
             import pyarrow.parquet as pq
 
@@ -166,8 +193,16 @@ class TableFile:
                order: np.ndarray | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(number of the first row, rows)`` of shard ``shard`` of ``shards``'s chunks; ``order``
         permutes the row groups of a Parquet file (an epoch's order)."""
-        if self.fmt == ".parquet":
-            yield from self._parquet_frames(columns, chunk_rows, shard, shards, order)
+        for first, frame in self._frames(columns, chunk_rows, shard, shards, order):
+            if self.images:
+                images = [c for c in self.images if c in frame.columns]
+                frame[images] = resolve_image_columns(frame[images], self.path.parent, images)
+            yield first, frame
+
+    def _frames(self, columns: list[str], chunk_rows: int, shard: int, shards: int,
+                order: np.ndarray | None) -> Iterator[tuple[int, pd.DataFrame]]:
+        if self.group_rows:
+            yield from self._group_frames(columns, chunk_rows, shard, shards, order)
             return
         first = 0
         for i, table in enumerate(self._csv_tables(columns, chunk_rows)):
@@ -175,22 +210,39 @@ class TableFile:
                 yield first, _converted(table, self.numbers)
             first += table.num_rows
 
-    def _parquet_frames(self, columns: list[str], chunk_rows: int, shard: int, shards: int,
-                        order: np.ndarray | None) -> Iterator[tuple[int, pd.DataFrame]]:
-        import pyarrow.parquet as pq
-
+    def _group_frames(self, columns: list[str], chunk_rows: int, shard: int, shards: int,
+                      order: np.ndarray | None) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The chunks of a Parquet file's row groups, or of an image folder listing's groups."""
         starts = np.concatenate([[0], np.cumsum(self.group_rows)]).astype(int)
         groups = list(order) if order is not None else list(range(len(self.group_rows)))
         by_group = len(groups) >= shards
-        with _arrow_errors(self.path), pq.ParquetFile(self.path) as parquet:
+        with contextlib.ExitStack() as stack:
+            read = self._group_reader(stack, columns, chunk_rows)
             chunk = 0
             for group in (groups[shard::shards] if by_group else groups):
                 first = int(starts[group])
-                for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[int(group)], columns=columns,
-                                                  use_pandas_metadata=False):
+                for frame in read(int(group), int(starts[group]), int(starts[group + 1])):
                     if by_group or chunk % shards == shard:
-                        yield first, pa.Table.from_batches([batch]).replace_schema_metadata(None).to_pandas()
-                    first, chunk = first + batch.num_rows, chunk + 1
+                        yield first, frame
+                    first, chunk = first + len(frame), chunk + 1
+
+    def _group_reader(self, stack: contextlib.ExitStack, columns: list[str], chunk_rows: int) -> Any:
+        """``read(group, start, stop)``: the frames of one group, ``chunk_rows`` rows at most each."""
+        if self.listing is not None:
+            def rows(group: int, start: int, stop: int) -> Iterator[pd.DataFrame]:
+                for at in range(start, stop, chunk_rows):
+                    yield self.listing.iloc[at:min(at + chunk_rows, stop)][columns].reset_index(drop=True)
+            return rows
+        import pyarrow.parquet as pq
+
+        stack.enter_context(_arrow_errors(self.path))
+        parquet = stack.enter_context(pq.ParquetFile(self.path))
+
+        def batches(group: int, start: int, stop: int) -> Iterator[pd.DataFrame]:
+            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns,
+                                              use_pandas_metadata=False):
+                yield pa.Table.from_batches([batch]).replace_schema_metadata(None).to_pandas()
+        return batches
 
     def _csv_tables(self, columns: list[str], chunk_rows: int) -> Iterator[pa.Table]:
         import pyarrow.csv as pacsv
@@ -309,7 +361,7 @@ class Plan:
         if not keep.any():
             return np.zeros((0, 0), np.float32), y[:0], codes[:0]
         rows = frame[keep] if not keep.all() else frame
-        with warnings.catch_warnings():  # unparsed values were reported once, by the statistics pass
+        with warnings.catch_warnings(), uncached():  # unparsed values were reported once, by the statistics pass
             warnings.simplefilter("ignore", UserWarning)
             X = np.asarray(self.preprocessor.transform(coerce_features(rows, self.schema)), dtype=np.float32)
         y = y[keep]
