@@ -106,6 +106,23 @@ def test_repeated_transforms_do_not_decode_again(tmp_path, monkeypatch):
     assert len(calls) == 6
 
 
+def test_a_split_larger_than_the_cache_keeps_every_image_right(tmp_path, monkeypatch):
+    """Images cached before a transform must be read before that transform's new images evict them,
+    and inside ``uncached()`` nothing is kept; the pixels are Pillow's every time."""
+    paths = [str(_image(tmp_path / f"{i}.png", seed=i)) for i in range(8)]
+    expected = np.stack([_oracle(Path(p), "L") for p in paths])
+    monkeypatch.setattr(image_pixels, "CACHE_BYTES", 3 * expected[0].nbytes)  # room for 3 of the 8
+    step = ImagePixels(channels=1).fit(pd.DataFrame({"p": paths}))
+    step.transform(pd.DataFrame({"p": paths[:3]}))  # cached: 0, 1, 2 — then read while 3..7 evict them
+    np.testing.assert_array_equal(step.transform(pd.DataFrame({"p": paths})), expected)
+    image_pixels.clear_cache()
+    with image_pixels.uncached():
+        np.testing.assert_array_equal(step.transform(pd.DataFrame({"p": paths})), expected)
+    assert image_pixels.cache_info() == {"images": 0, "bytes": 0}
+    step.transform(pd.DataFrame({"p": paths[:2]}))
+    assert image_pixels.cache_info()["images"] == 2  # caching is back after the block
+
+
 def test_saved_and_loaded_with_skops(tmp_path):
     paths = [str(_image(tmp_path / f"{i}.png", seed=i, mode="L")) for i in range(3)]
     frame = pd.DataFrame({"path": paths, "label": ["a", "b", "a"]})

@@ -111,16 +111,21 @@ class ImagePixels(TransformerMixin, BaseEstimator):
         spec = self._spec(self.channels_)
         key = (tuple(self.size_), self.size is not None, self.channels_, _hashable(self.mean), _hashable(self.std))
         keys = [(path, *_stamp(path), key) for path in paths]
-        missing = list(dict.fromkeys(k for k in keys if k not in _cache))
-        fresh = dict(zip(missing, self._decode([k[0] for k in missing], spec))) if missing else {}
-        for k, pixels in fresh.items():
-            _remember(k, pixels)
         out = np.empty((len(paths), int(np.prod(self.image_shape_))), dtype=np.float32)
+        decode = []  # rows whose image is not cached (read every hit before remembering evicts any)
         for row, k in enumerate(keys):
             hit = _cache.get(k)
-            if hit is not None:
+            if hit is None:
+                decode.append(row)
+            else:
                 _cache.move_to_end(k)
-            out[row] = hit if hit is not None else fresh[k]
+                out[row] = hit
+        missing = list(dict.fromkeys(keys[row] for row in decode))
+        fresh = dict(zip(missing, self._decode([k[0] for k in missing], spec))) if missing else {}
+        for row in decode:
+            out[row] = fresh[keys[row]]
+        for k, pixels in fresh.items():
+            _remember(k, pixels)
         return out
 
     def _decode(self, paths: list[str], spec: Any) -> list[np.ndarray]:
