@@ -6,16 +6,19 @@ plus its decode cache) before training; streamed, only the folder's listing is i
 is decoded by ``data.workers`` reader processes.  Each mode trains the same cnn (channels [16, 32], 1
 epoch, batch 256) in a fresh ``honing train`` process.
 
-Reported per mode: the decoded pixels' MiB, the peak resident memory of the training process and of the
-whole process tree (sampled every 0.2 s), the seconds of the whole run, test accuracy, and the peaks'
-ratios to the in-memory run's.
+Reported per folder size and mode: the decoded pixels' MiB, the peak resident memory of the training
+process and of the whole process tree (sampled every 0.2 s), the tree peak's ratios to the in-memory
+run of the same size and to the same mode on the smallest folder, the seconds of the whole run, and
+test accuracy.
 
-Run: ``python benchmarks/image_stream.py [--images 20000] [--workers 1]`` (about 3 minutes on 2 cores).
+Run: ``python benchmarks/image_stream.py [--images 10000,40000] [--workers 1]`` (about 6 minutes on 2
+cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,34 +53,40 @@ def _recipe(folder: Path, streaming: bool, workers: int) -> dict:
             "evaluate": {"explain": False, "bootstrap": 0}, "audit": {"enabled": False}, "tracking": False}
 
 
-def compare(images: int = 20_000, workers: int = 1) -> list[dict]:
-    """One row per mode (in memory, streamed): peaks in MiB, seconds, test accuracy."""
+def compare(sizes: tuple[int, ...] = (10_000, 40_000), workers: int = 1) -> list[dict]:
+    """One row per size and mode (in memory, streamed): peaks in MiB, seconds, test accuracy, and the
+    tree peak's ratio to the in-memory run of the same size and to the same mode's smallest size."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="honing-image-bench-") as tmp:
-        folder = Path(tmp) / "colours"
-        write_folder(folder, images)
-        for mode, streaming in (("in memory", False), ("streamed", True)):
-            peaks, tree, seconds, metrics = measure(_recipe(folder, streaming, workers), Path(tmp) / f"run-{streaming}")
-            rows.append({"mode": mode, "images": images, "pixels_mb": images * 3 * SIDE * SIDE * 4 / 2**20,
-                         "peak_rss_mb": peaks["self"] / 1024, "tree_peak_mb": tree / 2**20, "seconds": seconds,
-                         "test_accuracy": metrics["test"]["accuracy"]})
+        for images in sizes:
+            folder = Path(tmp) / f"colours-{images}"
+            write_folder(folder, images)
+            for mode, streaming in (("in memory", False), ("streamed", True)):
+                out = Path(tmp) / f"run-{images}-{streaming}"
+                peaks, tree, seconds, metrics = measure(_recipe(folder, streaming, workers), out)
+                rows.append({"mode": mode, "images": images, "pixels_mb": images * 3 * SIDE * SIDE * 4 / 2**20,
+                             "peak_rss_mb": peaks["self"] / 1024, "tree_peak_mb": tree / 2**20,
+                             "seconds": seconds, "test_accuracy": metrics["test"]["accuracy"]})
+            shutil.rmtree(folder)
     for row in rows:
-        row["vs_memory"] = row["tree_peak_mb"] / rows[0]["tree_peak_mb"]
+        same_size = next(r for r in rows if r["images"] == row["images"] and r["mode"] == "in memory")
+        smallest = next(r for r in rows if r["mode"] == row["mode"])
+        row["vs_memory"] = row["tree_peak_mb"] / same_size["tree_peak_mb"]
+        row["vs_smallest"] = row["tree_peak_mb"] / smallest["tree_peak_mb"]
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=20_000, help="images in the folder (default 20000)")
-    parser.add_argument("--workers", type=int, default=1, help="data.workers of the streamed run (default 1)")
+    parser.add_argument("--images", default="10000,40000", help="comma-separated folder sizes (default 10000,40000)")
+    parser.add_argument("--workers", type=int, default=1, help="data.workers of the streamed runs (default 1)")
     args = parser.parse_args()
-    rows = compare(args.images, args.workers)
-    print(f"\nA cnn on {args.images:,} RGB {SIDE}×{SIDE} PNG images, 1 epoch: in memory vs streamed "
-          f"(data.workers: {args.workers})\n")
-    columns = [("mode", "mode", ""), ("decoded pixels MiB", "pixels_mb", ",.0f"),
+    rows = compare(tuple(int(n) for n in args.images.split(",")), args.workers)
+    print(f"\nA cnn on RGB {SIDE}×{SIDE} PNG images, 1 epoch: in memory vs streamed (data.workers: {args.workers})\n")
+    columns = [("images", "images", ",d"), ("mode", "mode", ""), ("decoded pixels MiB", "pixels_mb", ",.0f"),
                ("peak RSS MiB", "peak_rss_mb", ",.0f"), ("tree peak MiB", "tree_peak_mb", ",.0f"),
-               ("tree peak × in memory", "vs_memory", ".2f"), ("seconds", "seconds", ",.0f"),
-               ("test accuracy", "test_accuracy", ".4f")]
+               ("× in memory", "vs_memory", ".2f"), ("× smallest", "vs_smallest", ".2f"),
+               ("seconds", "seconds", ",.0f"), ("test accuracy", "test_accuracy", ".4f")]
     print("| " + " | ".join(head for head, _, _ in columns) + " |")
     print("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:

@@ -38,6 +38,7 @@ from honing.loading import TRUSTED_TYPES
 from honing.models import classic
 from honing.progress import Progress
 from honing.recipe import Recipe
+from honing.training.batching import inference_rows
 from honing.training.seed import seed_everything
 
 #: Rows read first to infer the task and the column kinds.
@@ -103,7 +104,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     bundle = Bundle(".", {"task": task, "classes": classes}, plan.preprocessor, model)
     evaluation = None
     if stats.rows[1] + stats.rows[2]:
-        held = RowStream(plan, ("validation", "test"), rows=stats.rows[1] + stats.rows[2], batch_size=EVAL_BATCH,
+        held = RowStream(plan, ("validation", "test"), rows=stats.rows[1] + stats.rows[2],
+                         batch_size=inference_rows(n_features, EVAL_BATCH),
                          workers=cfg.workers, standardise=False, with_split=True)
         with progress.step("predicting the validation and test rows (streaming)"):
             evaluation = evaluate_stream(bundle, held, dict(zip(SPLITS, stats.rows)), classes, tmp / "plots")
@@ -199,7 +201,8 @@ def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progre
                      shuffle=True, buffer_rows=cfg.shuffle_buffer, by_rank=True)
     validation = None
     if stats.rows[1]:
-        validation = RowStream(plan, ("validation",), rows=stats.rows[1], batch_size=max(train.batch_size, EVAL_BATCH),
+        validation = RowStream(plan, ("validation",), rows=stats.rows[1],
+                               batch_size=max(train.batch_size, inference_rows(n_features, EVAL_BATCH)),
                                workers=cfg.workers)
     start = time.perf_counter()
     if plan.task == "classification":

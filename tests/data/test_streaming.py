@@ -102,6 +102,20 @@ def test_shuffle_buffer_holds_at_most_its_capacity_and_loses_no_row():
     assert np.abs(order - np.arange(1000)).max() > 50  # rows move across chunks, within the buffer's reach
 
 
+def test_shuffle_buffer_holds_at_most_its_bytes():
+    """Wide rows (images) fill the byte budget before the row capacity: 1,000 rows of 64 float32 values
+    and int64 ids (264 bytes a row) in 10,000 bytes hold 37 rows, and every row still leaves once."""
+    buffer = ShuffleBuffer(100_000, np.random.default_rng(0), max_bytes=10_000)
+    out = []
+    for start in range(0, 1000, 50):
+        ids = np.arange(start, start + 50)
+        left = buffer.add((np.zeros((50, 64), np.float32), ids))
+        assert buffer.capacity == 10_000 // (64 * 4 + 8) == 37 and buffer.size <= 37
+        out += [] if left is None else [left[1]]
+    out += [ids for _, ids in buffer.drain()]
+    assert np.array_equal(np.sort(np.concatenate(out)), np.arange(1000))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_training_row_once_per_epoch_in_a_new_order(table, workers):
     frame, file = table

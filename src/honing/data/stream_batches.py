@@ -5,8 +5,8 @@ the *batch stream* that :meth:`honing.training.trainer.Trainer.fit` takes instea
 :class:`RowBatches` dataset runs in ``data.workers`` DataLoader processes (0: in the training process),
 each reading its own shard of the file (:meth:`honing.data.streaming.TableFile.frames`; under torchrun
 the shards are split among the ranks too), so every row is read by exactly one process per epoch.
-Training rows pass through a :class:`ShuffleBuffer` of ``data.shuffle_buffer`` rows (shared out among
-the processes), and Parquet row groups are read in a new order every epoch; both are seeded by the
+Training rows pass through a :class:`ShuffleBuffer` of ``data.shuffle_buffer`` rows and at most
+:data:`SHUFFLE_BYTES` (shared out among the processes), and Parquet row groups are read in a new order every epoch; both are seeded by the
 recipe's seed and the epoch, so a run is reproducible.  Batches hold ``train.batch_size`` rows
 (``batch_size / N`` per rank of N), except the last one of each process.
 """
@@ -26,13 +26,19 @@ from honing.training import distributed
 Arrays = tuple[np.ndarray, ...]
 
 
-class ShuffleBuffer:
-    """At most ``capacity`` rows, held in arrays allocated once.  Each :meth:`add` lets the rows over
-    capacity leave, drawn at random (in random order) from all the rows held, old and new, and the new
-    rows that stay take the places left; :meth:`drain` lets the rest leave in random order."""
+#: Most bytes of rows the shuffle buffers of one stream hold (shared out among its reader processes):
+#: ``data.shuffle_buffer`` rows of a wide table, or of images, would not fit in memory.
+SHUFFLE_BYTES = 256 << 20
 
-    def __init__(self, capacity: int, rng: np.random.Generator):
-        self.capacity, self.rng = max(int(capacity), 1), rng
+
+class ShuffleBuffer:
+    """At most ``capacity`` rows (and at most ``max_bytes`` of them), held in arrays allocated once.
+    Each :meth:`add` lets the rows over capacity leave, drawn at random (in random order) from all the
+    rows held, old and new, and the new rows that stay take the places left; :meth:`drain` lets the
+    rest leave in random order."""
+
+    def __init__(self, capacity: int, rng: np.random.Generator, max_bytes: int | None = None):
+        self.capacity, self.rng, self.max_bytes = max(int(capacity), 1), rng, max_bytes
         self.held: list[np.ndarray] | None = None
         self.size = 0
 
@@ -40,6 +46,9 @@ class ShuffleBuffer:
         """Hold ``arrays`` (same number of rows each); the rows that leave, or None."""
         rows = len(arrays[0])
         if self.held is None:
+            if self.max_bytes is not None:  # the first rows tell how wide a row is
+                row_bytes = sum(a.itemsize * math.prod(a.shape[1:]) for a in arrays)
+                self.capacity = max(1, min(self.capacity, self.max_bytes // max(row_bytes, 1)))
             self.held = [np.empty((self.capacity, *a.shape[1:]), dtype=a.dtype) for a in arrays]
         free = self.capacity - self.size
         if rows <= free:
@@ -132,7 +141,8 @@ class RowBatches(IterableDataset):
         groups = len(self.plan.table.group_rows)
         order = np.random.default_rng([seed, self.epoch]).permutation(groups) if self.shuffle and groups else None
         rng = np.random.default_rng([seed, self.epoch, shard])
-        buffer = ShuffleBuffer(math.ceil(self.buffer_rows / shards), rng) if self.shuffle else None
+        buffer = ShuffleBuffer(math.ceil(self.buffer_rows / shards), rng, SHUFFLE_BYTES // shards) \
+            if self.shuffle else None
         batcher = _Batcher(self.batch_size)
         for first, frame in self.plan.table.frames(self.plan.columns, self.plan.chunk_rows, shard, shards, order):
             X, y, codes = self.plan.arrays(first, frame, self.wanted, self.standardise)

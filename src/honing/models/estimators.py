@@ -32,6 +32,7 @@ from honing.models.nets import build_net
 from honing.models.pretrained import TEXT_NET, run_batched
 from honing.progress import Progress
 from honing.recipe import TrainConfig
+from honing.training.batching import inference_rows
 from honing.training.callbacks import ProgressBar
 from honing.training.checkpoint import Checkpoint, load_checkpoint
 from honing.training.diagnostics import Finding, diagnose
@@ -283,7 +284,7 @@ class _NeuralBase(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         Xt = self._tensor(X, self.input_shape_)
         device = next(self.module_.parameters()).device  # where it was trained (CPU or CUDA)
-        batch = finetune.TEXT_BATCH if self.net_ == TEXT_NET else 4096
+        batch = finetune.TEXT_BATCH if self.net_ == TEXT_NET else inference_rows(X.shape[1], 4096)
         return run_batched(self.module_, Xt, batch, device)
 
     def export_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

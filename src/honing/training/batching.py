@@ -1,4 +1,9 @@
-"""Length-bucketed batch order for token sequences (less padding, same randomness per epoch).
+"""Batch sizes and orders: rows per inference batch bounded by bytes (:func:`inference_rows`), and a
+length-bucketed batch order for token sequences (less padding, same randomness per epoch).
+
+Inference (validation, evaluation, prediction) takes many rows at a time, which is right for narrow
+tables and wrong for images: 8,192 RGB 64×64 images are 400 MiB of inputs before a convolution
+multiplies them.  :func:`inference_rows` caps a batch at :data:`INFERENCE_BYTES` of float32 inputs.
 
 A batch of token ids costs as much as its longest row.  :func:`length_buckets` gives the trainer
 (its ``order`` argument) an epoch order in which each batch holds rows of similar length, while
@@ -14,7 +19,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["length_buckets", "token_lengths"]
+__all__ = ["INFERENCE_BYTES", "inference_rows", "length_buckets", "token_lengths"]
+
+#: Most bytes of float32 inputs in one inference batch.
+INFERENCE_BYTES = 32 << 20
+
+
+def inference_rows(width: int, cap: int) -> int:
+    """Rows per inference batch for rows of ``width`` values: at most ``cap``, and at most
+    :data:`INFERENCE_BYTES` of float32 inputs (at least one row)."""
+    return max(1, min(cap, INFERENCE_BYTES // max(4 * int(width), 1)))
 
 
 def token_lengths(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
