@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving_profile.py
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/image_stream.py
 
 # Re-pin every dependency (core, extras, dev) after changing pyproject.toml.
 lock:
