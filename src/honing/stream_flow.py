@@ -72,7 +72,13 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     """Train ``recipe`` on its streamed ``data.source`` into ``tmp``; the :class:`RunResult` of ``run_dir``."""
     from honing.train_flow import RunResult, _diagnostics, _note_findings
 
-    check_recipe(recipe)
+    try:
+        check_recipe(recipe)
+    except RecipeError as exc:  # say why a recipe that never asked to stream streams
+        if recipe.data.streaming != "auto":
+            raise
+        raise RecipeError(f"{exc.what} ({recipe.data.source} streams because data.streaming: auto estimates it "
+                          "above 2 GiB in memory)", exc.hint) from None
     seed_everything(recipe.seed)
     cfg, started = recipe.data, time.perf_counter()
     with progress.step(f"opening {cfg.source} (streaming)"):

@@ -15,6 +15,7 @@ import honing
 from conftest import assert_user_error
 from honing.data import image_pixels
 from honing.data.streaming import TableFile, split_codes
+from honing.errors import RecipeError
 from honing.train_flow import train
 
 pytestmark = pytest.mark.slow
@@ -112,7 +113,7 @@ def test_image_streaming_mistakes_are_one_line_errors(colours, tmp_path, cli):
     assert_user_error(cli("train", tmp_path / "r.yaml", "--out", tmp_path / "run2"), "size", "data.drop")
 
 
-def test_streaming_auto_streams_a_folder_larger_than_the_threshold(colours, monkeypatch):
+def test_streaming_auto_streams_a_folder_larger_than_the_threshold(colours, monkeypatch, tmp_path):
     from honing.data import streaming
     from honing.recipe import DataConfig
 
@@ -120,3 +121,7 @@ def test_streaming_auto_streams_a_folder_larger_than_the_threshold(colours, monk
     assert streaming.estimated_bytes(colours, streaming.FOLDER, DataConfig(source=str(colours))) == 120 * 3 * 8 * 8 * 4
     monkeypatch.setattr(streaming, "AUTO_BYTES", 10_000)
     assert streaming.streams(DataConfig(source=str(colours)))
+    recipe = {**_recipe(colours, streaming="auto"), "model": {"type": "auto"}}
+    with pytest.raises(RecipeError, match="model.type: auto .*streams because data.streaming: auto") as caught:
+        train(recipe, out=tmp_path / "run", track=False)  # said why, since the recipe never asked to stream
+    assert "data.streaming: false" in str(caught.value) and not (tmp_path / "run").exists()

@@ -201,7 +201,7 @@ class TableFile:
 
     def _frames(self, columns: list[str], chunk_rows: int, shard: int, shards: int,
                 order: np.ndarray | None) -> Iterator[tuple[int, pd.DataFrame]]:
-        if self.group_rows:
+        if self.fmt in (".parquet", FOLDER):
             yield from self._group_frames(columns, chunk_rows, shard, shards, order)
             return
         first = 0
