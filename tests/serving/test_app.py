@@ -302,16 +302,6 @@ def test_only_complete_category_lists_reject():
         requests.parse(b'{"instances": [{"few": "a", "many": "b"}]}')
 
 
-def test_image_features_cannot_be_served(titanic, monkeypatch):
-    features = json.loads(json.dumps(titanic.features))
-    features["columns"].append({"name": "photo", "kind": "image", "dtype": "str", "missing": 0.0, "unique": 9,
-                                "categories": None})
-    monkeypatch.setattr(titanic, "features", features)
-    with pytest.raises(ServingError, match="serving image inputs is not supported.*photo") as error:
-        create_app(titanic, ServeConfig())
-    assert "honing predict" in error.value.hint
-
-
 # ---------------------------------------------------------------------------------------------- limits
 
 

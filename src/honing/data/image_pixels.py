@@ -18,6 +18,7 @@ and Pillow only when images are decoded.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from honing.errors import DataError, RecipeError
 #: Most bytes of decoded pixels the module-level cache keeps (least recently used dropped first).
 CACHE_BYTES = 512 * 1024 * 1024
 _MISSING_HINT = "check the path (relative paths in a table are read from the table's folder)"
+_SENT = "bytes:"  # the cache key of an image given as its encoded bytes
 
 _cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _cached_bytes = 0
@@ -110,32 +112,33 @@ class ImagePixels(TransformerMixin, BaseEstimator):
         paths = _paths(column, values)
         spec = self._spec(self.channels_)
         key = (tuple(self.size_), self.size is not None, self.channels_, _hashable(self.mean), _hashable(self.std))
-        keys = [(path, *_stamp(path), key) for path in paths]
+        keys = [(*_identity(path), key) for path in paths]
         out = np.empty((len(paths), int(np.prod(self.image_shape_))), dtype=np.float32)
-        decode = []  # rows whose image is not cached (read every hit before remembering evicts any)
+        decode, source = [], {}  # rows not cached, and each missing key's image (read hits before any eviction)
         for row, k in enumerate(keys):
             hit = _cache.get(k)
             if hit is None:
                 decode.append(row)
+                source.setdefault(k, paths[row])
             else:
                 _cache.move_to_end(k)
                 out[row] = hit
-        missing = list(dict.fromkeys(keys[row] for row in decode))
-        fresh = dict(zip(missing, self._decode([k[0] for k in missing], spec))) if missing else {}
+        fresh = dict(zip(source, self._decode(list(source.values()), spec))) if source else {}
         for row in decode:
             out[row] = fresh[keys[row]]
         for k, pixels in fresh.items():
-            _remember(k, pixels)
+            if not k[0].startswith(_SENT):  # images sent as bytes (a server's requests) are not kept
+                _remember(k, pixels)
         return out
 
-    def _decode(self, paths: list[str], spec: Any) -> list[np.ndarray]:
+    def _decode(self, paths: list[str | bytes], spec: Any) -> list[np.ndarray]:
         """Decode ``paths`` → one flat float32 array each, checking the fitted size."""
-        from honing.data.images import ImageTensors
+        from honing.data.images import ImageTensors, image_name
 
         tensors = _decoding(lambda: ImageTensors(paths, spec, cache_items=0))
         if tensors.shape != self.image_shape_:
             _, height, width = tensors.shape
-            raise DataError(f"image {paths[0]} is {height}x{width} (height x width) but the model was trained "
+            raise DataError(f"image {image_name(paths[0])} is {height}x{width} (height x width) but the model was trained "
                             f"on {self.size_[0]}x{self.size_[1]} images",
                             f"set data.image.size: [{self.size_[0]}, {self.size_[1]}] to resize every image")
         return [_decoding(lambda i=i: tensors[i]).numpy().reshape(-1) for i in range(len(paths))]
@@ -192,16 +195,28 @@ def _column(X: Any) -> tuple[str, list]:
     return "image", (array[:, 0] if array.ndim == 2 else array).tolist()
 
 
-def _paths(column: str, values: list) -> list[str]:
-    """The values as path strings; a missing or blank one is a DataError naming its row."""
-    paths = []
+def _paths(column: str, values: list) -> list[str | bytes]:
+    """The values as path strings (or encoded images, as bytes); a missing or blank one is a DataError
+    naming its row."""
+    paths: list[str | bytes] = []
     for row, value in enumerate(values):
+        if isinstance(value, bytes) and value:
+            paths.append(value)
+            continue
         text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
         if not text or text.lower() in ("nan", "<na>", "none"):
             raise DataError(f"row {row} of image column '{column}' has no image path",
                             "fill in the path, or drop the row")
         paths.append(text)
     return paths
+
+
+def _identity(path: str | bytes) -> tuple[str, int, int]:
+    """What an image's cache key starts with: the path, its modification time and size (so a rewritten
+    file is decoded again); for encoded bytes, a digest of them and their length."""
+    if isinstance(path, bytes):
+        return _SENT + hashlib.blake2b(path, digest_size=16).hexdigest(), 0, len(path)
+    return (path, *_stamp(path))
 
 
 def _stamp(path: str) -> tuple[int, int]:

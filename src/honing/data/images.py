@@ -6,9 +6,10 @@ Three ways to point at images:
   ``label`` (the folder name);
 * a CSV column of image paths: :func:`resolve_paths` resolves relative paths against the CSV's
   folder and :func:`check_image_paths` names the first missing file;
-* arrays: :func:`read_image_arrays` reads ``.npy`` / ``.npz`` / IDX (MNIST-style) files.
+* arrays: :func:`read_image_arrays` reads ``.npy`` / ``.npz`` / IDX (MNIST-style) files;
+* the encoded files themselves (``bytes``: what a REST client sends), read like a file.
 
-:class:`ImageTensors` turns paths (decoded with Pillow) or arrays into float32 tensors of shape
+:class:`ImageTensors` turns paths or encoded bytes (decoded with Pillow) or arrays into float32 tensors of shape
 ``(N, C, H, W)``: convert to grayscale (``L``) or RGB, resize with :data:`RESAMPLE` (bilinear,
 antialiased when shrinking), scale to [0, 1] and normalise per channel as :class:`ImageSpec`
 says.  Each image is decoded on first use and kept in an LRU cache (by count and bytes), so an
@@ -18,11 +19,14 @@ epoch does not decode it again.  EXIF orientation is not applied (images are use
 from __future__ import annotations
 
 import gzip
+import io
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,7 +239,7 @@ class ImageTensors:
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cached_bytes = 0
         self._arrays: np.ndarray | None = None
-        self._paths: list[str] = []
+        self._paths: list[str | bytes] = []
         if isinstance(source, np.ndarray):
             check_image_array(source)
             self._arrays = source
@@ -243,7 +247,7 @@ class ImageTensors:
             self._first_hw = (int(source.shape[1]), int(source.shape[2]))
             self._first_channels = 1 if in_channels == 1 else 3
         else:
-            self._paths = [str(p) for p in source]
+            self._paths = [p if isinstance(p, bytes) else str(p) for p in source]
             if not self._paths:
                 raise DataError("no images to read", "the image list is empty")
             self._first_hw, self._first_channels = self._peek(self._paths[0])
@@ -311,18 +315,18 @@ class ImageTensors:
             self._cached_bytes -= old.element_size() * old.nelement()
 
     @staticmethod
-    def _peek(path: str) -> tuple[tuple[int, int], int]:
+    def _peek(path: str | bytes) -> tuple[tuple[int, int], int]:
         """The first image's ``(height, width)`` and channel count, from its header."""
         try:
-            with Image.open(path) as img:
+            with Image.open(_file(path)) as img:
                 return (img.height, img.width), _mode_channels(img.mode)
         except Exception as exc:  # Pillow raises many kinds on a damaged header
             raise _decode_error(path, exc) from exc
 
-    def _decode(self, path: str) -> np.ndarray:
+    def _decode(self, path: str | bytes) -> np.ndarray:
         """Pillow decode -> mode -> resize -> float32 ``(H, W, C)`` in [0, 1]."""
         try:
-            with Image.open(path) as img:
+            with Image.open(_file(path)) as img:
                 img = img.convert("L" if self.channels == 1 else "RGB")
                 if self.spec.size is not None:
                     height, width = self.spec.size
@@ -332,7 +336,8 @@ class ImageTensors:
             raise _decode_error(path, exc) from exc
         if self.spec.size is None and pixels.shape[:2] != self._first_hw:
             (h0, w0), (h, w) = self._first_hw, pixels.shape[:2]
-            raise DataError(f"image {path} is {h}x{w} (height x width) but {self._paths[0]} is {h0}x{w0}",
+            raise DataError(f"image {image_name(path)} is {h}x{w} (height x width) but {image_name(self._paths[0])} "
+                            f"is {h0}x{w0}",
                             f"set the image size (e.g. size: [{h0}, {w0}]) to resize every image to one size")
         return pixels.reshape(*pixels.shape[:2], -1)
 
@@ -359,7 +364,20 @@ class ImageTensors:
         return pixels
 
 
-def _decode_error(path: str, exc: BaseException) -> DataError:
+def _file(path: str | bytes) -> Any:
+    """What Pillow opens: the path, or the encoded bytes as a file."""
+    return io.BytesIO(path) if isinstance(path, bytes) else path
+
+
+def image_name(path: str | bytes) -> str:
+    """A path as it is, or encoded bytes as ``the image of N bytes``."""
+    return f"the image of {len(path):,} bytes" if isinstance(path, bytes) else str(path)
+
+
+def _decode_error(path: str | bytes, exc: BaseException) -> DataError:
+    if isinstance(path, bytes):  # (Pillow's message names the in-memory file object: left out)
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc))
+        return DataError(f"cannot decode {image_name(path)}: {detail}", "send a PNG, JPEG or other image file's bytes")
     if isinstance(exc, FileNotFoundError):
         return DataError(f"image file not found: {path}", "check the path (relative paths are read from "
                          "the CSV's folder)")

@@ -216,8 +216,10 @@ def _to_datetime(s: pd.Series) -> pd.Series:
 
 
 def _to_image_path(s: pd.Series) -> pd.Series:
-    """Image paths as stripped strings; missing stays None (ImagePixels names the row)."""
-    return pd.Series([None if _is_blank(v) else str(v).strip() for v in s.tolist()], index=s.index, dtype=object)
+    """Image paths as stripped strings, encoded images (bytes) as they are; missing stays None
+    (ImagePixels names the row)."""
+    return pd.Series([v if isinstance(v, bytes) else None if _is_blank(v) else str(v).strip() for v in s.tolist()],
+                     index=s.index, dtype=object)
 
 
 def _to_text(s: pd.Series) -> pd.Series:

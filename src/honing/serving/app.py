@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import itertools
 import json
 import logging
@@ -34,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from honing.bundle import Bundle
-from honing.errors import ServingError, first_line
+from honing.errors import DataError, ServingError, first_line
 from honing.recipe import ServeConfig
 from honing.serving.fast_transform import compile_transform
 from honing.serving.metrics import Measure, ServingMetrics
@@ -86,8 +87,11 @@ def scorer(bundle: Bundle, columns: list[str]) -> Callable[[list[dict]], Scored]
 
     def score(rows: list[dict]) -> Scored:
         frame = pd.DataFrame({c: [row[c] for row in rows] for c in columns})
-        prepared = bundle.prepare(frame)
-        X = fast.transform(prepared) if fast else bundle.transform(prepared)
+        try:
+            prepared = bundle.prepare(frame)
+            X = fast.transform(prepared) if fast else bundle.transform(prepared)
+        except DataError as exc:  # the input's fault (an image that does not decode, or of another size)
+            raise RequestError(422, str(exc)) from None
         overflow = np.flatnonzero(~np.isfinite(X).all(axis=1)) if X.dtype.kind == "f" else []
         if len(overflow):  # the input's fault: values too large for the fitted preprocessing
             raise RequestError(422, [{"loc": ["body", "instances", int(i)], "type": "value_out_of_range",
@@ -165,6 +169,14 @@ class MicroBatcher:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+def _logged(row: dict) -> dict:
+    """A request row as the prediction log keeps it: an image as its size and digest, not its bytes."""
+    if not any(isinstance(v, bytes) for v in row.values()):
+        return row
+    return {k: f"image: {len(v)} bytes, sha256 {hashlib.sha256(v).hexdigest()[:16]}" if isinstance(v, bytes) else v
+            for k, v in row.items()}
 
 
 def model_card(bundle: Bundle, serve: ServeConfig) -> dict:
@@ -245,7 +257,7 @@ class Service:
             chosen = ([p[i] for p, i in zip(scored.proba, scored.indices, strict=True)]
                       if scored.proba is not None and scored.indices is not None else [None] * len(rows))
             records = [{"request_id": context["request_id"], "row": i, "timestamp": context["time"],
-                        "model_name": self.name, "model_version": self.version, "features": row,
+                        "model_name": self.name, "model_version": self.version, "features": _logged(row),
                         "prediction": scored.predictions[i], "probability": chosen[i],
                         "latency_ms": latency_ms}
                        for i, row in enumerate(rows)]
@@ -277,7 +289,7 @@ def create_app(bundle: Bundle, serve: ServeConfig, log: PredictionLog | None = N
     ``log`` (an opened, not yet started :class:`~honing.serving.predict_log.PredictionLog`, or None
     for no log) is started when the app starts and closed (flushed) when it stops.  At start the app
     predicts a typical row (the warm-up); ``/v1/ready`` answers 200 only after it.  ServingError when
-    the bundle cannot be served (image features) or the API key's variable is unset.  ``freeze_gc``
+    the API key's variable is unset.  ``freeze_gc``
     (the server's processes): after the warm-up, move every object alive (the model, the libraries)
     out of the garbage collector's reach, so that its full collections stop pausing requests (they
     took ~170 ms with a few hundred thousand objects, the p99 latency under load).

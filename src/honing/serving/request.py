@@ -13,6 +13,8 @@ ignored).  Values are checked by the feature's kind:
   otherwise unknown values are accepted;
 * boolean: ``true``/``false``, ``1``/``0`` or the strings yes/no, true/false, y/n, t/f, 1/0;
 * text: a string;  datetime: an ISO 8601 date or date-time string;
+* image: the image file's bytes (PNG, JPEG, …) as a base64 string, or a ``data:`` URL of them; the
+  header must be an image Pillow can read (never a path: the server reads no file a client names);
 * ``null`` is a missing value (imputed like training) under ``serve.missing: accept``, a 422 under
   ``reject``.
 
@@ -26,7 +28,10 @@ on the declared Content-Length and on the bytes actually received).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import io
 import math
 import os
 import re
@@ -101,14 +106,8 @@ def canonical(value: Any) -> str:
 
 
 def servable_features(bundle: Bundle) -> list[Column]:
-    """The bundle's feature columns; ServingError when one cannot come in a JSON request."""
-    features = Schema.from_dict(bundle.features).features
-    images = [c.name for c in features if c.kind == "image"]
-    if images:
-        raise ServingError(f"serving image inputs is not supported (feature '{images[0]}' is an image "
-                           "column)",
-                           "use honing predict BUNDLE DATA for image models")
-    return features
+    """The bundle's feature columns (every kind can come in a JSON request; images as base64)."""
+    return Schema.from_dict(bundle.features).features
 
 
 def known_values(column: Column, reference: dict | None) -> frozenset[str] | None:
@@ -147,6 +146,12 @@ def _not_null(value: Any) -> Any:
     return value
 
 
+def _no_image(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("missing_value", "null: every instance needs its image (one cannot be imputed)")
+    return value
+
+
 def _category(value: Any, known: frozenset[str] | None) -> Any:
     if known is not None and canonical(value) not in known:
         listed = sorted(known)
@@ -180,11 +185,41 @@ def _is_boolean(column: Column, known: frozenset[str] | None) -> bool:
     return column.kind == "boolean" and all(v.lower() in _TRUE | _FALSE for v in values)
 
 
+def _image(value: str) -> bytes:
+    """The bytes of a base64-encoded image file (a ``data:…;base64,`` prefix is dropped), checked to
+    have an image header Pillow can read."""
+    from PIL import Image
+
+    text = value.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError("base64", "not base64: send the image file's bytes base64-encoded") from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds on bytes that are not an image
+        raise PydanticCustomError("image", "the {size} bytes sent are not an image file Pillow can read (PNG, "
+                                  "JPEG, …)", {"size": len(data)}) from None
+    return data
+
+
+#: An image: its file's bytes, base64-encoded.
+ImageValue = Annotated[StrictStr, AfterValidator(_image),
+                       WithJsonSchema({"type": "string", "contentEncoding": "base64",
+                                       "contentMediaType": "image/*"})]
+
+
 def _field(column: Column, known: frozenset[str] | None, serve: ServeConfig) -> Any:
     """The annotated type of one feature's value."""
     kind, description = column.kind, column.kind
-    if kind == "numeric":
-        base: Any = Annotated[Finite, Field(ge=-MAGNITUDE, le=MAGNITUDE)]
+    if kind == "image":
+        base: Any = ImageValue
+        description = "image: the image file's bytes, base64-encoded (or a data: URL)"
+    elif kind == "numeric":
+        base = Annotated[Finite, Field(ge=-MAGNITUDE, le=MAGNITUDE)]
         description = "numeric: a JSON number"
     elif kind == "text":
         base = StrictStr
@@ -201,8 +236,10 @@ def _field(column: Column, known: frozenset[str] | None, serve: ServeConfig) -> 
         if known is not None:  # rejected unless known: the spec lists the values
             base = Annotated[base, WithJsonSchema({"enum": sorted(known)})]
             description = "categorical: one of the values seen in training"
-    if serve.missing == "accept":
-        kind_type: Any = base | None
+    if kind == "image":  # a missing image cannot be imputed, whatever serve.missing says
+        kind_type: Any = Annotated[base, BeforeValidator(_no_image)]
+    elif serve.missing == "accept":
+        kind_type = base | None
         description += "; null = missing (imputed like training)"
     else:
         kind_type = Annotated[base, BeforeValidator(_not_null)]
@@ -230,7 +267,7 @@ class PredictRequests:
         body = TypedDict("PredictRequest", {  # type: ignore[misc]
             "instances": Annotated[list[instance], Field(min_length=1, max_length=serve.max_rows)]})
         self.adapter = TypeAdapter(body)
-        self.example = typical_row(features, reference, serve)
+        self.example = typical_row(features, reference, serve, image_shape(bundle.preprocessor))
 
     def parse(self, body: bytes) -> list[dict]:
         """The rows of a request body; RequestError 413 (too many rows) or 422 (field-level errors)."""
@@ -258,13 +295,17 @@ def request_error(exc: ValidationError, max_rows: int) -> RequestError:
                               for error in errors[:MAX_ERRORS]])
 
 
-def typical_row(features: list[Column], reference: dict, serve: ServeConfig) -> dict:
+def typical_row(features: list[Column], reference: dict, serve: ServeConfig,
+                shape: tuple[int, int, int] | None = None) -> dict:
     """A row of typical training values (for the warm-up and the API docs' example): numbers at the
-    reference median (else 0), categories at their most frequent value."""
+    reference median (else 0), categories at their most frequent value, images a grey PNG of the
+    trained ``shape`` (C, H, W)."""
     row: dict[str, Any] = {}
     for column in features:
         profile = reference.get(column.name) or {}
-        if column.kind == "numeric":
+        if column.kind == "image":
+            row[column.name] = _grey_png(shape or (1, 8, 8))
+        elif column.kind == "numeric":
             quantiles = profile.get("quantiles") or []
             row[column.name] = float(quantiles[len(quantiles) // 2]) if quantiles else 0.0
         elif column.kind == "text":
@@ -280,6 +321,25 @@ def typical_row(features: list[Column], reference: dict, serve: ServeConfig) -> 
             else:
                 row[column.name] = None if serve.missing == "accept" else "unknown"
     return row
+
+
+def image_shape(preprocessor: Any) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of the images a fitted preprocessor decodes (None without an image column)."""
+    for _, step, _ in getattr(preprocessor, "transformers_", []):
+        if hasattr(step, "image_shape_"):
+            return step.image_shape_
+    return None
+
+
+def _grey_png(shape: tuple[int, int, int]) -> str:
+    """A mid-grey PNG image of ``shape`` (C, H, W), base64-encoded."""
+    from PIL import Image
+
+    channels, height, width = shape
+    buffer = io.BytesIO()
+    Image.new("L" if channels == 1 else "RGB", (width, height), 128 if channels == 1 else (128,) * 3).save(
+        buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def feedback_model(bundle: Bundle, max_rows: int) -> type[BaseModel]:
