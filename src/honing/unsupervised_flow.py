@@ -221,7 +221,8 @@ def _write_run(tmp: Path, recipe: Recipe, data: UnsupervisedData, model: Any, me
     save_bundle(tmp / "bundle", preprocessor=data.preprocessor, model=model, task=task,
                 features=data.schema.to_dict(), classes=None, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=data.fingerprint, trusted=TRUSTED_TYPES,
-                extra={"target": data.target, "decision": {}, "outputs": output_columns(task, model)})
+                extra={"target": data.target, "decision": {}, "outputs": output_columns(task, model),
+                       "reference": _reference(task, data, model)})
     plots = tmp / "plots"
     if sweep:
         elbow_plot(sweep, recipe.model.params["k"], plots / "elbow.png", f"{recipe.model.type} on {recipe.data.source}")
@@ -231,6 +232,20 @@ def _write_run(tmp: Path, recipe: Recipe, data: UnsupervisedData, model: Any, me
     write_run_files(tmp, recipe, metrics, schema=data.schema.to_dict(), leaderboard=metrics["leaderboard"],
                     history=getattr(getattr(model, "estimator_", None), "history_", None),
                     title=f"autoencoder on {recipe.data.source}")
+
+
+def _reference(task: str, data: UnsupervisedData, model: Any) -> dict:
+    """The training split's reference profile for ``honing monitor``: its feature columns, and what the
+    server answers on them — cluster ids (categorical) or anomaly scores (numeric); an embedding has
+    no single value to profile."""
+    from honing.serving.profile import build_profile
+
+    X = data.X["train"]
+    predictions = model.predict(X) if task == "clustering" else model.score(X) if task == "anomaly" else None
+    schema = data.schema
+    quantiles = 101 if len(schema.features) <= 50 else 21
+    return build_profile(data.splits["train"], schema, predictions, quantiles=quantiles,
+                         task="regression" if task == "anomaly" else "classification")
 
 
 def elbow_plot(sweep: list[dict], chosen: int, path: Path, title: str) -> Path:

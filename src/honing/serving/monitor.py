@@ -29,6 +29,7 @@ import pandas as pd
 
 from honing.audit.fairness import model_fairness
 from honing.bundle import Bundle
+from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.bundle.predictor import group_keys
 from honing.data.dataset import encode_target
 from honing.errors import HoningError, MonitorError, did_you_mean
@@ -135,6 +136,11 @@ def _drift(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, config: M
 
 def _performance(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, config: MonitorConfig) -> None:
     labelled = frame[frame["label"].notna()]
+    if bundle.task in UNSUPERVISED_TASKS:  # cluster ids, embeddings and scores have no label to be held to
+        if len(labelled):
+            result.notes.append(f"{len(labelled)} feedback labels: a {bundle.task} model's answers are not "
+                                "scored against labels")
+        return
     y_true = encode_target(labelled["label"], bundle.task, bundle.classes)
     y_pred = encode_target(labelled["prediction"], bundle.task, bundle.classes)
     known = (y_true >= 0) if bundle.is_classifier else ~np.isnan(y_true)
