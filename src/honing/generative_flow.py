@@ -32,8 +32,11 @@ from honing.training.seed import seed_everything
 
 MODEL_TYPES = ("char_lm", "vae")
 #: Estimators a generation bundle may hold (the manifest's ``torch.estimator``).
-def train_generative(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> Any:
-    """Train ``recipe``'s generative model into ``tmp``; the :class:`~honing.train_flow.RunResult` of ``run_dir``."""
+def train_generative(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress,
+                     checkpoints: Path | None = None) -> Any:
+    """Train ``recipe``'s generative model into ``tmp``; the :class:`~honing.train_flow.RunResult` of ``run_dir``.
+    With ``checkpoints`` (a folder), every epoch is saved as ``checkpoints/<model type>.pt``, and a
+    checkpoint already there (an interrupted run, resumed) is continued."""
     from honing.train_flow import RunResult
 
     seed_everything(recipe.seed)
@@ -44,7 +47,8 @@ def train_generative(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progres
     for note in data["notes"]:
         progress.note(note)
     train_fn = _train_lm if kind == "char_lm" else _train_vae
-    model, metrics = train_fn(recipe, data, base, progress)
+    checkpoint = checkpoints / f"{kind}.pt" if checkpoints is not None else None
+    model, metrics = train_fn(recipe, data, base, progress, checkpoint=checkpoint)
     metrics = {"task": "generation", "model": kind, "selection_metric": metrics.pop("selection_metric"),
                "target": data["column"], "rows": data["rows"], **metrics}
     with progress.step(f"writing {run_dir}"):
@@ -205,9 +209,12 @@ def load_pixels(recipe: Recipe) -> dict[str, Any]:
 
 
 def _fit(module: torch.nn.Module, loss_fn: Any, recipe: Recipe, train: tuple, validation: tuple | None,
-         progress: Progress, finetune: bool, callbacks: tuple = ()) -> tuple[list[dict], float]:
-    """Train ``module`` with the recipe's ``train:`` section; returns the history and the seconds taken."""
+         progress: Progress, finetune: bool, callbacks: tuple = (), checkpoint: Path | None = None
+         ) -> tuple[list[dict], float]:
+    """Train ``module`` with the recipe's ``train:`` section, saving each epoch to ``checkpoint`` (and
+    continuing one found there); returns the history and the seconds taken."""
     from honing.training.callbacks import ProgressBar
+    from honing.training.checkpoint import Checkpoint, load_checkpoint
     from honing.training.trainer import Trainer
 
     cfg = recipe.train
@@ -219,14 +226,18 @@ def _fit(module: torch.nn.Module, loss_fn: Any, recipe: Recipe, train: tuple, va
         if cfg.early_stopping is not None and cfg.early_stopping.monitor.startswith("val_"):
             cfg = cfg.model_copy(update={"early_stopping": None})
     start = time.perf_counter()
-    trainer = Trainer(module, loss_fn, cfg, callbacks=[ProgressBar(progress), *callbacks], seed=recipe.seed)
+    saving = [Checkpoint(checkpoint)] if checkpoint is not None else []
+    trainer = Trainer(module, loss_fn, cfg, callbacks=[ProgressBar(progress), *callbacks, *saving], seed=recipe.seed)
+    if checkpoint is not None and checkpoint.is_file():
+        load_checkpoint(trainer, checkpoint)
+        progress.note(f"resuming from the interrupted run's checkpoint ({checkpoint.name})")
     history = trainer.fit(train[0], train[1], *validation).rows
     module.cpu().eval()
     return history, time.perf_counter() - start
 
 
 def _train_lm(recipe: Recipe, data: dict, base: CharLanguageModel | None, progress: Progress,
-              callbacks: tuple = ()) -> tuple[Any, dict]:
+              callbacks: tuple = (), checkpoint: Path | None = None) -> tuple[Any, dict]:
     splits = data["splits"]
     if base is not None:
         model, before = base, base.evaluate(splits["validation"]) if splits["validation"] else None
@@ -238,7 +249,7 @@ def _train_lm(recipe: Recipe, data: dict, base: CharLanguageModel | None, progre
     train = model.tensors(splits["train"])
     validation = model.tensors(splits["validation"]) if len(splits["validation"]) > 1 else None
     model.history_, seconds = _fit(model.module_, sequence_loss, recipe, train, validation, progress, base is not None,
-                                   callbacks)
+                                   callbacks, checkpoint)
     metrics: dict[str, Any] = {"selection_metric": "perplexity", "vocabulary_size": len(model.vocabulary)}
     unigram = _unigram(splits["train"], model.vocabulary)
     metrics["baseline"] = {}
@@ -273,7 +284,7 @@ def _unigram(train: str, vocabulary: CharVocabulary) -> Any:
 
 
 def _train_vae(recipe: Recipe, data: dict, base: VAEModel | None, progress: Progress,
-               callbacks: tuple = ()) -> tuple[Any, dict]:
+               callbacks: tuple = (), checkpoint: Path | None = None) -> tuple[Any, dict]:
     splits = data["splits"]
     if base is not None and (tuple(base.shape) != tuple(data["shape"])):
         raise RecipeError(f"model.pretrained: the bundle's vae takes {base.shape[0]}×{base.shape[1]} images and "
@@ -286,7 +297,7 @@ def _train_vae(recipe: Recipe, data: dict, base: VAEModel | None, progress: Prog
         x_val = model.pixels(splits["validation"])
         validation = (x_val, x_val)
     model.history_, seconds = _fit(model.module_, vae_loss, recipe, (x_train, x_train), validation, progress,
-                                   base is not None, callbacks)
+                                   base is not None, callbacks, checkpoint)
     mean = x_train.mean(0).clamp(1e-4, 1 - 1e-4)
     metrics: dict[str, Any] = {"selection_metric": "elbo", "baseline": {}}
     for split in ("validation", "test"):

@@ -86,8 +86,10 @@ def evaluate(agent: Any, recipe: Recipe, episodes: int | None = None) -> dict[st
                            recipe.seed + EVAL_SEED_OFFSET)
 
 
-def train_agent(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> Any:
-    """Train, evaluate and write a reinforcement-learning run into ``tmp``; the train flow's RunResult."""
+def train_agent(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress,
+                checkpoints: Path | None = None) -> Any:
+    """Train, evaluate and write a reinforcement-learning run into ``tmp``; the train flow's RunResult.
+    ``checkpoints`` is not used: an agent trains again when its run is resumed."""
     from honing.train_flow import RunResult
 
     info = env_info(recipe)

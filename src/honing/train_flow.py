@@ -42,7 +42,8 @@ from honing.tracking import (
 )
 from honing.training.seed import seed_everything
 
-#: Tasks trained by a flow of their own: task → (module, function(recipe, run_dir, tmp, progress) -> RunResult).
+#: Tasks trained by a flow of their own: task → (module, function(recipe, run_dir, tmp, progress, checkpoints)
+#: -> RunResult); ``checkpoints`` is the folder of the run's training checkpoints (what --resume continues).
 TASK_FLOWS = {
     "clustering": ("honing.unsupervised_flow", "train_unsupervised"),
     "reduction": ("honing.unsupervised_flow", "train_unsupervised"),
@@ -162,7 +163,7 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
 
     if recipe.data.task in TASK_FLOWS:  # unsupervised, reinforcement and generative runs have flows of their own
         module, function = TASK_FLOWS[recipe.data.task]
-        return getattr(importlib.import_module(module), function)(recipe, run_dir, tmp, progress)
+        return getattr(importlib.import_module(module), function)(recipe, run_dir, tmp, progress, checkpoints)
     if streams(recipe.data):  # a table larger than memory: read in chunks (docs/streaming.md)
         from honing.stream_flow import train_streaming
         return train_streaming(recipe, run_dir, tmp, progress, checkpoints, fit_on_validation)

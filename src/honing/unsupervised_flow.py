@@ -30,8 +30,10 @@ from honing.recipe import Recipe
 AUTO_K = tuple(range(2, 11))
 
 
-def train_unsupervised(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress) -> Any:
-    """Train the unsupervised ``recipe`` into ``tmp``; the :class:`~honing.train_flow.RunResult` of ``run_dir``."""
+def train_unsupervised(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress,
+                       checkpoints: Path | None = None) -> Any:
+    """Train the unsupervised ``recipe`` into ``tmp``; the :class:`~honing.train_flow.RunResult` of ``run_dir``.
+    ``checkpoints`` is not used: these models train in one call, and a resumed run trains again."""
     from honing.models import unsupervised
     from honing.train_flow import RunResult
     from honing.training.seed import seed_everything

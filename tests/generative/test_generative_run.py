@@ -190,3 +190,37 @@ def test_the_rest_server_scores_text_rows(lm_run):
         answer = client.post("/v1/predict", json={"instances": [{"text": r} for r in rows]})
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == pytest.approx(bundle.model.predict(rows).tolist())
+
+
+def test_an_interrupted_char_lm_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """Ctrl-C after epoch 2 of 4 keeps the checkpoint; --resume continues from it and ends with the
+    very weights and history of a run that was never interrupted."""
+    from safetensors.torch import load_file
+
+    from honing.tracking import Interrupted
+    from honing.training.checkpoint import Checkpoint
+
+    rows = _sentences(["cat", "dog", "bird"], 200, 1)
+    pd.DataFrame({"text": rows}).to_csv(tmp_path / "text.csv", index=False)
+    recipe = {**_lm_recipe(tmp_path / "text.csv", "resume", epochs=4), "seed": 5}
+    api.train(recipe, out=tmp_path / "a")
+
+    save = Checkpoint.on_epoch_end
+
+    def interrupted_after_epoch_2(self, trainer, epoch, logs):
+        save(self, trainer, epoch, logs)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "on_epoch_end", interrupted_after_epoch_2)
+    with pytest.raises(Interrupted):
+        api.train(recipe, out=tmp_path / "b")
+    assert (tmp_path / ".b.partial" / "checkpoints" / "char_lm.pt").is_file() and not (tmp_path / "b").exists()
+    monkeypatch.setattr(Checkpoint, "on_epoch_end", save)
+    api.train(recipe, out=tmp_path / "b", resume=True)
+
+    a, b = (load_file(tmp_path / run / "bundle" / "model.safetensors") for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    history = [pd.read_csv(tmp_path / run / "history.csv").drop(columns=["seconds", "samples_per_s"])
+               for run in ("a", "b")]
+    pd.testing.assert_frame_equal(*history)
