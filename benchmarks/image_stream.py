@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scaling_stream import measure
+from scaling_stream import markdown, measure
 
 SIDE = 64
 CLASSES = ("red", "green", "blue")
@@ -87,10 +87,7 @@ def main() -> None:
                ("peak RSS MiB", "peak_rss_mb", ",.0f"), ("tree peak MiB", "tree_peak_mb", ",.0f"),
                ("× in memory", "vs_memory", ".2f"), ("× smallest", "vs_smallest", ".2f"),
                ("seconds", "seconds", ",.0f"), ("test accuracy", "test_accuracy", ".4f")]
-    print("| " + " | ".join(head for head, _, _ in columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        print("| " + " | ".join(format(row[key], fmt) for _, key, fmt in columns) + " |")
+    print(markdown(rows, columns))
 
 
 if __name__ == "__main__":

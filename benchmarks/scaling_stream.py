@@ -147,10 +147,14 @@ def main() -> None:
                ("tree peak MiB", "tree_peak_mb", ",.0f"), ("× smallest", "vs_smallest", ".2f"),
                ("× data in memory", "vs_in_memory", ".2f"), ("train rows/s", "rows_per_s", ",.0f"),
                ("seconds", "seconds", ",.0f"), ("test accuracy", "test_accuracy", ".4f")]
-    print("| " + " | ".join(head for head, _, _ in columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in results:
-        print("| " + " | ".join(format(row[key], fmt) for _, key, fmt in columns) + " |")
+    print(markdown(results, columns))
+
+
+def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A markdown table of ``rows``: one column per ``(heading, key, format spec)``."""
+    lines = ["| " + " | ".join(head for head, _, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(format(row[key], fmt) for _, key, fmt in columns) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _child(recipe: str, out: str) -> None:
