@@ -186,7 +186,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
             "model.params.exploration_fraction": {"float": [0.05, 0.5]}},
     "a2c": {"model.params.learning_rate": {"float": [1.0e-4, 3.0e-3], "log": True},
             "model.params.gamma": {"float": [0.95, 0.999]}},
+    "sac": {"model.params.learning_rate": {"float": [1.0e-4, 3.0e-3], "log": True},
+            "model.params.gamma": {"float": [0.95, 0.999]}, "model.params.tau": {"float": [0.001, 0.05], "log": True}},
 }
+DEFAULT_SPACES["td3"] = DEFAULT_SPACES["sac"]
 DEFAULT_SPACES["sarsa"] = DEFAULT_SPACES["q_learning"]
 
 

@@ -154,3 +154,56 @@ def test_served_agent_answers_actions(tmp_path):
     body = client.post("/v1/predict", json={"instances": [{"obs": s} for s in range(16)]}).json()
     assert body["predictions"] == bundle.model.predict(np.arange(16).reshape(-1, 1)).tolist()
     assert all(isinstance(a, int) for a in body["predictions"])
+
+
+PENDULUM = {"name": "pendulum", "seed": 0, "tracking": False, "data": {"task": "reinforcement", "env": "Pendulum-v1"},
+            "evaluate": {"episodes": 2}}
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("sac", {"total_timesteps": 150, "learning_starts": 50, "buffer_size": 500, "net_arch": [16]}),
+    ("td3", {"total_timesteps": 150, "learning_starts": 50, "buffer_size": 500, "net_arch": [16]}),
+    ("ppo", {"total_timesteps": 128, "n_steps": 64, "batch_size": 64, "n_epochs": 1, "net_arch": [16]}),
+])
+def test_continuous_actions_round_trip_through_bundle_predict_and_serve(cli, tmp_path, kind, params):
+    """A Box action space: the bundle's actions are the trained policy's (vectors within the bounds),
+    written as action_0 by honing predict and answered as lists by the server."""
+    from fastapi.testclient import TestClient
+
+    from honing import api
+    from honing.recipe import ServeConfig, load_recipe
+    from honing.rl_flow import fit_agent
+    from honing.serving.app import create_app
+
+    recipe = {**PENDULUM, "model": {"type": kind, "params": params}}
+    _, agent = fit_agent(load_recipe(recipe))
+    run = tmp_path / "run"
+    assert cli("train", write(tmp_path, recipe), "--out", run).code == 0
+    bundle = api.load(run / "bundle")
+    obs = np.random.default_rng(2).normal(0, 1, size=(16, 3)).astype(np.float32)
+    frame = pd.DataFrame(obs, columns=bundle.model.obs_columns)
+    actions = bundle.predict(frame)
+    expected = agent.policy.predict(obs, deterministic=True)[0]  # the same seed trains the same policy
+    assert actions.shape == (16, 1) and np.abs(actions).max() <= 2.0  # Pendulum's torque bounds
+    np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-6)
+    assert len(np.unique(np.round(actions, 6))) > 1  # not one constant action
+
+    frame.to_csv(tmp_path / "obs.csv", index=False)
+    assert cli("predict", run / "bundle", tmp_path / "obs.csv", "-o", tmp_path / "actions.csv").code == 0
+    written = pd.read_csv(tmp_path / "actions.csv")
+    assert list(written.columns) == ["action_0"]
+    np.testing.assert_allclose(written["action_0"], actions[:, 0], rtol=1e-6)
+    with TestClient(create_app(bundle, ServeConfig())) as client:
+        body = client.post("/v1/predict", json={"instances": frame.head(3).to_dict(orient="records")}).json()
+    np.testing.assert_allclose(body["predictions"], actions[:3], rtol=1e-5)
+    evaluated = api.evaluate(bundle)
+    assert evaluated["episodes"] == 2 and evaluated["mean_length"] == 200
+
+
+def test_action_spaces_an_algorithm_cannot_take_are_one_line_errors(cli, tmp_path):
+    recipe = {**PENDULUM, "model": {"type": "dqn", "params": {"total_timesteps": 10}}}
+    assert_user_error(cli("train", write(tmp_path, recipe), "--out", tmp_path / "run"), "model.type: dqn",
+                      "discrete", "sac")
+    recipe = {**POLE, "model": {"type": "sac", "params": {"total_timesteps": 10}}}
+    assert_user_error(cli("train", write(tmp_path, recipe), "--out", tmp_path / "run"), "model.type: sac",
+                      "continuous", "dqn")

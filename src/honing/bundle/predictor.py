@@ -132,7 +132,7 @@ class Bundle:
         if self.task in UNSUPERVISED_TASKS:  # ids, embeddings (n, d) or anomaly scores
             from honing.bundle.unsupervised_outputs import encoded_scores
             return encoded_scores(self, X), None
-        if self.task == "reinforcement":  # an agent's greedy actions (integers)
+        if self.task == "reinforcement":  # an agent's greedy actions (ids, or vectors of a continuous agent)
             return self.predict_encoded(X), None
         if not self.is_classifier:
             return self.predict_encoded(X).astype(float), None

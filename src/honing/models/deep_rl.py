@@ -1,5 +1,7 @@
-"""Deep reinforcement learning through stable-baselines3 (extra ``rl``): DQN, PPO and A2C with SB3's
-MLP policies, on environments with Box or Discrete observations and Discrete actions.
+"""Deep reinforcement learning through stable-baselines3 (extra ``rl``): DQN, PPO, A2C, SAC and TD3 with
+SB3's MLP policies, on environments with vector (Box) or Discrete observations.  Actions: Discrete for
+DQN, continuous (a vector Box) for SAC and TD3, either for PPO and A2C.  A discrete agent acts with an
+action id; a continuous one with a vector of floats within the action space's bounds.
 
 ``model.params`` are honing's own (``total_timesteps``, ``n_envs``, ``lr_schedule``, ``net_arch``,
 ``activation``, ``eval_every``) plus any keyword of the algorithm's constructor (``learning_rate``,
@@ -22,7 +24,10 @@ import numpy as np
 
 from honing.errors import HoningError, ModelError, RecipeError
 
-DEEP = ("dqn", "ppo", "a2c")
+DEEP = ("dqn", "ppo", "a2c", "sac", "td3")
+#: The action spaces each algorithm takes.
+ACTIONS = {"dqn": ("Discrete",), "ppo": ("Discrete", "Box"), "a2c": ("Discrete", "Box"), "sac": ("Box",),
+           "td3": ("Box",)}
 OWN = {"total_timesteps": 50_000, "n_envs": 1, "lr_schedule": "constant", "net_arch": None, "activation": None,
        "eval_every": None}
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu")
@@ -38,7 +43,7 @@ def algorithm(model_type: str) -> Any:
     except ImportError:
         raise HoningError(f"model.type: {model_type} needs stable-baselines3, which is not installed",
                           "install the reinforcement-learning extra: pip install honing[rl]") from None
-    return {"dqn": sb3.DQN, "ppo": sb3.PPO, "a2c": sb3.A2C}[model_type]
+    return {"dqn": sb3.DQN, "ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3}[model_type]
 
 
 def check_params(model_type: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,9 +121,13 @@ def check_spaces(env: Any, env_id: str, model_type: str) -> None:
     from gymnasium import spaces
 
     obs, act = env.observation_space, env.action_space
-    if not isinstance(act, spaces.Discrete):
-        raise RecipeError(f"model.type: {model_type} in honing needs Discrete actions, and {env_id} has "
-                          f"{type(act).__name__} actions", "choose an environment with discrete actions")
+    kind = "Discrete" if isinstance(act, spaces.Discrete) else "Box" if isinstance(act, spaces.Box) else None
+    if kind is None or kind not in ACTIONS[model_type] or (kind == "Box" and len(act.shape) != 1):
+        takes = " or ".join("discrete" if a == "Discrete" else "continuous (vector Box)" for a in ACTIONS[model_type])
+        fits = [m for m in DEEP if kind in ACTIONS[m]] if kind else []
+        raise RecipeError(f"model.type: {model_type} in honing needs {takes} actions, and {env_id} has {act}",
+                          f"use model.type: {' or '.join(fits)}" if fits else "choose an environment with discrete "
+                          "or vector actions")
     if not isinstance(obs, (spaces.Box, spaces.Discrete)) or (isinstance(obs, spaces.Box) and len(obs.shape) != 1):
         raise RecipeError(f"model.type: {model_type} in honing needs vector (Box) or Discrete observations, and "
                           f"{env_id} has {obs}", "choose an environment with vector observations")
@@ -138,12 +147,24 @@ class PolicyAgent:
     def obs_columns(self) -> list[str]:
         return list(self.meta["obs_columns"])
 
-    def act(self, obs: Any) -> int:
+    @property
+    def continuous(self) -> bool:
+        """Whether actions are vectors of floats (a Box action space) rather than action ids."""
+        return self.meta["action_space"]["type"] == "Box"
+
+    @property
+    def action_columns(self) -> list[str] | None:
+        """``action_0 …`` for a continuous agent's action vector (None: one action id)."""
+        return [f"action_{i}" for i in range(int(np.prod(self.meta["action_space"]["shape"])))] \
+            if self.continuous else None
+
+    def act(self, obs: Any) -> int | np.ndarray:
         action, _ = self.policy.predict(np.asarray(obs), deterministic=True)
-        return int(action)
+        return np.asarray(action, dtype=np.float32) if self.continuous else int(action)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Greedy actions for a batch of observations, one per row of ``X``."""
+        """Greedy actions for a batch of observations, one per row of ``X``: action ids (n,), or action
+        vectors (n, d) of a continuous agent."""
         X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
         if not np.isfinite(X).all():
             raise ModelError("an observation has a missing or infinite value", "give every obs column a number")
@@ -154,6 +175,8 @@ class PolicyAgent:
             raise ModelError(f"observations have {X.shape[1]} values, the policy takes {int(np.prod(space['shape']))}",
                              f"give the columns {', '.join(self.obs_columns)}")
         actions, _ = self.policy.predict(X, deterministic=True)
+        if self.continuous:
+            return np.asarray(actions, dtype=np.float64).reshape(len(X), -1)
         return np.asarray(actions).reshape(-1).astype(np.int64)
 
     def export_state(self) -> tuple[dict, dict]:
@@ -186,8 +209,9 @@ def train_deep(make: Callable[[], Any], env_info: dict, model_type: str, params:
 
     own, kwargs = check_params(model_type, params)
     total = own["total_timesteps"]
-    if own["lr_schedule"] == "linear":
-        rate = float(kwargs.get("learning_rate", 3e-4 if model_type != "a2c" else 7e-4))
+    if own["lr_schedule"] == "linear":  # from the given rate, else the algorithm's default
+        default = inspect.signature(algorithm(model_type).__init__).parameters["learning_rate"].default
+        rate = float(kwargs.get("learning_rate", default))
         kwargs["learning_rate"] = lambda progress: progress * rate  # progress goes 1 → 0
     venv = make_vec_env(make, n_envs=own["n_envs"], seed=seed)
     check_spaces(venv, env_info.get("id", "the environment"), model_type)

@@ -36,16 +36,17 @@ OUTPUT_FORMATS = (".csv", ".parquet")
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
-    """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value) and, for
-    classifiers, ``proba_<class>`` per class: what ``bundle.predict`` / ``predict_proba`` give, from
-    one preprocessing pass."""
+    """The ``keep`` columns of ``frame``, then ``prediction`` (a class label or a value; a continuous
+    agent's ``action_0 …``) and, for classifiers, ``proba_<class>`` per class: what ``bundle.predict``
+    / ``predict_proba`` give, from one preprocessing pass."""
     if bundle.task in UNSUPERVISED_TASKS:  # columns of their own (serving/unsupervised_batch.py)
         from honing.serving.unsupervised_batch import predict_frame as unsupervised_frame
         return unsupervised_frame(bundle, frame, keep)
     keep = checked_keep(bundle, keep, frame.columns, "the data")
     out = frame[keep].copy()
     labels, proba = _predictions(bundle, frame)
-    out["prediction"] = labels
+    for i, name in enumerate(_prediction_names(bundle)):
+        out[name] = labels[:, i] if labels.ndim == 2 else labels
     for i, name in enumerate(proba_names(bundle)):
         out[name] = proba[:, i]
     return out
@@ -97,17 +98,26 @@ def _predictions(bundle: Bundle, frame: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return np.asarray(bundle.classes)[values], proba
 
 
+def _prediction_names(bundle: Bundle) -> list[str]:
+    """The output's prediction columns: ``prediction``, or a continuous agent's ``action_0 …``."""
+    columns = getattr(bundle.model, "action_columns", None) if bundle.task == "reinforcement" else None
+    return columns or ["prediction"]
+
+
 def _output_schema(bundle: Bundle, keep_fields: list[pa.Field]) -> pa.Schema:
     """One schema for every chunk: the kept columns, the label's type (from the bundle's classes, so a
     chunk of one class keeps it) and float64 probabilities."""
     label = pa.array(np.asarray(bundle.classes)).type if bundle.is_classifier else pa.float64()
-    label = pa.int64() if bundle.task == "reinforcement" else label  # an agent's actions
+    names = _prediction_names(bundle)
+    if bundle.task == "reinforcement" and names == ["prediction"]:
+        label = pa.int64()  # an agent's action ids (a continuous agent's action_i are floats)
     probas = [pa.field(name, pa.float64()) for name in proba_names(bundle)]
-    return pa.schema([*keep_fields, pa.field("prediction", label), *probas])
+    return pa.schema([*keep_fields, *(pa.field(name, label) for name in names), *probas])
 
 
 def _output_table(schema: pa.Schema, kept: list, labels: np.ndarray, proba: np.ndarray | None) -> pa.Table:
-    arrays = [*kept, pa.array(labels, type=schema.field("prediction").type)]
+    columns = [labels[:, i] for i in range(labels.shape[1])] if labels.ndim == 2 else [labels]
+    arrays = [*kept, *(pa.array(c, type=schema.field(len(kept) + i).type) for i, c in enumerate(columns))]
     if proba is not None:
         arrays += [pa.array(proba[:, i], type=pa.float64()) for i in range(proba.shape[1])]
     return pa.Table.from_arrays(arrays, schema=schema)
