@@ -269,3 +269,28 @@ def test_a_worker_that_stalled_past_the_grace_period_loses_its_trial_and_goes_on
     assert len(complete) == 2
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == 0]
     assert retry.state == TrialState.COMPLETE and retry.params == trials[0].params
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage:UserWarning")
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_trial_whose_worker_died_before_its_first_beat_goes_stale(kind, tmp_path, request):
+    """Creating a trial and its first heartbeat are two writes: a worker killed between them leaves a
+    running trial without any heartbeat, which Optuna never judges.  It is stale once it started
+    longer than the grace period ago; a young one, and a beating one, are not."""
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = heartbeat.HeartbeatStorage(url, heartbeat_interval=1, grace_period=1,
+                                        heartbeat_stale_trial_callback=heartbeat.requeue_stale)
+    study = optuna.create_study(study_name=f"unbeaten-{uuid.uuid4().hex[:8]}", storage=storage)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    dead = optuna.storages.RDBStorage._create_new_trial(storage, study_id)  # created; the worker died before its beat
+    storage.set_trial_param(dead._trial_id, "x", 0.25, optuna.distributions.FloatDistribution(0, 1))
+    assert storage._get_stale_trial_ids(study_id) == []  # too young to judge
+    time.sleep(1.3)
+    alive = study.ask()  # beats as it starts
+    assert storage._get_stale_trial_ids(study_id) == [dead._trial_id]
+    heartbeat.fail_stale(study)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[dead.number].state == TrialState.FAIL and trials[dead.number].user_attrs["interrupted"] == "heartbeat"
+    assert trials[alive.number].state == TrialState.RUNNING
+    (retry,) = [t for t in trials.values() if t.user_attrs.get("retry_of") == dead.number]
+    assert retry.state == TrialState.WAITING and _point(retry) == {"x": 0.25}

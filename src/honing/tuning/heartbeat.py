@@ -3,7 +3,8 @@
 A running trial beats every ``tune.heartbeat`` seconds; one silent for :func:`grace` seconds (its
 worker died, or stalled) is marked ``interrupted: "heartbeat"`` and failed by the first worker to
 look (:func:`fail_stale`; Optuna also looks before each trial), which queues its parameters again
-(:func:`requeue_stale`; once, since only one worker's FAIL lands).  A stalled worker that comes
+(:func:`requeue_stale`; once, since only one worker's FAIL lands).  A running trial that never beat
+(its worker died between creating it and beating) is stale once it started longer than that ago.  A stalled worker that comes
 back finds its trial :func:`lost`: its result is refused and it goes on with the next trial.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -52,11 +54,30 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
         return updated
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        stale = super()._get_stale_trial_ids(study_id)
+        stale = super()._get_stale_trial_ids(study_id) + self._never_beaten(study_id)
         for trial_id in stale:
             with contextlib.suppress(UpdateFinishedTrialError):  # finished meanwhile: Optuna skips it
                 self.set_trial_user_attr(trial_id, "interrupted", "heartbeat")
         return stale
+
+
+    def _never_beaten(self, study_id: int) -> list[int]:
+        """Running trials that never beat and started longer than the grace period ago: their worker
+        died between creating the trial and its first beat (two writes, not one), which Optuna, finding
+        no heartbeat to judge, would leave running for ever."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        grace_period = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 0)
+        started_before = datetime.now() - timedelta(seconds=grace_period)  # datetime_start: the creator's clock
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        old = [t._trial_id for t in running if t.datetime_start is not None and t.datetime_start < started_before]
+        if not old:
+            return []
+        with _create_scoped_session(self.scoped_session) as session:
+            beaten = {row.trial_id for row in session.query(models.TrialHeartbeatModel.trial_id)
+                      .filter(models.TrialHeartbeatModel.trial_id.in_(old))}
+        return [trial_id for trial_id in old if trial_id not in beaten]
 
 
 def fail_stale(study: optuna.Study) -> None:
