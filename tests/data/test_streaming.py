@@ -260,13 +260,35 @@ def test_splits_that_need_the_whole_table_are_refused(split, key):
     assert "\n" not in str(caught.value) and "data.streaming: false" in str(caught.value)
 
 
-def test_text_columns_are_refused(table):
+def test_text_as_token_ids_is_refused(table):
     frame, _ = table
     schema = infer_schema(frame.assign(note=["a few words here"] * len(frame)), target="y",
                           overrides={"note": "text"})
-    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\)"):
-        check_schema(schema, DataConfig(source="x"))
+    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\) cannot be streamed as tokens"):
+        check_schema(schema, DataConfig(source="x", text="tokens"))
     check_schema(schema, DataConfig(source="x", text="drop"))
+    check_schema(schema, DataConfig(source="x"))  # tfidf: its vocabulary comes from the sample
+
+
+def test_tfidf_of_a_streamed_text_column_is_fitted_on_the_sample(tmp_path):
+    """With fewer training rows than the sample holds, the sample is every training row: the streamed
+    TF-IDF equals scikit-learn's fitted in memory on them (vocabulary, IDF, values)."""
+    frame = _frame(2000, seed=3)
+    words = np.array(["red", "green", "blue", "fast", "slow", "dog", "cat", "tree", "sky", "sea"])
+    rng = np.random.default_rng(4)
+    frame["note"] = [" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(len(frame))]
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=300, index=False)
+    table = TableFile.open(tmp_path / "t.parquet")
+    schema = infer_schema(frame, target="y", overrides={"rid": "numeric", "note": "text"})
+    plan = Plan(table, schema, "y", "classification", 7, 0.15, 0.15, 256)
+    cfg = DataConfig(source="x")
+    got = fitted_preprocessor(collect(plan), schema, cfg)
+    train = coerce_features(frame[plan.splits(0, len(frame)) == 0], schema)
+    expected = build_preprocessor(schema, cfg).fit(train)
+    assert [n for n in got.get_feature_names_out() if "note" in n] == [n for n in expected.get_feature_names_out()
+                                                                       if "note" in n]
+    probe = coerce_features(frame.head(50), schema)
+    np.testing.assert_allclose(got.transform(probe), expected.transform(probe), rtol=1e-9, atol=1e-9)
 
 
 def test_a_class_without_training_rows_is_a_data_error(tmp_path):

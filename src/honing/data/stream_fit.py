@@ -6,8 +6,8 @@ the statistics, whose categories (and their frequency order) are those of the tr
 writes the exact streamed values into it.  Exact, as if fitted on every training row: mean and
 constant imputation, standard and min-max scaling (with missing-value indicator columns), one-hot and
 ordinal encoding with the ``max_categories`` grouping, most-frequent imputation of categories.
-From the row sample: median and most-frequent imputation of numbers, robust scaling, and the date
-columns' whole pipeline.  An image column's transformer is fitted on one sampled training row, as in
+From the row sample: median and most-frequent imputation of numbers, robust scaling, the date
+columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text: tfidf``).  An image column's transformer is fitted on one sampled training row, as in
 memory (it records the decoding settings and the first image's size).
 """
 
@@ -73,8 +73,8 @@ def _fit_frame(stats: StreamStats, schema: Schema, cfg: DataConfig, fills: dict,
     same frequent ones, missing values where training had some."""
     categories = {name: _category_values(stats, name, cfg, fills[name]) for name in stats.categorical}
     length = max([len(v) for v in categories.values()] + [2])
-    dates = [c.name for c in schema.features if c.kind == "datetime"]
-    if dates and sample is not None:
+    sampled = [c.name for c in schema.features if c.kind == "datetime" or (c.kind == "text" and cfg.text == "tfidf")]
+    if sampled and sample is not None:  # dates and TF-IDF vocabularies learn from every sampled row
         length = max(length, len(sample))
     columns = {}
     for column in schema.features:
@@ -87,9 +87,9 @@ def _fit_frame(stats: StreamStats, schema: Schema, cfg: DataConfig, fills: dict,
             values = np.full(length, stats.mean[j] if stats.n[j] else np.nan)
             values[0] = np.nan if stats.missing[j] else values[0]
             columns[name] = values
-        elif column.kind == "datetime":
+        elif name in sampled:
             if sample is None or not len(sample):
-                raise DataError(f"column '{name}': no sampled training rows to learn the dates from", "add rows")
+                raise DataError(f"column '{name}': no sampled training rows to learn its {column.kind} from", "add rows")
             columns[name] = np.resize(sample[name].to_numpy(), length)
         else:  # text with data.text: drop (not transformed)
             columns[name] = pd.Series([""] * length, dtype=object)

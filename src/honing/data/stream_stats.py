@@ -11,7 +11,7 @@ without a target (dropped), a content fingerprint, and a uniform sample of at mo
 sample whatever the chunking) for the data audit, the monitoring reference profile and the
 statistics that cannot be streamed.
 
-:mod:`honing.data.stream_fit` turns them into a fitted preprocessor; text columns are refused
+:mod:`honing.data.stream_fit` turns them into a fitted preprocessor; text as token ids is refused
 (:func:`check_schema`).  An image column's files are checked to exist, chunk by chunk; its pixels are
 decoded only when batches are made.
 """
@@ -87,13 +87,14 @@ class StreamStats:
 
 
 def check_schema(schema: Schema, cfg: DataConfig) -> None:
-    """RecipeError for feature columns that cannot be streamed (text unless dropped; an image column
+    """RecipeError for feature columns that cannot be streamed (text as token ids; an image column
     beside other features, as in memory)."""
     text = [c.name for c in schema.features if c.kind == "text"]
-    if text and cfg.text != "drop":
-        raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed (their "
-                          f"{cfg.text} features need the whole training split)",
-                          "set data.text: drop (or data.types: {COLUMN: categorical}), or data.streaming: false")
+    if text and cfg.text not in ("drop", "tfidf"):
+        raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed as {cfg.text} "
+                          "(their vocabulary needs the whole training split)",
+                          "set data.text: tfidf (its vocabulary comes from the row sample) or drop, or "
+                          "data.streaming: false")
     images = [c.name for c in schema.features if c.kind == "image"]
     if images:
         image_preprocessor(images[0], schema.feature_names, cfg.image)  # the only feature, before the pass
