@@ -23,6 +23,7 @@ import pandas as pd
 
 from honing.bundle import save_bundle
 from honing.bundle.predictor import Bundle
+from honing.data.balance import check_task
 from honing.data.dataset import _label_key, image_shaped
 from honing.data.image_sources import LABEL
 from honing.data.preprocess import coerce_features
@@ -53,7 +54,11 @@ def check_recipe(recipe: Recipe) -> None:
                           "only neural types do", f"set model.type to one of {', '.join(streamable)}, or "
                           "data.streaming: false")
     check_split(recipe.data.split)
-    refused = [("data.balance", recipe.data.balance != "none"), ("evaluate.cv", recipe.evaluate.cv is not None),
+    if recipe.data.balance not in ("none", "class_weight"):  # resampling needs the rows in memory
+        raise RecipeError(f"data.balance: {recipe.data.balance} resamples the training rows, which needs them in "
+                          "memory", "use data.balance: class_weight (a weighted loss from the class counts), or "
+                          "data.streaming: false")
+    refused = [("evaluate.cv", recipe.evaluate.cv is not None),
                ("evaluate.calibrate", recipe.evaluate.calibrate != "none"),
                ("evaluate.threshold", recipe.evaluate.threshold != "none"),
                ("audit.sensitive", bool(recipe.audit.sensitive)), ("audit.mitigate", recipe.audit.mitigate != "none")]
@@ -85,6 +90,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
         table = TableFile.open(cfg.source, cfg.read)
         target, task, schema, notes = _infer(table, recipe)
     check_schema(schema, cfg)
+    if cfg.balance != "none":
+        check_task(task)
     table.images = [c.name for c in schema.features if c.kind == "image"]
     plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows,
                 merge_validation=fit_on_validation)
@@ -213,7 +220,7 @@ def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progre
     start = time.perf_counter()
     if plan.task == "classification":
         model.fit_stream(rows, validation, n_features=n_features, class_counts=stats.class_counts(0),
-                         progress=progress)
+                         balanced=cfg.balance == "class_weight", progress=progress)
     else:
         model.fit_stream(rows, validation, n_features=n_features, y_mean=plan.y_mean,
                          y_std=float(np.sqrt(stats.y_m2 / stats.y_n)), progress=progress)

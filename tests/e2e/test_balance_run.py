@@ -35,5 +35,63 @@ def test_balancing_mistakes(cli, tmp_path):
     recipe.write_text("data: {source: builtin:diabetes, balance: smote}\nmodel: {type: ridge}\n")
     assert_user_error(cli("train", recipe), "data.balance", "classification")
     recipe.write_text("data: {source: builtin:pima_diabetes, balance: class_weight}\n"
-                      "model: {type: mlp}\ntrain: {epochs: 2}\n")
+                      "model: {type: knn}\n")
     assert_user_error(cli("train", recipe), "data.balance", "oversample")
+
+
+def _mlp(tmp_path, name: str, **data):
+    recipe = {"name": name, "seed": 0, "data": {"target": "outcome", **data},
+              "model": {"type": "mlp", "params": {"hidden": [32]}}, "train": {"epochs": 40, "early_stopping": None},
+              "evaluate": {"bootstrap": 0, "explain": False}}
+    return honing.train(recipe, out=tmp_path / name)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_neural_classifier_weighs_its_classes(tmp_path, streaming):
+    """data.balance: class_weight on an mlp (in memory, and streamed from Parquet with the weights from
+    the streamed class counts): a weighted cross-entropy that raises the minority's recall."""
+    from honing.data.builtin import load_builtin
+
+    load_builtin("pima_diabetes").frame.to_parquet(tmp_path / "pima.parquet", index=False)
+    source = {"source": str(tmp_path / "pima.parquet"), "streaming": streaming}
+    plain, weighted = _mlp(tmp_path, "plain", **source), _mlp(tmp_path, "weighted", balance="class_weight", **source)
+    assert _minority_recall(weighted) > _minority_recall(plain) + 0.05
+    assert weighted.metrics["rows"] == plain.metrics["rows"]
+
+
+def test_the_class_weights_are_sklearns_balanced_ones(monkeypatch):
+    """What the neural classifier's cross-entropy is weighted by: scikit-learn's balanced class weights
+    (in memory from the rows' weights, streamed from the class counts)."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from honing.data.balance import sample_weights
+    from honing.errors import ModelError
+    from honing.models.estimators import NeuralClassifier
+
+    used = []
+    real = NeuralClassifier._loss
+    monkeypatch.setattr(NeuralClassifier, "_loss", lambda self, w: used.append(w) or real(self, w))
+    rng = np.random.default_rng(0)
+    y = rng.choice(["a", "b", "c"], 300, p=[0.7, 0.2, 0.1])
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    model = NeuralClassifier(epochs=1, early_stopping=False)
+    model.fit(X, y, sample_weight=sample_weights(y, task="classification"))
+    expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=y)
+    np.testing.assert_allclose(used[-1], expected)
+    counts = np.array([(y == c).sum() for c in ("a", "b", "c")])
+    stream = NeuralClassifier(epochs=1, early_stopping=False)
+    loss = stream._loss(counts.sum() / (3 * counts))
+    np.testing.assert_allclose(loss.weight.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ModelError, match="weighs whole classes"):
+        model.fit(X, y, sample_weight=rng.random(300))  # row weights (e.g. fairness reweighing): refused
+
+
+def test_streaming_refuses_resampling(cli, tmp_path):
+    from honing.data.builtin import load_builtin
+
+    load_builtin("pima_diabetes").frame.to_parquet(tmp_path / "pima.parquet", index=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{source: {tmp_path / 'pima.parquet'}, target: outcome, streaming: true, "
+                      "balance: oversample}\nmodel: {type: mlp}\n")
+    assert_user_error(cli("train", recipe), "data.balance: oversample", "class_weight")

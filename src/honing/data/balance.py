@@ -91,17 +91,22 @@ def _sampler(method: str, counts: np.ndarray, classes: np.ndarray, seed: int) ->
     return SMOTE(k_neighbors=min(SMOTE_NEIGHBOURS, smallest - 1), random_state=seed)
 
 
+def check_task(task: str) -> None:
+    """RecipeError when ``data.balance`` is asked of a regression target."""
+    if task == "regression":
+        raise RecipeError(
+            "data.balance: class balancing is for classification, and the target is a regression target",
+            "set data.balance: none (or data.task: classification if the target holds classes)",
+        )
+
+
 def _classification_labels(y: Any, task: str | None) -> np.ndarray:
     """``y`` as a 1-d array; RecipeError when it is a regression target."""
     labels = np.asarray(y)
     if labels.ndim != 1:
         labels = labels.ravel()
     regression = task == "regression" if task is not None else _looks_continuous(labels)
-    if regression:
-        raise RecipeError(
-            "data.balance: class balancing is for classification, and the target is a regression target",
-            "set data.balance: none (or data.task: classification if the target holds classes)",
-        )
+    check_task("regression" if regression else "classification")
     if len(labels) == 0:
         raise DataError("data.balance: no rows to balance", "the training split is empty")
     return labels

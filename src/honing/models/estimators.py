@@ -313,11 +313,15 @@ class _NeuralBase(BaseEstimator):
 class NeuralClassifier(ClassifierMixin, _NeuralBase):
     """A neural network classifier (``net``: mlp, cnn, rnn, lstm, gru, transformer)."""
 
+    class_weights_only = True  # fit's sample_weight: one weight per class (a weighted cross-entropy)
+
     def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None,
-            callbacks: list | None = None) -> NeuralClassifier:
+            callbacks: list | None = None, sample_weight: Any = None) -> NeuralClassifier:
         """Train on ``X, y``; ``eval_set=(X_val, y_val)`` for early stopping (else a holdout of
         ``validation_fraction``); ``progress`` shows a live bar with the losses; ``callbacks`` are
-        extra :class:`~honing.training.callbacks.Callback` objects for the training loop."""
+        extra :class:`~honing.training.callbacks.Callback` objects for the training loop.
+        ``sample_weight`` must be one weight per class (``data.balance: class_weight``): the
+        cross-entropy weighs each class by it (training and validation loss alike)."""
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
@@ -325,20 +329,27 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         codes = self.label_encoder_.transform(y)
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
-        loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        return self._fit(X, codes, max(len(self.classes_), 2), loss, eval_set, codes, progress, callbacks)
+        n_classes = max(len(self.classes_), 2)
+        weights = None if sample_weight is None else _per_class(codes, np.asarray(sample_weight, float), n_classes)
+        return self._fit(X, codes, n_classes, self._loss(weights), eval_set, codes, progress, callbacks)
 
     def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, class_counts: Any,
-                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralClassifier:
+                   balanced: bool = False, progress: Progress | None = None,
+                   callbacks: list | None = None) -> NeuralClassifier:
         """Train on batch streams of ``(inputs, class codes 0..K-1)`` (data larger than memory);
-        ``class_counts`` are the training rows per class (every class has some)."""
+        ``class_counts`` are the training rows per class (every class has some); ``balanced`` weighs
+        each class by rows / (classes × its rows), as ``data.balance: class_weight`` does in memory."""
         counts = np.asarray(class_counts, dtype=np.float64)
         self.classes_ = np.arange(len(counts))
         self.label_encoder_ = LabelEncoder().fit(self.classes_)
         p = counts[counts > 0] / counts.sum()
-        loss = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        return self._fit_stream(train, validation, n_features, max(len(counts), 2), loss,
+        weights = counts.sum() / (len(counts) * counts) if balanced else None
+        return self._fit_stream(train, validation, n_features, max(len(counts), 2), self._loss(weights),
                                 float(-(p * np.log(p)).sum()), progress, callbacks)
+
+    def _loss(self, class_weights: np.ndarray | None) -> nn.Module:
+        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.long)
@@ -415,6 +426,21 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
     def predict(self, X: Any) -> np.ndarray:
         out = self._outputs(X).numpy().reshape(-1).astype(np.float64)
         return out * self.y_scale_ + self.y_mean_
+
+
+def _per_class(codes: np.ndarray, sample_weight: np.ndarray, n_classes: int) -> np.ndarray:
+    """The one weight of each class's rows (ModelError when a class's rows weigh differently: the
+    cross-entropy weighs classes, not single rows)."""
+    if sample_weight.shape != codes.shape:
+        raise ModelError(f"sample_weight has {sample_weight.size} values for {codes.size} rows", "give one per row")
+    weights = np.ones(n_classes)
+    for c in np.unique(codes):
+        values = sample_weight[codes == c]
+        if np.ptp(values) > 1e-9 * max(abs(values).max(), 1.0):
+            raise ModelError("a neural classifier weighs whole classes, and the rows of one class have different "
+                             "sample weights", "give every row of a class the same weight (data.balance: class_weight)")
+        weights[c] = values[0]
+    return weights
 
 
 class _Reshaped:

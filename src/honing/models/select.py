@@ -95,12 +95,12 @@ def fit_candidate(name: str, est: Any, X_train, y_train, X_val, y_val, task: str
     LightGBM's boosting rounds; other models have no loop to call back from."""
     start = time.perf_counter()
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-    if weights and (is_neural(est) or not has_fit_parameter(est, "sample_weight")):
+    if weights and not has_fit_parameter(est, "sample_weight"):  # (a neural classifier weighs its classes)
         raise ModelError(f"data.balance: class_weight weighs the training rows, which {name} cannot take",
                          "use data.balance: oversample (or undersample, smote) instead")
     if is_neural(est):  # live epochs, early stopping on the validation split
         est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress,
-                callbacks=callbacks)
+                callbacks=callbacks, **weights)
     elif is_lightgbm(est) and len(y_val):  # boosting rounds stop early too
         import lightgbm
 

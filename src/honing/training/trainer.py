@@ -113,7 +113,7 @@ class Trainer:
         if cfg.strategy == "fsdp" and distributed.is_distributed():
             self._unsharded, self.model = self.model, fsdp.shard(self.model)
             params = fsdp.regroup(model.parameters() if params is None else params, model, self.model)
-        self.loss_fn = loss_fn
+        self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn  # (class weights)
         self.metrics = dict(metrics or {})
         self.optimizer = make_optimizer(self.model.parameters() if params is None else params, cfg.optimizer)
         self.augment, self.order = augment, order
