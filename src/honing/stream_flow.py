@@ -30,7 +30,7 @@ from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.stream_batches import RowStream
 from honing.data.stream_fit import fitted_preprocessor
-from honing.data.stream_stats import SAMPLE_ROWS, StreamStats, check_schema, collect
+from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, StreamStats, check_schema, collect
 from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
 from honing.errors import DataError, RecipeError, did_you_mean
 from honing.evaluation.metrics import primary_metric
@@ -44,6 +44,8 @@ from honing.training.seed import seed_everything
 
 #: Rows read first to infer the task and the column kinds.
 HEAD_ROWS = 50_000
+#: The file :func:`tuning_sample` writes.
+TUNING_SAMPLE = "tuning-sample.parquet"
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -133,6 +135,28 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     with progress.step(f"writing {run_dir}"):
         _write_run(tmp, resolved, schema, stats, model, plan.preprocessor, metrics, evaluation, audit)
     return RunResult(run_dir, resolved, task, resolved.model.type, metrics, metrics["leaderboard"], notes)
+
+
+def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
+    """The recipe rewritten to tune on a uniform sample of its streamed table: one statistics pass
+    draws the sample (:data:`~honing.data.stream_stats.SAMPLE_ROWS` rows, each in the split streaming
+    gives it, the same on every machine), written to ``folder/`` :data:`TUNING_SAMPLE`; the recipe reads
+    that file in memory, split by its split column.  (The best recipe then trains on every row.)"""
+    cfg = recipe.data
+    with progress.step(f"opening {cfg.source} (streaming)"):
+        table = TableFile.open(cfg.source, cfg.read)
+        target, task, schema, _ = _infer(table, recipe)
+    check_schema(schema, cfg)
+    table.images = [c.name for c in schema.features if c.kind == "image"]
+    plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows)
+    sample = _statistics(plan, progress).sample
+    path = folder / TUNING_SAMPLE
+    sample.to_parquet(path, index=False)
+    progress.note(f"tuning on a uniform sample of {len(sample):,} rows of {cfg.source} (data.streaming); the best "
+                  "recipe is then trained on every row")
+    data = cfg.model_copy(update={"source": str(path), "streaming": False, "target": target, "task": task,
+                                  "split": cfg.split.model_copy(update={"column": SPLIT_COLUMN})})
+    return recipe.model_copy(update={"data": data})
 
 
 def _infer(table: TableFile, recipe: Recipe) -> tuple[str, str, Schema, list[str]]:

@@ -6,7 +6,8 @@ best.yaml and plots → the best recipe trained by the train flow into ``best/``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from honing.errors import RecipeError
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe, load_recipe
 from honing.report.html import build_report
+from honing.stream_flow import TUNING_SAMPLE, tuning_sample
 from honing.tracking import default_run_dir, run_directory, write_json, write_text
 from honing.train_flow import TASK_FLOWS, RunResult, load_data, log_to_mlflow, resumable, train
 
@@ -50,8 +52,7 @@ def tune(recipe: str | Path | dict | Recipe | None, overrides: list[str] | None 
     run_dir = Path(out) if out is not None else default_run_dir(recipe.name)
     with run_directory(run_dir, resume=resume) as tmp:
         progress.note(f"run directory: {run_dir}")
-        dataset = None if recipe.data.task in TASK_FLOWS else load_data(recipe, progress)  # those tasks load their own
-        search = searching.prepare(recipe, dataset, tmp, study)
+        search = searching.prepare(*_trial_data(recipe, tmp, progress), tmp, study)
         recipe = recipe.model_copy(update={"tune": recipe.tune.model_copy(update={"study": search.spec.name})})
         write_text(tmp / "recipe.yaml", recipe.to_yaml())  # what --resume reads back
         found = searching.open_study(search, create=not resume, progress=progress)
@@ -59,7 +60,8 @@ def tune(recipe: str | Path | dict | Recipe | None, overrides: list[str] | None 
         with progress.step("scoring the recipe as written"):
             default = searching.score_default(search, found, progress)
         searching.run(search, found, progress)
-        outcome = searching.outcome(search, found)
+        outcome = _on_every_row(searching.outcome(search, found), recipe)
+        (tmp / TUNING_SAMPLE).unlink(missing_ok=True)  # (a streamed table's, not part of the run)
         result = _write_tuning(search, outcome, default, run_dir, tmp, progress)
     log_to_mlflow(recipe, run_dir, progress)
     return result
@@ -75,11 +77,32 @@ def join(recipe: str | Path, overrides: list[str] | None = None, study: str | No
     if recipe.tune.storage is None:
         raise RecipeError("--join: tune.storage is empty, so there is no shared study to join",
                           "set tune.storage: postgresql://USER@HOST/DB in the recipe (the same as the first machine's)")
-    dataset = None if recipe.data.task in TASK_FLOWS else load_data(recipe, progress)  # those tasks load their own
-    search = searching.prepare(recipe, dataset, Path.cwd(), study)
-    found = searching.open_study(search, create=False, progress=progress)
-    searching.run(search, found, progress)
+    with tempfile.TemporaryDirectory(prefix="honing-join-") as folder:
+        search = searching.prepare(*_trial_data(recipe, Path(folder), progress), Path.cwd(), study)
+        found = searching.open_study(search, create=False, progress=progress)
+        searching.run(search, found, progress)
     return sum(t.state.is_finished() for t in found.get_trials(deepcopy=False))
+
+
+def _trial_data(recipe: Recipe, folder: Path, progress: Progress) -> tuple[Recipe, Any]:
+    """(the recipe the trials read, its data loaded once): the task flows load their own (None); a
+    streamed table is tuned on a uniform sample of it, written into ``folder`` (the best recipe is
+    then trained on every row)."""
+    from honing.data.streaming import streams
+
+    if recipe.data.task in TASK_FLOWS:
+        return recipe, None
+    if streams(recipe.data):
+        recipe = tuning_sample(recipe, folder, progress)
+    return recipe, load_data(recipe, progress)
+
+
+def _on_every_row(outcome: Any, recipe: Recipe) -> Any:
+    """The outcome's recipes reading the data as ``recipe`` does (not the tuning sample)."""
+    if outcome.recipe.data == recipe.data:
+        return outcome
+    refitted = outcome.refitted.model_copy(update={"data": recipe.data}) if outcome.refitted is not None else None
+    return replace(outcome, recipe=outcome.recipe.model_copy(update={"data": recipe.data}), refitted=refitted)
 
 
 def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,

@@ -110,6 +110,39 @@ def test_a_streamed_regression_run(tmp_path):
     assert np.corrcoef(bundle.predict(frame.head(500)), frame.y.head(500))[0, 1] > 0.97
 
 
+def test_tuning_a_streamed_table_searches_a_sample_and_trains_the_best_on_every_row(files, tmp_path, monkeypatch):
+    """honing tune on a streamed recipe: the trials read a uniform sample (its rows in the splits streaming
+    gives them), best.yaml still names the whole file, and best/ is a streamed run on every row."""
+    import yaml
+
+    from honing.data import stream_stats
+    from honing.data.streaming import split_codes
+    from honing.tune_flow import tune
+
+    frame, folder = files
+    monkeypatch.setattr(stream_stats, "SAMPLE_ROWS", 4000)  # a smaller sample than the 20,000 rows, for speed
+    seen = []
+    import honing.tune_flow as flow
+
+    real = flow.load_data
+    monkeypatch.setattr(flow, "load_data", lambda recipe, progress: seen.append(real(recipe, progress)) or seen[-1])
+    recipe = {**_recipe(folder / "t.parquet", streaming=True, workers=0),
+              "tune": {"trials": 2, "space": {"train.optimizer.lr": {"float": [1e-3, 1e-2], "log": True}}}}
+    result = tune(recipe, out=tmp_path / "tuned")
+    (sample,) = seen
+    rows = sum(len(part) for part in sample.splits.values())
+    assert rows == 4000
+    codes = split_codes(np.arange(len(frame), dtype=np.uint64), 42, 0.15, 0.15)
+    assert len(sample.splits["test"]) == pytest.approx(0.15 * rows, rel=0.2)
+    assert abs(len(sample.splits["test"]) / rows - (codes == 2).mean()) < 0.03
+    best = yaml.safe_load((tmp_path / "tuned" / "best.yaml").read_text())
+    assert best["data"]["source"] == str(folder / "t.parquet") and best["data"]["streaming"] is True
+    assert "lr" in best["train"]["optimizer"]
+    trained = result.trained.metrics
+    assert "streaming" in trained and sum(trained["rows"].values()) == len(frame)  # every row, streamed
+    assert not list((tmp_path / "tuned").rglob("tuning-sample.parquet"))
+
+
 def test_data_parallel_ranks_stream_their_own_share(files, tmp_path, cli):
     """train.processes: 2 — each torchrun rank reads its own shard of the training rows."""
     _, folder = files
