@@ -267,7 +267,8 @@ class PredictRequests:
         body = TypedDict("PredictRequest", {  # type: ignore[misc]
             "instances": Annotated[list[instance], Field(min_length=1, max_length=serve.max_rows)]})
         self.adapter = TypeAdapter(body)
-        self.example = typical_row(features, reference, serve, image_shape(bundle.preprocessor))
+        images = any(c.kind == "image" for c in features)
+        self.example = typical_row(features, reference, serve, image_shape(bundle.preprocessor) if images else None)
 
     def parse(self, body: bytes) -> list[dict]:
         """The rows of a request body; RequestError 413 (too many rows) or 422 (field-level errors)."""
