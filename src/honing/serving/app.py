@@ -289,10 +289,10 @@ def create_app(bundle: Bundle, serve: ServeConfig, log: PredictionLog | None = N
     ``log`` (an opened, not yet started :class:`~honing.serving.predict_log.PredictionLog`, or None
     for no log) is started when the app starts and closed (flushed) when it stops.  At start the app
     predicts a typical row (the warm-up); ``/v1/ready`` answers 200 only after it.  ServingError when
-    the API key's variable is unset.  ``freeze_gc``
-    (the server's processes): after the warm-up, move every object alive (the model, the libraries)
-    out of the garbage collector's reach, so that its full collections stop pausing requests (they
-    took ~170 ms with a few hundred thousand objects, the p99 latency under load).
+    the API key's variable is unset.  ``freeze_gc`` (the server's processes): after the warm-up, move
+    every object alive (the model, the libraries) out of the garbage collector's reach, so that its full
+    collections stop pausing requests (they took ~170 ms with a few hundred thousand objects, the p99
+    latency under load).
     """
     key = api_key(serve)
     service = Service(bundle, serve, log)

@@ -105,11 +105,6 @@ def canonical(value: Any) -> str:
     return str(value).strip()
 
 
-def servable_features(bundle: Bundle) -> list[Column]:
-    """The bundle's feature columns (every kind can come in a JSON request; images as base64)."""
-    return Schema.from_dict(bundle.features).features
-
-
 def known_values(column: Column, reference: dict | None) -> frozenset[str] | None:
     """Every category training saw in ``column`` (canonical strings), or None when the bundle does
     not list them all: the reference profile's values when it has no 'other' share, else the schema's
@@ -251,7 +246,7 @@ class PredictRequests:
     JSON values of every column the model needs), its JSON schema, and a typical row."""
 
     def __init__(self, bundle: Bundle, serve: ServeConfig):
-        features = servable_features(bundle)
+        features = Schema.from_dict(bundle.features).features  # (images come base64-encoded)
         reference = ((bundle.manifest.get("reference") or {}).get("features")) or {}
         self.max_rows = serve.max_rows
         self.columns = [c.name for c in features]
