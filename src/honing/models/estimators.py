@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
+from honing.data.balance import per_class
 from honing.errors import ModelError
 from honing.models import finetune
 from honing.models.finetune import source_net
@@ -330,7 +331,7 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
         n_classes = max(len(self.classes_), 2)
-        weights = None if sample_weight is None else _per_class(codes, np.asarray(sample_weight, float), n_classes)
+        weights = None if sample_weight is None else per_class(codes, np.asarray(sample_weight, float), n_classes)
         return self._fit(X, codes, n_classes, self._loss(weights), eval_set, codes, progress, callbacks)
 
     def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, class_counts: Any,
@@ -426,21 +427,6 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
     def predict(self, X: Any) -> np.ndarray:
         out = self._outputs(X).numpy().reshape(-1).astype(np.float64)
         return out * self.y_scale_ + self.y_mean_
-
-
-def _per_class(codes: np.ndarray, sample_weight: np.ndarray, n_classes: int) -> np.ndarray:
-    """The one weight of each class's rows (ModelError when a class's rows weigh differently: the
-    cross-entropy weighs classes, not single rows)."""
-    if sample_weight.shape != codes.shape:
-        raise ModelError(f"sample_weight has {sample_weight.size} values for {codes.size} rows", "give one per row")
-    weights = np.ones(n_classes)
-    for c in np.unique(codes):
-        values = sample_weight[codes == c]
-        if np.ptp(values) > 1e-9 * max(abs(values).max(), 1.0):
-            raise ModelError("a neural classifier weighs whole classes, and the rows of one class have different "
-                             "sample weights", "give every row of a class the same weight (data.balance: class_weight)")
-        weights[c] = values[0]
-    return weights
 
 
 class _Reshaped:
