@@ -88,15 +88,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
                           "above 2 GiB in memory)", exc.hint) from None
     seed_everything(recipe.seed)
     cfg, started = recipe.data, time.perf_counter()
-    with progress.step(f"opening {cfg.source} (streaming)"):
-        table = TableFile.open(cfg.source, cfg.read)
-        target, task, schema, notes = _infer(table, recipe)
-    check_schema(schema, cfg)
-    if cfg.balance != "none":
-        check_task(task)
-    table.images = [c.name for c in schema.features if c.kind == "image"]
-    plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows,
-                merge_validation=fit_on_validation)
+    plan, notes = _opened(recipe, progress, fit_on_validation)
+    table, schema, target, task = plan.table, plan.schema, plan.target, plan.task
     stats = _statistics(plan, progress)
     notes += _stream_notes(stats, recipe, target)
     for note in notes:
@@ -143,20 +136,31 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     gives it, the same on every machine), written to ``folder/`` :data:`TUNING_SAMPLE`; the recipe reads
     that file in memory, split by its split column.  (The best recipe then trains on every row.)"""
     cfg = recipe.data
-    with progress.step(f"opening {cfg.source} (streaming)"):
-        table = TableFile.open(cfg.source, cfg.read)
-        target, task, schema, _ = _infer(table, recipe)
-    check_schema(schema, cfg)
-    table.images = [c.name for c in schema.features if c.kind == "image"]
-    plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows)
+    plan, _ = _opened(recipe, progress)
     sample = _statistics(plan, progress).sample
     path = folder / TUNING_SAMPLE
     sample.to_parquet(path, index=False)
     progress.note(f"tuning on a uniform sample of {len(sample):,} rows of {cfg.source} (data.streaming); the best "
                   "recipe is then trained on every row")
-    data = cfg.model_copy(update={"source": str(path), "streaming": False, "target": target, "task": task,
+    data = cfg.model_copy(update={"source": str(path), "streaming": False, "target": plan.target, "task": plan.task,
                                   "split": cfg.split.model_copy(update={"column": SPLIT_COLUMN})})
     return recipe.model_copy(update={"data": data})
+
+
+def _opened(recipe: Recipe, progress: Progress, merge_validation: bool = False) -> tuple[Plan, list[str]]:
+    """The recipe's table opened, its target, task and schema inferred and checked: the :class:`Plan`
+    (without its preprocessor yet), and the notes of the inference."""
+    cfg = recipe.data
+    with progress.step(f"opening {cfg.source} (streaming)"):
+        table = TableFile.open(cfg.source, cfg.read)
+        target, task, schema, notes = _infer(table, recipe)
+    check_schema(schema, cfg)
+    if cfg.balance != "none":
+        check_task(task)
+    table.images = [c.name for c in schema.features if c.kind == "image"]
+    plan = Plan(table, schema, target, task, recipe.seed, cfg.split.validation, cfg.split.test, cfg.chunk_rows,
+                merge_validation=merge_validation)
+    return plan, notes
 
 
 def _infer(table: TableFile, recipe: Recipe) -> tuple[str, str, Schema, list[str]]:
