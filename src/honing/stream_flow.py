@@ -135,6 +135,7 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     draws the sample (:data:`~honing.data.stream_stats.SAMPLE_ROWS` rows, each in the split streaming
     gives it, the same on every machine), written to ``folder/`` :data:`TUNING_SAMPLE`; the recipe reads
     that file in memory, split by its split column.  (The best recipe then trains on every row.)"""
+    check_recipe(recipe)  # the best recipe will stream: what cannot is refused before any trial
     cfg = recipe.data
     plan, _ = _opened(recipe, progress)
     sample = _statistics(plan, progress).sample
