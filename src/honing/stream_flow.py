@@ -248,8 +248,10 @@ def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progre
                                workers=cfg.workers)
     start = time.perf_counter()
     if plan.task == "classification":
+        if cfg.balance == "class_weight":  # a weighted cross-entropy from the streamed class counts
+            model.set_params(class_weight="balanced")
         model.fit_stream(rows, validation, n_features=n_features, class_counts=stats.class_counts(0),
-                         balanced=cfg.balance == "class_weight", progress=progress)
+                         progress=progress)
     else:
         model.fit_stream(rows, validation, n_features=n_features, y_mean=plan.y_mean,
                          y_std=float(np.sqrt(stats.y_m2 / stats.y_n)), progress=progress)

@@ -4,6 +4,7 @@ bundled pima_diabetes, validation and test rows are never resampled, and misuse 
 from __future__ import annotations
 
 import pytest
+import torch
 
 import honing
 from conftest import assert_user_error
@@ -61,12 +62,10 @@ def test_a_neural_classifier_weighs_its_classes(tmp_path, streaming):
 
 def test_the_class_weights_are_sklearns_balanced_ones(monkeypatch):
     """What the neural classifier's cross-entropy is weighted by: scikit-learn's balanced class weights
-    (in memory from the rows' weights, streamed from the class counts)."""
+    (in memory from the labels, streamed from the class counts)."""
     import numpy as np
     from sklearn.utils.class_weight import compute_class_weight
 
-    from honing.data.balance import sample_weights
-    from honing.errors import ModelError
     from honing.models.estimators import NeuralClassifier
 
     used = []
@@ -75,16 +74,24 @@ def test_the_class_weights_are_sklearns_balanced_ones(monkeypatch):
     rng = np.random.default_rng(0)
     y = rng.choice(["a", "b", "c"], 300, p=[0.7, 0.2, 0.1])
     X = rng.normal(size=(300, 4)).astype(np.float32)
-    model = NeuralClassifier(epochs=1, early_stopping=False)
-    model.fit(X, y, sample_weight=sample_weights(y, task="classification"))
+    NeuralClassifier(epochs=1, early_stopping=False, class_weight="balanced").fit(X, y)
     expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=y)
     np.testing.assert_allclose(used[-1], expected)
+    NeuralClassifier(epochs=1, early_stopping=False).fit(X, y)
+    assert used[-1] is None  # no weights unless asked
     counts = np.array([(y == c).sum() for c in ("a", "b", "c")])
-    stream = NeuralClassifier(epochs=1, early_stopping=False)
-    loss = stream._loss(counts.sum() / (3 * counts))
-    np.testing.assert_allclose(loss.weight.numpy(), expected, rtol=1e-6)
-    with pytest.raises(ModelError, match="weighs whole classes"):
-        model.fit(X, y, sample_weight=rng.random(300))  # row weights (e.g. fairness reweighing): refused
+    batches = [(torch.as_tensor(X), torch.as_tensor(np.searchsorted(["a", "b", "c"], y)))]
+
+    class Stream:
+        def __len__(self):
+            return 1
+
+        def batches(self, epoch):
+            return iter(batches)
+
+    NeuralClassifier(epochs=1, early_stopping=False, class_weight="balanced").fit_stream(
+        Stream(), n_features=4, class_counts=counts)
+    np.testing.assert_allclose(used[-1], expected)
 
 
 def test_streaming_refuses_resampling(cli, tmp_path):

@@ -81,10 +81,8 @@ def check_mitigation(mitigation: str, task: str, n_classes: int | None = None) -
 
 
 def supports_sample_weight(estimator: Any) -> bool:
-    """Whether ``estimator.fit`` takes a ``sample_weight`` argument that may weigh single rows (a neural
-    classifier's weighs whole classes only: ``class_weights_only``)."""
-    return (hasattr(estimator, "fit") and has_fit_parameter(estimator, "sample_weight")
-            and not getattr(estimator, "class_weights_only", False))
+    """Whether ``estimator.fit`` takes a ``sample_weight`` argument."""
+    return hasattr(estimator, "fit") and has_fit_parameter(estimator, "sample_weight")
 
 
 def check_sample_weight(estimator: Any, mitigation: str) -> None:

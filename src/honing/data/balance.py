@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from honing.errors import DataError, ModelError, RecipeError, did_you_mean
+from honing.errors import DataError, RecipeError, did_you_mean
 
 METHODS = ("none", "class_weight", "oversample", "undersample", "smote")
 SMOTE_NEIGHBOURS = 5
@@ -44,21 +44,6 @@ def sample_weights(y: np.ndarray, task: str | None = None) -> np.ndarray:
     classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     per_class = len(labels) / (len(classes) * counts.astype(float))
     return per_class[codes.ravel()]
-
-
-def per_class(codes: np.ndarray, sample_weight: np.ndarray, n_classes: int) -> np.ndarray:
-    """The one weight of each class's rows (codes 0..n_classes-1), as a neural classifier's weighted
-    cross-entropy takes them; ModelError when the rows of a class weigh differently."""
-    if sample_weight.shape != codes.shape:
-        raise ModelError(f"sample_weight has {sample_weight.size} values for {codes.size} rows", "give one per row")
-    weights = np.ones(n_classes)
-    for c in np.unique(codes):
-        values = sample_weight[codes == c]
-        if np.ptp(values) > 1e-9 * max(abs(values).max(), 1.0):
-            raise ModelError("a neural classifier weighs whole classes, and the rows of one class have different "
-                             "sample weights", "give every row of a class the same weight (data.balance: class_weight)")
-        weights[c] = values[0]
-    return weights
 
 
 def resample(X: Any, y: np.ndarray, method: str, seed: int = 0, task: str | None = None) -> tuple[Any, np.ndarray]:

@@ -21,11 +21,11 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
-from honing.data.balance import per_class
 from honing.errors import ModelError
 from honing.models import finetune
 from honing.models.finetune import source_net
@@ -54,6 +54,7 @@ class _NeuralBase(BaseEstimator):
                  batch_size: int = 256, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "none", init: str = "default",
                  l1: float = 0.0, clip_norm: float | None = None, label_smoothing: float = 0.0,
+                 class_weight: str | dict | None = None,
                  accumulate: int = 1, precision: str = "fp32", gradient_checkpointing: bool = False,
                  early_stopping: bool = True,
                  patience: int = 10, validation_fraction: float = 0.1, device: str = "cpu",
@@ -71,6 +72,7 @@ class _NeuralBase(BaseEstimator):
         self.l1 = l1
         self.clip_norm = clip_norm
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight  # classifiers: "balanced" or {class: weight} weighs the cross-entropy
         self.accumulate = accumulate
         self.precision = precision
         self.gradient_checkpointing = gradient_checkpointing
@@ -314,15 +316,13 @@ class _NeuralBase(BaseEstimator):
 class NeuralClassifier(ClassifierMixin, _NeuralBase):
     """A neural network classifier (``net``: mlp, cnn, rnn, lstm, gru, transformer)."""
 
-    class_weights_only = True  # fit's sample_weight: one weight per class (a weighted cross-entropy)
-
     def fit(self, X: Any, y: Any, eval_set: tuple | None = None, progress: Progress | None = None,
-            callbacks: list | None = None, sample_weight: Any = None) -> NeuralClassifier:
+            callbacks: list | None = None) -> NeuralClassifier:
         """Train on ``X, y``; ``eval_set=(X_val, y_val)`` for early stopping (else a holdout of
         ``validation_fraction``); ``progress`` shows a live bar with the losses; ``callbacks`` are
         extra :class:`~honing.training.callbacks.Callback` objects for the training loop.
-        ``sample_weight`` must be one weight per class (``data.balance: class_weight``): the
-        cross-entropy weighs each class by it (training and validation loss alike)."""
+        ``class_weight`` (``"balanced"`` — what ``data.balance: class_weight`` sets — or a dict)
+        weighs each class's cross-entropy, training and validation loss alike."""
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
@@ -330,21 +330,25 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
         codes = self.label_encoder_.transform(y)
         if eval_set is not None:
             eval_set = (np.asarray(eval_set[0], dtype=np.float32), self.label_encoder_.transform(eval_set[1]))
-        n_classes = max(len(self.classes_), 2)
-        weights = None if sample_weight is None else per_class(codes, np.asarray(sample_weight, float), n_classes)
-        return self._fit(X, codes, n_classes, self._loss(weights), eval_set, codes, progress, callbacks)
+        weights = None
+        if self.class_weight is not None:
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        return self._fit(X, codes, max(len(self.classes_), 2), self._loss(weights), eval_set, codes, progress,
+                         callbacks)
 
     def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, class_counts: Any,
-                   balanced: bool = False, progress: Progress | None = None,
-                   callbacks: list | None = None) -> NeuralClassifier:
+                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralClassifier:
         """Train on batch streams of ``(inputs, class codes 0..K-1)`` (data larger than memory);
-        ``class_counts`` are the training rows per class (every class has some); ``balanced`` weighs
-        each class by rows / (classes × its rows), as ``data.balance: class_weight`` does in memory."""
+        ``class_counts`` are the training rows per class (every class has some), from which
+        ``class_weight: balanced`` weighs each class by rows / (classes × its rows)."""
         counts = np.asarray(class_counts, dtype=np.float64)
         self.classes_ = np.arange(len(counts))
         self.label_encoder_ = LabelEncoder().fit(self.classes_)
         p = counts[counts > 0] / counts.sum()
-        weights = counts.sum() / (len(counts) * counts) if balanced else None
+        if self.class_weight not in (None, "balanced"):
+            raise ModelError("class_weight: a streamed classifier takes 'balanced' (its classes are codes 0..K-1)",
+                             "use data.balance: class_weight")
+        weights = counts.sum() / (len(counts) * counts) if self.class_weight == "balanced" else None
         return self._fit_stream(train, validation, n_features, max(len(counts), 2), self._loss(weights),
                                 float(-(p * np.log(p)).sum()), progress, callbacks)
 

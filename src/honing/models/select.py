@@ -95,12 +95,15 @@ def fit_candidate(name: str, est: Any, X_train, y_train, X_val, y_val, task: str
     LightGBM's boosting rounds; other models have no loop to call back from."""
     start = time.perf_counter()
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-    if weights and not has_fit_parameter(est, "sample_weight"):  # (a neural classifier weighs its classes)
+    if weights and is_neural(est) and "class_weight" in est.get_params() and task == "classification":
+        est.set_params(class_weight="balanced")  # data.balance: class_weight, as a weighted cross-entropy
+        weights = {}
+    if weights and not has_fit_parameter(est, "sample_weight"):
         raise ModelError(f"data.balance: class_weight weighs the training rows, which {name} cannot take",
                          "use data.balance: oversample (or undersample, smote) instead")
     if is_neural(est):  # live epochs, early stopping on the validation split
         est.fit(X_train, y_train, eval_set=(X_val, y_val) if len(y_val) else None, progress=progress,
-                callbacks=callbacks, **weights)
+                callbacks=callbacks)
     elif is_lightgbm(est) and len(y_val):  # boosting rounds stop early too
         import lightgbm
 
