@@ -4,8 +4,9 @@ A running trial beats every ``tune.heartbeat`` seconds; one silent for :func:`gr
 worker died, or stalled) is marked ``interrupted: "heartbeat"`` and failed by the first worker to
 look (:func:`fail_stale`; Optuna also looks before each trial), which queues its parameters again
 (:func:`requeue_stale`; once, since only one worker's FAIL lands).  A running trial that never beat
-(its worker died between creating it and beating) is stale once it started longer than that ago.  A stalled worker that comes
-back finds its trial :func:`lost`: its result is refused and it goes on with the next trial.
+(its worker died between creating it and beating) is stale once it started longer than that ago.  A
+stalled worker that comes back finds its trial :func:`lost`: its result is refused and it goes on
+with the next trial.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
             with contextlib.suppress(UpdateFinishedTrialError):  # finished meanwhile: Optuna skips it
                 self.set_trial_user_attr(trial_id, "interrupted", "heartbeat")
         return stale
-
 
     def _never_beaten(self, study_id: int) -> list[int]:
         """Running trials that never beat and started longer than the grace period ago: their worker
