@@ -33,6 +33,7 @@ from honing.data.stream_fit import fitted_preprocessor
 from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, StreamStats, check_schema, collect
 from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
 from honing.errors import DataError, RecipeError, did_you_mean
+from honing.evaluation.evaluate import check_evaluate
 from honing.evaluation.metrics import primary_metric
 from honing.evaluation.streamed import EVAL_BATCH, baseline_scores, evaluate_stream
 from honing.loading import TRUSTED_TYPES
@@ -61,8 +62,6 @@ def check_recipe(recipe: Recipe) -> None:
                           "memory", "use data.balance: class_weight (a weighted loss from the class counts), or "
                           "data.streaming: false")
     refused = [("evaluate.cv", recipe.evaluate.cv is not None),
-               ("evaluate.calibrate", recipe.evaluate.calibrate != "none"),
-               ("evaluate.threshold", recipe.evaluate.threshold != "none"),
                ("audit.sensitive", bool(recipe.audit.sensitive)), ("audit.mitigate", recipe.audit.mitigate != "none")]
     refused.append(("data.reduce", bool(recipe.data.reduce)))  # a PCA fitted on the whole training split
     for key, used in refused:
@@ -91,6 +90,7 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     plan, notes = _opened(recipe, progress, fit_on_validation)
     table, schema, target, task = plan.table, plan.schema, plan.target, plan.task
     stats = _statistics(plan, progress)
+    check_evaluate(recipe.evaluate, task, len(stats.classes) if task == "classification" else None, stats.rows[1])
     notes += _stream_notes(stats, recipe, target)
     for note in notes:
         progress.note(note)
@@ -116,7 +116,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
                          batch_size=inference_rows(n_features, EVAL_BATCH),
                          workers=cfg.workers, standardise=False, with_split=True)
         with progress.step("predicting the validation and test rows (streaming)"):
-            evaluation = evaluate_stream(bundle, held, dict(zip(SPLITS, stats.rows)), classes, tmp / "plots")
+            evaluation = evaluate_stream(bundle, held, dict(zip(SPLITS, stats.rows)), classes, tmp / "plots",
+                                         recipe.evaluate)
     metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
     metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
                             "seconds": {"before_training": round(trained - started - fit_seconds, 3),
@@ -301,7 +302,8 @@ def _write_run(tmp: Path, recipe: Recipe, schema: Schema, stats: StreamStats, mo
     save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model, task=task, features=schema.to_dict(),
                 classes=classes, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=stats.fingerprint, trusted=TRUSTED_TYPES,
-                extra={"target": metrics["target"], "decision": {}, "reference": reference})
+                extra={"target": metrics["target"], "decision": evaluation.decision if evaluation else {},
+                       "reference": reference}, calibrator=evaluation.calibrator if evaluation else None)
     from honing.train_flow import write_run_files
 
     write_run_files(tmp, recipe, metrics, schema=schema.to_dict(), audit=audit, leaderboard=metrics["leaderboard"],

@@ -143,6 +143,31 @@ def test_tuning_a_streamed_table_searches_a_sample_and_trains_the_best_on_every_
     assert not list((tmp_path / "tuned").rglob("tuning-sample.parquet"))
 
 
+def test_a_streamed_run_calibrates_and_thresholds_on_its_validation_rows(files, tmp_path):
+    """evaluate.calibrate and evaluate.threshold on a streamed table: fitted on the held validation
+    probabilities (no second pass), saved in the bundle, and metrics.json's test scores are
+    scikit-learn's on that bundle's own predictions."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from honing.data.streaming import split_codes
+
+    frame, folder = files
+    recipe = {**_recipe(folder / "t.parquet", streaming=True, workers=0),
+              "evaluate": {"explain": False, "bootstrap": 0, "calibrate": "isotonic", "threshold": "f1"}}
+    run = train(recipe, out=tmp_path / "s", track=False)
+    metrics = run.metrics
+    assert metrics["calibration"]["method"] == "isotonic" and 0 < metrics["decision"]["threshold"] < 1
+    assert (run.bundle_dir / "calibrator.skops").is_file() and (run.run_dir / "plots" / "threshold.png").is_file()
+    bundle = honing.load(run.bundle_dir)
+    assert bundle.calibrator is not None and bundle.decision["method"] == "f1"
+    test = frame[split_codes(np.arange(len(frame), dtype=np.uint64), 42, 0.15, 0.15) == 2]
+    predicted = bundle.predict(test)
+    assert accuracy_score(test["label"], predicted) == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
+    proba = bundle.predict_proba(test)["yes"]
+    assert roc_auc_score(test["label"] == "yes", proba) == pytest.approx(metrics["test"]["roc_auc"], abs=1e-9)
+    assert (predicted == np.where(proba >= metrics["decision"]["threshold"], "yes", "no")).all()
+
+
 def test_data_parallel_ranks_stream_their_own_share(files, tmp_path, cli):
     """train.processes: 2 — each torchrun rank reads its own shard of the training rows."""
     _, folder = files

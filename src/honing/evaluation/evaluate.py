@@ -39,19 +39,24 @@ class Evaluation:
 
 def check_config(recipe: Recipe, dataset: Dataset) -> None:
     """RecipeError when the ``evaluate:`` section cannot apply to this dataset (before training)."""
-    cfg = recipe.evaluate
+    check_evaluate(recipe.evaluate, dataset.task, dataset.n_classes, len(dataset.splits["validation"]))
+
+
+def check_evaluate(cfg: Any, task: str, n_classes: int | None, validation_rows: int) -> None:
+    """RecipeError when ``evaluate.calibrate`` / ``evaluate.threshold`` (``cfg``) cannot apply to a
+    ``task`` with ``n_classes`` classes and ``validation_rows`` validation rows."""
     for key, value in (("calibrate", cfg.calibrate), ("threshold", cfg.threshold)):
         if value == "none":
             continue
-        if dataset.task != "classification":
+        if task != "classification":
             raise RecipeError(f"evaluate.{key}: {value} is for classifiers, and this is regression",
                               f"set evaluate.{key}: none")
-        if not len(dataset.splits["validation"]):
+        if not validation_rows:
             raise RecipeError(f"evaluate.{key} is fitted on the validation split, which is empty",
                               f"set data.split.validation > 0, or evaluate.{key}: none")
-    if cfg.threshold != "none" and dataset.n_classes != 2:
+    if cfg.threshold != "none" and n_classes != 2:
         raise RecipeError(f"evaluate.threshold: {cfg.threshold} is for binary classifiers; "
-                          f"this target has {dataset.n_classes} classes", "set evaluate.threshold: none")
+                          f"this target has {n_classes} classes", "set evaluate.threshold: none")
 
 
 def check_refit(recipe: Recipe) -> None:
@@ -84,8 +89,9 @@ def evaluate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
         plain = predictor(model, preprocessor, dataset)
         raw = {s: plain.predict_proba_encoded(data[s][0]) for s in held_out}
         if not decision:
-            out.calibrator, out.metrics["calibration"] = _calibrate(raw, data, cfg.calibrate)
-            out.decision, out.metrics["decision"] = _decide(raw, data, dataset, cfg, out.calibrator)
+            targets = {s: data[s][1] for s in held_out}
+            out.calibrator, out.decision, fitted = fit_decision(raw, targets, dataset.classes, cfg)
+            out.metrics.update(fitted)
     bundle = predictor(model, preprocessor, dataset, out.decision, out.calibrator)
     for split in held_out:
         if split in raw:
@@ -107,29 +113,30 @@ def _scores(dataset: Dataset, y: np.ndarray, y_pred: np.ndarray, proba: np.ndarr
     return scores
 
 
-def _calibrate(raw: dict[str, np.ndarray], data: dict, method: str) -> tuple[Any, dict]:
-    """A calibrator fitted on the validation split's probabilities, with the test split's reliability
-    before and after."""
-    if method == "none":
-        return None, {}
-    calibrator = calibration.Calibrator(method).fit(raw["validation"], data["validation"][1])
-    report: dict[str, Any] = {"method": method}
-    if "test" in raw:
-        y_test = data["test"][1]
-        report["before"] = calibration.reliability(y_test, raw["test"])
-        report["after"] = calibration.reliability(y_test, calibrator.transform(raw["test"]))
-    return calibrator, report
-
-
-def _decide(raw: dict[str, np.ndarray], data: dict, dataset: Dataset, cfg: Any, calibrator: Any) -> tuple[dict, dict]:
-    """The binary decision threshold chosen on the validation split's (calibrated) probabilities."""
-    if cfg.threshold == "none":
-        return {}, {}
-    proba = calibrator.transform(raw["validation"]) if calibrator is not None else raw["validation"]
-    y_val, p1 = data["validation"][1], proba[:, 1]
-    chosen = threshold.choose_threshold(y_val, p1, cfg.threshold, cfg.threshold_value)
-    report = {**chosen, "positive_class": str(dataset.classes[1]), "curve": threshold.threshold_curve(y_val, p1)}
-    return {"threshold": chosen["threshold"], "method": cfg.threshold}, report
+def fit_decision(raw: dict[str, np.ndarray], targets: dict[str, np.ndarray], classes: list, cfg: Any
+                 ) -> tuple[Any, dict, dict]:
+    """``evaluate.calibrate`` and ``evaluate.threshold`` fitted on a classifier's uncalibrated
+    probabilities of the validation split (``raw``, by split; ``targets``: the class codes): the
+    calibrator (or None), the decision ({} for the argmax) and their reports for metrics.json
+    (``calibration``: the test split's reliability before and after; ``decision``: the threshold
+    chosen, its curve)."""
+    calibrator, metrics = None, {"calibration": {}, "decision": {}}
+    if cfg.calibrate != "none":
+        calibrator = calibration.Calibrator(cfg.calibrate).fit(raw["validation"], targets["validation"])
+        metrics["calibration"] = {"method": cfg.calibrate}
+        if "test" in raw:
+            metrics["calibration"]["before"] = calibration.reliability(targets["test"], raw["test"])
+            metrics["calibration"]["after"] = calibration.reliability(targets["test"],
+                                                                      calibrator.transform(raw["test"]))
+    decision: dict = {}
+    if cfg.threshold != "none":
+        proba = calibrator.transform(raw["validation"]) if calibrator is not None else raw["validation"]
+        y_val, p1 = targets["validation"], proba[:, 1]
+        chosen = threshold.choose_threshold(y_val, p1, cfg.threshold, cfg.threshold_value)
+        metrics["decision"] = {**chosen, "positive_class": str(classes[1]),
+                               "curve": threshold.threshold_curve(y_val, p1)}
+        decision = {"threshold": chosen["threshold"], "method": cfg.threshold}
+    return calibrator, decision, metrics
 
 
 def _test_analysis(bundle: Bundle, dataset: Dataset, data: dict, recipe: Recipe, plots: Path,

@@ -38,12 +38,16 @@ class StreamEvaluation:
     predictions: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    calibrator: Any = None  # evaluate.calibrate, fitted on the validation rows
+    decision: dict = field(default_factory=dict)  # evaluate.threshold's, chosen on the validation rows
 
 
 def evaluate_stream(bundle: Bundle, stream: RowStream, rows: dict[str, int], classes: list | None,
-                    plots: Path) -> StreamEvaluation:
+                    plots: Path, cfg: Any = None) -> StreamEvaluation:
     """Predict every row of ``stream`` (validation and test, ``with_split``; at most ``rows[split]``
-    rows each, in arrays allocated once) and score each split."""
+    rows each, in arrays allocated once) and score each split.  With ``cfg`` (``evaluate:``), a
+    classifier's probabilities are calibrated and its threshold chosen on the validation rows, as in
+    memory; the evaluation then holds the calibrator and decision the bundle is saved with."""
     k = len(classes) if classes is not None else 0
     kept = {code: _Held(rows.get(SPLITS[code], 0), k) for code in (1, 2)}
     for xb, yb, sb in stream.batches(0):
@@ -55,15 +59,31 @@ def evaluate_stream(bundle: Bundle, stream: RowStream, rows: dict[str, int], cla
                 held.put(y[mask], values[mask], None if proba is None else proba[mask])
     out = StreamEvaluation()
     for code, held in kept.items():
-        if not held.filled:
-            continue
-        split = SPLITS[code]
-        y, values, proba = held.arrays()
-        out.targets[split], out.predictions[split] = y, (values, proba)
-        out.metrics[split] = split_scores(bundle.task, y, values, proba, classes)
+        if held.filled:
+            y, values, proba = held.arrays()
+            out.targets[SPLITS[code]], out.predictions[SPLITS[code]] = y, (values, proba)
+    if cfg is not None and classes is not None and (cfg.calibrate != "none" or cfg.threshold != "none"):
+        _fit_decision(bundle, out, classes, cfg)
+    for split, (values, proba) in out.predictions.items():
+        out.metrics[split] = split_scores(bundle.task, out.targets[split], values, proba, classes)
     if "test" in out.targets:
         out.metrics["errors"] = _test_analysis(bundle.task, out, classes, plots)
     return out
+
+
+def _fit_decision(bundle: Bundle, out: StreamEvaluation, classes: list, cfg: Any) -> None:
+    """Calibrate / choose the threshold on the held validation probabilities, then decide every held
+    split again from its probabilities, calibrated as the saved bundle will (no second pass)."""
+    from honing.evaluation.evaluate import fit_decision
+
+    raw = {split: proba for split, (_, proba) in out.predictions.items()}
+    out.calibrator, out.decision, fitted = fit_decision(raw, out.targets, classes, cfg)
+    out.metrics.update(fitted)
+    deciding = Bundle(".", {**bundle.manifest, "decision": out.decision}, bundle.preprocessor, bundle.model,
+                      calibrator=out.calibrator)
+    for split, proba in raw.items():
+        proba = out.calibrator.transform(proba) if out.calibrator is not None else proba
+        out.predictions[split] = deciding.decide(proba), proba
 
 
 class _Held:
@@ -131,6 +151,10 @@ def _test_analysis(task: str, out: StreamEvaluation, classes: list | None, plots
         analysis["reliability"] = calibration.reliability(y, proba)
         out.plots.append(draw.reliability_plot(analysis["reliability"], plots / "reliability.png",
                                                "reliability (test)"))
+        if out.decision:
+            decision = out.metrics["decision"]
+            out.plots.append(draw.threshold_plot(decision["curve"], decision, plots / "threshold.png",
+                                                 "threshold (validation)"))
         return analysis
     residuals = errors.residual_analysis(pd.DataFrame(index=range(len(y))), y, predicted)
     out.plots.append(draw.residual_plot(residuals, plots / "residuals.png", "residuals (test)"))
