@@ -83,28 +83,39 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
     and distribution shift compare it with ``data``; without, with the default random split.
     A breached ``fail_on`` rule raises :class:`honing.audit.gate.AuditFailed` after the audit."""
     from honing.audit.run import audit_data, guess_sensitive
-    from honing.recipe import DataConfig
+    from honing.data.streaming import TableFile, streams
+    from honing.recipe import DataConfig, Recipe
 
+    cfg = DataConfig(source=str(data), target=target)
+    large = streams(cfg)  # a table larger than memory (data.streaming: auto): audited on a uniform sample
     if target is None and not str(data).startswith("builtin:"):
-        columns = ", ".join(map(str, read_table(data).columns[:10]))
+        columns = ", ".join(map(str, (TableFile.open(data).columns if large else read_table(data).columns)[:10]))
         raise DataError(f"{data}: which column is the target?", f"pass --target COL (one of: {columns})")
-    with progress.step(f"loading {data}"):
-        dataset = load_dataset(DataConfig(source=str(data), target=target), seed)
-    frame = dataset.raw
-    splits = dataset.splits
+    if large:
+        from honing.data.stream_stats import SPLIT_COLUMN
+        from honing.stream_flow import streamed_sample
+
+        plan, sample = streamed_sample(Recipe(data=cfg.model_copy(update={"streaming": True}), seed=seed), progress)
+        splits = {s: rows.drop(columns=SPLIT_COLUMN) for s, rows in sample.groupby(SPLIT_COLUMN)}
+        frame, target, task, notes = sample.drop(columns=SPLIT_COLUMN), plan.target, plan.task, [
+            f"{data} is larger than memory: the audit reads a uniform sample of {len(sample):,} rows"]
+    else:
+        with progress.step(f"loading {data}"):
+            dataset = load_dataset(cfg, seed)
+        frame, splits, target, task, notes = dataset.raw, dataset.splits, dataset.target, dataset.task, dataset.notes
     if test is not None:
         test_frame = read_table(test)
-        if dataset.target not in test_frame.columns:
-            raise DataError(f"{test}: no target column '{dataset.target}'", "the test file needs the same columns")
+        if target not in test_frame.columns:
+            raise DataError(f"{test}: no target column '{target}'", "the test file needs the same columns")
         splits = {"train": frame, "test": test_frame}
     if sensitive is None:
-        sensitive = guess_sensitive(list(frame.columns), exclude=(dataset.target,))
+        sensitive = guess_sensitive(list(frame.columns), exclude=(target,))
         if sensitive:
             progress.note(f"sensitive columns guessed from their names: {', '.join(sensitive)} "
                           "(choose them with --sensitive)")
-    result = audit_data(frame, dataset.target, dataset.task, sensitive=sensitive, fail_on=fail_on or [],
+    result = audit_data(frame, target, task, sensitive=sensitive, fail_on=fail_on or [],
                         splits=splits, seed=seed, progress=progress)
-    result.notes = [*dataset.notes]
+    result.notes = [*notes]
     return result
 
 

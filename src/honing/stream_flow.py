@@ -138,8 +138,7 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     that file in memory, split by its split column.  (The best recipe then trains on every row.)"""
     check_recipe(recipe)  # the best recipe will stream: what cannot is refused before any trial
     cfg = recipe.data
-    plan, _ = _opened(recipe, progress)
-    sample = _statistics(plan, progress).sample
+    plan, sample = streamed_sample(recipe, progress)
     path = folder / TUNING_SAMPLE
     sample.to_parquet(path, index=False)
     progress.note(f"tuning on a uniform sample of {len(sample):,} rows of {cfg.source} (data.streaming); the best "
@@ -147,6 +146,14 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     data = cfg.model_copy(update={"source": str(path), "streaming": False, "target": plan.target, "task": plan.task,
                                   "split": cfg.split.model_copy(update={"column": SPLIT_COLUMN})})
     return recipe.model_copy(update={"data": data})
+
+
+def streamed_sample(recipe: Recipe, progress: Progress) -> tuple[Plan, pd.DataFrame]:
+    """The plan of the recipe's streamed table and one statistics pass's uniform row sample
+    (:data:`~honing.data.stream_stats.SAMPLE_ROWS` rows, each with its split in
+    :data:`~honing.data.stream_stats.SPLIT_COLUMN`: the same rows on every machine)."""
+    plan, _ = _opened(recipe, progress)
+    return plan, _statistics(plan, progress).sample
 
 
 def _opened(recipe: Recipe, progress: Progress, merge_validation: bool = False) -> tuple[Plan, list[str]]:

@@ -36,6 +36,31 @@ def _recipe(tmp_path, frame: pd.DataFrame, **sections) -> str:
     return str(path)
 
 
+def test_a_table_larger_than_memory_is_audited_on_its_streamed_sample(tmp_path, monkeypatch):
+    """honing audit on a file above data.streaming's threshold reads a uniform sample in one streamed
+    pass (here every row: the table is smaller than the sample), and finds what the in-memory audit finds."""
+    from honing.data import streaming
+    from honing.data.builtin import load_builtin
+
+    load_builtin("titanic").frame.to_parquet(tmp_path / "titanic.parquet", index=False)
+    full = honing.audit(tmp_path / "titanic.parquet", target="Survived", sensitive=["Sex"])
+    monkeypatch.setattr(streaming, "AUTO_BYTES", 1000)
+    monkeypatch.setattr(honing.api, "read_table", lambda *a, **k: pytest.fail("the large table was read whole"))
+    sampled = honing.audit(tmp_path / "titanic.parquet", target="Survived", sensitive=["Sex"])
+    assert any("uniform sample of 891 rows" in note for note in sampled.notes)
+
+    def found(audit, check):
+        return {(f.column, f.count) for f in audit.findings if f.check == check}
+
+    assert found(sampled, "missing_values") == found(full, "missing_values") != set()
+    for group, measures in full.bias["Sex"]["groups"].items():
+        assert sampled.bias["Sex"]["groups"][group] == pytest.approx(measures)
+    from honing.errors import DataError
+
+    with pytest.raises(DataError, match="which column is the target.*Survived"):
+        honing.audit(tmp_path / "titanic.parquet")
+
+
 def test_audit_titanic_flags_missing_values_and_the_sex_imbalance(cli, tmp_path):
     result = cli("audit", "builtin:titanic", "--out", tmp_path / "audit.json")
     assert result.code == 0, result.err
@@ -133,3 +158,15 @@ def test_exclude_sensitive_keeps_the_column_out_of_the_model_but_audited(tmp_pat
     rows = _test_rows(run)
     predicted = honing.load(run.bundle_dir).predict(rows[["x1", "x2"]])  # no sensitive column needed
     assert len(predicted) == len(rows)
+
+
+def test_honing_audit_stays_callable_once_the_audit_package_is_imported():
+    """``honing.audit`` is both the public function and the package ``honing.audit``: importing the
+    package (as training does) binds the name to it, which must still call the function."""
+    import importlib
+
+    import honing.audit.run  # noqa: F401 - what honing.train imports
+
+    audit = importlib.import_module("honing").audit
+    result = audit("builtin:iris")
+    assert result.findings is not None and hasattr(audit, "run")
