@@ -194,7 +194,7 @@ class TableFile:
         """``(number of the first row, rows)`` of shard ``shard`` of ``shards``'s chunks; ``order``
         permutes the row groups of a Parquet file (an epoch's order)."""
         for first, frame in self._frames(columns, chunk_rows, shard, shards, order):
-            if self.images:
+            if self.images and self.listing is None:  # (a folder's listing holds absolute paths already)
                 images = [c for c in self.images if c in frame.columns]
                 frame[images] = resolve_image_columns(frame[images], self.path.parent, images)
             yield first, frame
