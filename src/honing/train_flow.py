@@ -19,7 +19,7 @@ import pandas as pd
 from honing.bundle import save_bundle
 from honing.data import preprocess
 from honing.data.balance import balance_training
-from honing.data.dataset import SPLITS, Dataset, load_dataset
+from honing.data.dataset import SPLITS, Dataset, image_shaped, load_dataset
 from honing.data.schema import Schema
 from honing.errors import HoningError, RecipeError
 from honing.evaluation.scoring import score_splits
@@ -346,7 +346,7 @@ def _diagnostics(estimator: Any, progress: Progress) -> list[dict]:
 def resolved_recipe(recipe: Recipe, dataset: Dataset) -> Recipe:
     """The recipe with what the data decided: the target, the task, a cnn's ``input_shape`` on images."""
     data = recipe.data.model_copy(update={"target": dataset.target, "task": dataset.task})
-    return dataset.shaped(recipe).model_copy(update={"data": data})
+    return image_shaped(recipe, dataset.image_shape).model_copy(update={"data": data})
 
 
 def _metrics(selection: Selection, dataset: Dataset, data: dict, evaluation: Any) -> dict[str, Any]:

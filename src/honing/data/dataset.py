@@ -52,10 +52,6 @@ class Dataset:
     def n_classes(self) -> int | None:
         return None if self.classes is None else len(self.classes)
 
-    def shaped(self, recipe: Recipe) -> Recipe:
-        """The recipe with a cnn reading these images as (C, H, W) (:func:`image_shaped`)."""
-        return image_shaped(recipe, self.image_shape)
-
     def features(self, split: str) -> pd.DataFrame:
         return coerce_features(self.splits[split], self.schema)
 

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from honing.data.dataset import Dataset
+from honing.data.dataset import Dataset, image_shaped
 from honing.errors import HoningError
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe
@@ -42,7 +42,7 @@ def prepare(recipe: Recipe, dataset: Dataset | None, storage_dir: Path, name: st
     an agent, which has an environment instead)."""
     task = dataset.task if dataset is not None else recipe.data.task
     if dataset is not None:
-        recipe = dataset.shaped(recipe)  # every trial's cnn reads the images as (C, H, W)
+        recipe = image_shaped(recipe, dataset.image_shape)  # every trial's cnn reads the images as (C, H, W)
     dims = build_space(recipe, task)
     objective = Objective(recipe, dims, task, report=studies.reports(recipe.tune))
     if dataset is not None:
