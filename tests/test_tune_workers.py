@@ -51,6 +51,16 @@ def _wait_for(condition, timeout: float = 180.0, processes: tuple = ()):
     raise AssertionError("timed out waiting")
 
 
+def _in_threads(worker, count: int) -> None:
+    """Run ``worker`` in ``count`` threads at once; every one must finish within two minutes."""
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+
+
 def _point(trial) -> dict:
     """The parameters a trial ran with, or, queued and not run yet, will run with."""
     return trial.params or trial.system_attrs.get("fixed_params", {})
@@ -170,12 +180,7 @@ def test_n_workers_finish_at_most_n_minus_1_trials_past_the_budget(tmp_path, sto
         started.wait()  # all check the budget at once: the worst case for overshooting it
         studies.run_trials(study, objective, budget, None)
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
+    _in_threads(worker, workers)
 
     trials = optuna.load_study(study_name=name, storage=_storage(kind, tmp_path, url)).get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
@@ -219,11 +224,7 @@ def test_a_stale_trial_is_failed_once_and_retried_once_though_every_worker_notic
         except BaseException as exc:  # noqa: BLE001 - reported below: the old code raised here
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    _in_threads(worker, workers)
     assert not errors, errors
 
     trials = {t.number: t for t in optuna.load_study(study_name=name, storage=storage()).get_trials()}
