@@ -33,6 +33,7 @@ from honing.data.stream_fit import fitted_preprocessor
 from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, StreamStats, check_schema, collect
 from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
 from honing.errors import DataError, RecipeError, did_you_mean
+from honing.evaluation import fairness_check
 from honing.evaluation.evaluate import check_evaluate
 from honing.evaluation.metrics import primary_metric
 from honing.evaluation.streamed import EVAL_BATCH, baseline_scores, evaluate_stream
@@ -62,12 +63,15 @@ def check_recipe(recipe: Recipe) -> None:
                           "memory", "use data.balance: class_weight (a weighted loss from the class counts), or "
                           "data.streaming: false")
     refused = [("evaluate.cv", recipe.evaluate.cv is not None),
-               ("audit.sensitive", bool(recipe.audit.sensitive)), ("audit.mitigate", recipe.audit.mitigate != "none")]
-    refused.append(("data.reduce", bool(recipe.data.reduce)))  # a PCA fitted on the whole training split
+               ("data.reduce", bool(recipe.data.reduce))]  # a PCA fitted on the whole training split
     for key, used in refused:
         if used:
             raise RecipeError(f"{key}: not available with data.streaming (it needs the whole table in memory)",
                               f"remove {key}, or set data.streaming: false")
+    if recipe.audit.mitigate not in ("none", "threshold"):
+        raise RecipeError(f"audit.mitigate: {recipe.audit.mitigate} refits the model on training rows held in "
+                          "memory", "use audit.mitigate: threshold (one threshold per group, chosen on the "
+                          "streamed validation rows), or data.streaming: false")
     if any(step.get("name") == "text" for step in recipe.data.augment):
         raise RecipeError("data.augment: text augmentation cannot be streamed", "remove the text step, or set "
                           "data.streaming: false")
@@ -76,7 +80,7 @@ def check_recipe(recipe: Recipe) -> None:
 def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
                     fit_on_validation: bool = False) -> Any:
     """Train ``recipe`` on its streamed ``data.source`` into ``tmp``; the :class:`RunResult` of ``run_dir``."""
-    from honing.train_flow import RunResult, _diagnostics, _note_findings
+    from honing.train_flow import RunResult, _diagnostics, _note_findings, record_fairness
 
     try:
         check_recipe(recipe)
@@ -90,7 +94,9 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     plan, notes = _opened(recipe, progress, fit_on_validation)
     table, schema, target, task = plan.table, plan.schema, plan.target, plan.task
     stats = _statistics(plan, progress)
-    check_evaluate(recipe.evaluate, task, len(stats.classes) if task == "classification" else None, stats.rows[1])
+    n_classes = len(stats.classes) if task == "classification" else None
+    check_evaluate(recipe.evaluate, task, n_classes, stats.rows[1])
+    fairness_check.check_mitigation(recipe, task, n_classes, stats.sample_of("train"), stats.rows[1])
     notes += _stream_notes(stats, recipe, target)
     for note in notes:
         progress.note(note)
@@ -111,13 +117,18 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     trained = time.perf_counter()
     bundle = Bundle(".", {"task": task, "classes": classes}, plan.preprocessor, model)
     evaluation = None
+    sensitive = recipe.audit.sensitive
     if stats.rows[1] + stats.rows[2]:
         held = RowStream(plan, ("validation", "test"), rows=stats.rows[1] + stats.rows[2],
                          batch_size=inference_rows(n_features, EVAL_BATCH),
-                         workers=cfg.workers, standardise=False, with_split=True)
+                         workers=cfg.workers, standardise=False, with_split=True, groups=tuple(sensitive))
         with progress.step("predicting the validation and test rows (streaming)"):
             evaluation = evaluate_stream(bundle, held, dict(zip(SPLITS, stats.rows)), classes, tmp / "plots",
-                                         recipe.evaluate)
+                                         recipe.evaluate, sensitive[0] if recipe.audit.mitigate != "none" else None)
+    if audit is not None and sensitive and evaluation is not None and "test" in evaluation.targets:
+        record_fairness(audit, fairness_check.assess_predictions(
+            evaluation.targets["test"], evaluation.predictions["test"][0], evaluation.before.get("test"),
+            evaluation.groups["test"], recipe, task, n_classes), progress)
     metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
     metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
                             "seconds": {"before_training": round(trained - started - fit_seconds, 3),
@@ -163,6 +174,8 @@ def _opened(recipe: Recipe, progress: Progress, merge_validation: bool = False) 
     with progress.step(f"opening {cfg.source} (streaming)"):
         table = TableFile.open(cfg.source, cfg.read)
         target, task, schema, notes = _infer(table, recipe)
+    if recipe.audit.exclude_sensitive:
+        schema = schema.excluding(recipe.audit.sensitive)
     check_schema(schema, cfg)
     if cfg.balance != "none":
         check_task(task)
@@ -186,7 +199,8 @@ def _infer(table: TableFile, recipe: Recipe) -> tuple[str, str, Schema, list[str
     if target is None:
         raise DataError(f"{cfg.source}: no target column given",
                         f"set data.target to one of: {', '.join(table.columns[:10])}")
-    named = [("data.target", target), *(("data.drop", c) for c in cfg.drop)]
+    named = [("data.target", target), *(("data.drop", c) for c in cfg.drop),
+             *(("audit.sensitive", c) for c in recipe.audit.sensitive)]
     for key, column in named:
         if column not in table.columns:
             raise DataError(f"{key}: no column '{column}' in {cfg.source}", did_you_mean(column, table.columns))
@@ -233,8 +247,9 @@ def _audit(recipe: Recipe, stats: StreamStats, progress: Progress, note_findings
     splits = {s: stats.sample_of(s) for s in SPLITS}
     frame = pd.concat(splits.values(), ignore_index=True)
     progress.note(f"the data audit reads a uniform sample of {len(frame):,} rows")
-    audit = audit_data(frame, recipe.data.target, recipe.data.task, sensitive=[], fail_on=recipe.audit.fail_on,
-                       splits=splits, ignore=tuple(recipe.data.drop), seed=recipe.seed, progress=progress)
+    audit = audit_data(frame, recipe.data.target, recipe.data.task, sensitive=recipe.audit.sensitive,
+                       fail_on=recipe.audit.fail_on, splits=splits, ignore=tuple(recipe.data.drop), seed=recipe.seed,
+                       progress=progress)
     note_findings(audit.findings, progress)
     audit.enforce_data()
     return audit

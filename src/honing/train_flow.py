@@ -197,16 +197,21 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
         metrics["cv"] = cross_validation(resolved, dataset, best.type, params, progress)
     if audit is not None and audit.sensitive and "test" in data:
         before = predictor(best.estimator, preprocessor, dataset) if model is not best.estimator or decision else None
-        fairness = fairness_check.assess(evaluation.predictions["test"][0], before, dataset, data, resolved)
-        audit.fairness, audit.findings = fairness.report, [*audit.findings, *fairness.findings]
-        _note_findings(fairness.findings, progress)
-        audit.enforce_model(fairness.findings, fairness.measured)
+        record_fairness(audit, fairness_check.assess(evaluation.predictions["test"][0], before, dataset, data,
+                                                     resolved), progress)
     if getattr(best.estimator, "history_", None) is not None:
         metrics["diagnostics"] = _diagnostics(best.estimator, progress)
     with progress.step(f"writing {run_dir}"):
         _write_run(tmp, resolved, dataset, selection, model, preprocessor, evaluation, metrics, audit)
     return RunResult(run_dir, resolved, dataset.task, best.type, metrics, selection.table(),
                      dataset.notes)
+
+
+def record_fairness(audit: Any, fairness: Any, progress: Progress) -> None:
+    """The model's fairness in the audit (audit.json), its findings shown, and the gate of ``audit.fail_on``."""
+    audit.fairness, audit.findings = fairness.report, [*audit.findings, *fairness.findings]
+    _note_findings(fairness.findings, progress)
+    audit.enforce_model(fairness.findings, fairness.measured)
 
 
 def _checked_data(recipe: Recipe, progress: Progress, fit_on_validation: bool) -> tuple[Recipe, Dataset, Any]:
@@ -220,7 +225,8 @@ def _checked_data(recipe: Recipe, progress: Progress, fit_on_validation: bool) -
         dataset = dataset.with_validation_in_train()
     resolved = resolved_recipe(recipe, dataset)
     audit = _audit_before_training(resolved, dataset, progress)
-    fairness_check.check_mitigation(resolved, dataset)
+    fairness_check.check_mitigation(resolved, dataset.task, dataset.n_classes, dataset.splits["train"],
+                                    len(dataset.splits.get("validation", ())))
     check_config(resolved, dataset)
     if resolved.model.pretrained:
         from honing.evaluation.transfer import check_base_eval

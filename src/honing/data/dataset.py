@@ -73,9 +73,7 @@ class Dataset:
     def excluding(self, columns: list[str]) -> Dataset:
         """A copy whose model features leave out ``columns`` (they stay in the rows, e.g. for the
         fairness audit of ``audit.exclude_sensitive``)."""
-        kept = [c for c in self.schema.columns if c.name not in columns]
-        schema = replace(self.schema, columns=kept, dropped=[*self.schema.dropped, *columns])
-        return replace(self, schema=schema)
+        return replace(self, schema=self.schema.excluding(columns))
 
     def with_training(self, rows: pd.DataFrame) -> Dataset:
         """The dataset with other training rows (e.g. augmented copies added); the rest unchanged."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, get_args
 
 import numpy as np
@@ -102,6 +102,12 @@ class Schema:
     def feature_names(self) -> list[str]:
         """Names of :attr:`features`."""
         return [c.name for c in self.features]
+
+    def excluding(self, columns: list[str]) -> Schema:
+        """A copy without ``columns`` (listed as dropped): e.g. sensitive columns kept out of the
+        model's features by ``audit.exclude_sensitive``."""
+        kept = [c for c in self.columns if c.name not in columns]
+        return replace(self, columns=kept, dropped=[*self.dropped, *columns])
 
     def column(self, name: str) -> Column:
         """The column called ``name`` (DataError with a did-you-mean otherwise)."""

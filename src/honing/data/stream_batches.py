@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,16 +118,18 @@ class _Batcher:
 class RowBatches(IterableDataset):
     """One epoch's batches of the rows of ``splits``, read by this process's shard (see the module doc).
 
-    Yields ``(inputs, targets)`` tensors, or ``(inputs, targets, split codes)`` with ``with_split``;
-    targets are standardised for training (regression) when ``standardise``."""
+    Yields ``(inputs, targets)`` tensors, or ``(inputs, targets, split codes)`` with ``with_split``,
+    followed by the raw values of the ``groups`` columns (arrays, not tensors); targets are
+    standardised for training (regression) when ``standardise``."""
 
     def __init__(self, plan: Plan, splits: tuple[str, ...], epoch: int, batch_size: int, *, shuffle: bool,
-                 buffer_rows: int, standardise: bool = True, with_split: bool = False, by_rank: bool = False):
+                 buffer_rows: int, standardise: bool = True, with_split: bool = False, by_rank: bool = False,
+                 groups: tuple[str, ...] = ()):
         super().__init__()
         self.plan, self.epoch, self.batch_size = plan, epoch, batch_size
         self.wanted = tuple(split_index(s) for s in splits)
         self.shuffle, self.buffer_rows, self.standardise = shuffle, buffer_rows, standardise
-        self.with_split, self.by_rank = with_split, by_rank
+        self.with_split, self.by_rank, self.groups = with_split, by_rank, groups
         self.world, self.rank = (distributed.world_size(), distributed.rank()) if by_rank else (1, 0)
 
     def shard(self) -> tuple[int, int]:
@@ -144,11 +147,12 @@ class RowBatches(IterableDataset):
         buffer = ShuffleBuffer(math.ceil(self.buffer_rows / shards), rng, SHUFFLE_BYTES // shards) \
             if self.shuffle else None
         batcher = _Batcher(self.batch_size)
-        for first, frame in self.plan.table.frames(self.plan.columns, self.plan.chunk_rows, shard, shards, order):
-            X, y, codes = self.plan.arrays(first, frame, self.wanted, self.standardise)
+        columns = list(dict.fromkeys([*self.plan.columns, *self.groups]))
+        for first, frame in self.plan.table.frames(columns, self.plan.chunk_rows, shard, shards, order):
+            X, y, codes, *groups = self.plan.arrays(first, frame, self.wanted, self.standardise, self.groups)
             if not len(y):
                 continue
-            arrays = (X, y, codes) if self.with_split else (X, y)
+            arrays = (X, y, codes, *groups) if self.with_split else (X, y)
             if buffer is not None:
                 arrays = buffer.add(arrays)
             yield from map(_tensors, batcher.push(arrays))
@@ -157,27 +161,30 @@ class RowBatches(IterableDataset):
         yield from map(_tensors, batcher.flush())
 
 
-def _tensors(arrays: Arrays) -> tuple[torch.Tensor, ...]:
+def _tensors(arrays: Arrays) -> tuple[Any, ...]:
+    """Inputs, targets and split codes as tensors; group values stay arrays."""
     X, y, *rest = arrays
     target = torch.from_numpy(np.ascontiguousarray(y))
     if target.dtype == torch.float32:
         target = target.reshape(-1, 1)  # a standardised regression target, as the in-memory path gives it
-    return (torch.from_numpy(np.ascontiguousarray(X)), target, *(torch.from_numpy(r) for r in rest))
+    codes = (torch.from_numpy(rest[0]),) if rest else ()
+    return (torch.from_numpy(np.ascontiguousarray(X)), target, *codes, *rest[1:])
 
 
 class RowStream:
     """A batch stream (:class:`honing.training.trainer.BatchStream`) of the rows of ``splits``: training
     batches shuffled anew every epoch (``shuffle``), or every row once in file order (validation).
     ``rows`` (of these splits) sizes ``len()``, the batches per epoch; ``by_rank`` shares the rows
-    among torchrun ranks (training; every rank validates on all the validation rows)."""
+    among torchrun ranks (training; every rank validates on all the validation rows); ``groups``
+    (with ``with_split``) adds the raw values of those columns to each batch."""
 
     def __init__(self, plan: Plan, splits: tuple[str, ...], *, rows: int, batch_size: int, workers: int,
                  shuffle: bool = False, buffer_rows: int = 100_000, standardise: bool = True,
-                 with_split: bool = False, by_rank: bool = False):
+                 with_split: bool = False, by_rank: bool = False, groups: tuple[str, ...] = ()):
         self.plan, self.splits, self.rows = plan, splits, rows
         self.batch_size, self.workers = batch_size, workers
         self.shuffle, self.buffer_rows, self.standardise = shuffle, buffer_rows, standardise
-        self.with_split, self.by_rank = with_split, by_rank
+        self.with_split, self.by_rank, self.groups = with_split, by_rank, groups
 
     def _rank_batch(self) -> int:
         world = distributed.world_size() if self.by_rank else 1
@@ -191,7 +198,7 @@ class RowStream:
         """The epoch's batches (epoch 0: unshuffled, e.g. for validation)."""
         dataset = RowBatches(self.plan, self.splits, epoch, self._rank_batch(), shuffle=self.shuffle and epoch > 0,
                              buffer_rows=self.buffer_rows, standardise=self.standardise,
-                             with_split=self.with_split, by_rank=self.by_rank)
+                             with_split=self.with_split, by_rank=self.by_rank, groups=self.groups)
         if self.workers == 0:
             return iter(dataset)
         release_free_memory()  # the reader processes start from this process's memory

@@ -351,15 +351,17 @@ class Plan:
             return codes
         return pd.to_numeric(y, errors="coerce").to_numpy(dtype=np.float64)
 
-    def arrays(self, first: int, frame: pd.DataFrame, wanted: tuple[int, ...], standardise: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self, first: int, frame: pd.DataFrame, wanted: tuple[int, ...], standardise: bool,
+               groups: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
         """Inputs (float32), targets and split codes of the rows of ``frame`` in the ``wanted`` splits
-        that have a target; a training target is standardised (regression) when ``standardise``."""
+        that have a target; a training target is standardised (regression) when ``standardise``.
+        Then the raw values of the ``groups`` columns in those rows, one array each (e.g. the
+        sensitive columns of the fairness audit)."""
         codes = self.splits(first, len(frame))
         y = self.target_values(frame)
         keep = np.isin(codes, wanted) & ((y >= 0) if self.task == "classification" else ~np.isnan(y))
         if not keep.any():
-            return np.zeros((0, 0), np.float32), y[:0], codes[:0]
+            return np.zeros((0, 0), np.float32), y[:0], codes[:0], *(frame[g].to_numpy()[:0] for g in groups)
         rows = frame[keep] if not keep.all() else frame
         with warnings.catch_warnings(), uncached():  # unparsed values were reported once, by the statistics pass
             warnings.simplefilter("ignore", UserWarning)
@@ -367,7 +369,7 @@ class Plan:
         y = y[keep]
         if self.task == "regression" and standardise:
             y = ((y - self.y_mean) / self.y_scale).astype(np.float32)
-        return X, y, codes[keep]
+        return X, y, codes[keep], *(rows[g].to_numpy() for g in groups)
 
 
 def split_index(name: str) -> int:

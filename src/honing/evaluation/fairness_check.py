@@ -37,8 +37,10 @@ class Mitigated:
     decision: dict[str, Any]
 
 
-def check_mitigation(recipe: Recipe, dataset: Dataset) -> None:
-    """RecipeError when ``audit.mitigate`` cannot apply to this run (say what would), before training."""
+def check_mitigation(recipe: Recipe, task: str, n_classes: int | None, train: pd.DataFrame,
+                     validation_rows: int) -> None:
+    """RecipeError when ``audit.mitigate`` cannot apply to this run (say what would), before training;
+    ``train`` holds the training rows (or a sample of them), ``validation_rows`` counts the validation rows."""
     from honing.audit import mitigation
 
     method = recipe.audit.mitigate
@@ -46,14 +48,17 @@ def check_mitigation(recipe: Recipe, dataset: Dataset) -> None:
         return
     if not recipe.audit.sensitive:
         raise RecipeError(f"audit.mitigate: {method} needs a sensitive column", "set audit.sensitive: [COLUMN]")
-    mitigation.check_mitigation(method, dataset.task, dataset.n_classes)
+    mitigation.check_mitigation(method, task, n_classes)
     if method != "threshold":
         return
     if recipe.evaluate.threshold != "none" or recipe.evaluate.calibrate != "none":
         raise RecipeError("audit.mitigate: threshold sets its own decision thresholds per group",
                           "set evaluate.threshold: none and evaluate.calibrate: none, or choose another mitigation")
+    if not validation_rows:
+        raise RecipeError("audit.mitigate: threshold fits its thresholds on the validation split, which is empty",
+                          "set data.split.validation > 0")
     column = recipe.audit.sensitive[0]
-    values = dataset.splits["train"].get(column)
+    values = train.get(column)
     if values is not None and pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_NUMERIC_GROUPS:
         raise RecipeError(f"audit.mitigate: threshold keeps one threshold per value of '{column}', which has "
                           f"{values.nunique()} values", "use reweigh or exponentiated_gradient, or a categorical column")
@@ -69,14 +74,9 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
     X, y = data["train"]
     with progress.step(f"mitigating unfairness on '{column}' ({method})"):
         if method == "threshold":
-            if "validation" not in data:
-                raise RecipeError("audit.mitigate: threshold fits its thresholds on the validation split, which is empty",
-                                  "set data.split.validation > 0")
             X_val, y_val = data["validation"]
-            scores = np.asarray(model.predict_proba(X_val))[:, 1]
-            rule = mitigation.GroupThresholds().fit(scores, y_val, group_keys(dataset.splits["validation"][column]))
-            groups = {"column": column, "thresholds": dict(rule.thresholds_), "default": float(rule.default_)}
-            return Mitigated(model, {"groups": groups, "method": "audit.mitigate: threshold"})
+            return Mitigated(model, group_thresholds(model.predict_proba(X_val), y_val,
+                                                     dataset.splits["validation"][column], column))
         fresh = make_model(model_type, dataset.task, params, recipe.seed, recipe.train, neural_options(recipe))
         mitigation.check_sample_weight(fresh, method)
         train_groups = group_labels(dataset.splits["train"], [column])[column]
@@ -86,27 +86,45 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
         return Mitigated(mitigation.exponentiated_gradient(fresh, X, y, train_groups, seed=recipe.seed), {})
 
 
+def group_thresholds(proba: Any, y: np.ndarray, values: pd.Series, column: str) -> dict[str, Any]:
+    """The decision rule of ``audit.mitigate: threshold``: one threshold on P(positive) per group of
+    ``column`` (whose raw values are ``values``), fitted on (validation) probabilities and labels."""
+    from honing.audit import mitigation
+
+    rule = mitigation.GroupThresholds().fit(np.asarray(proba)[:, 1], y, group_keys(pd.Series(values)))
+    groups = {"column": column, "thresholds": dict(rule.thresholds_), "default": float(rule.default_)}
+    return {"groups": groups, "method": "audit.mitigate: threshold"}
+
+
 def assess(y_final: np.ndarray, before: Bundle | None, dataset: Dataset, data: dict, recipe: Recipe) -> Fairness:
     """Per-group metrics and fairness measures of the final model's test predictions ``y_final``;
     with ``before`` (the model before mitigation) both, side by side."""
     X, y = data["test"]
     rows = dataset.splits["test"]
+    y_before = before.scores(X, rows)[0] if before is not None else None
+    return assess_predictions(y, y_final, y_before, rows, recipe, dataset.task, dataset.n_classes)
+
+
+def assess_predictions(y: np.ndarray, y_final: np.ndarray, y_before: np.ndarray | None, rows: pd.DataFrame,
+                       recipe: Recipe, task: str, n_classes: int | None) -> Fairness:
+    """:func:`assess` on given test labels and predictions; ``rows`` holds the test rows' sensitive
+    columns (at least), in the same order."""
     groups = group_labels(rows, recipe.audit.sensitive)
-    report, findings = model_fairness(y, y_final, groups, dataset.task)
+    report, findings = model_fairness(y, y_final, groups, task)
     out = Fairness({"test": report}, findings, _measured(report))
-    if before is not None:
-        y_before = before.scores(X, rows)[0]
-        earlier, _ = model_fairness(y, y_before, groups, dataset.task)
+    if y_before is not None:
+        earlier, _ = model_fairness(y, y_before, groups, task)
         out.report["mitigation"] = {
             "method": recipe.audit.mitigate, "column": recipe.audit.sensitive[0],
-            "before": _side(earlier, y, y_before, dataset), "after": _side(report, y, y_final, dataset),
+            "before": _side(earlier, y, y_before, task, n_classes),
+            "after": _side(report, y, y_final, task, n_classes),
         }
     return out
 
 
-def _side(report: dict, y: np.ndarray, y_pred: np.ndarray, dataset: Dataset) -> dict[str, Any]:
+def _side(report: dict, y: np.ndarray, y_pred: np.ndarray, task: str, n_classes: int | None) -> dict[str, Any]:
     """Headline metrics and every fairness measure of one model, for the before/after table."""
-    scores = compute_metrics(dataset.task, y, y_pred, n_classes=dataset.n_classes)
+    scores = compute_metrics(task, y, y_pred, n_classes=n_classes)
     return {"metrics": {k: scores[k] for k in _HEADLINE if k in scores},
             "measures": {column: part.get("measures", {}) for column, part in report.items()}}
 

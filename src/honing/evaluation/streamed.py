@@ -40,30 +40,39 @@ class StreamEvaluation:
     plots: list[Path] = field(default_factory=list)
     calibrator: Any = None  # evaluate.calibrate, fitted on the validation rows
     decision: dict = field(default_factory=dict)  # evaluate.threshold's, chosen on the validation rows
+    groups: dict[str, pd.DataFrame] = field(default_factory=dict)  # the stream's group columns, per split
+    before: dict[str, np.ndarray] = field(default_factory=dict)  # predictions before audit.mitigate
 
 
 def evaluate_stream(bundle: Bundle, stream: RowStream, rows: dict[str, int], classes: list | None,
-                    plots: Path, cfg: Any = None) -> StreamEvaluation:
+                    plots: Path, cfg: Any = None, mitigate: str | None = None) -> StreamEvaluation:
     """Predict every row of ``stream`` (validation and test, ``with_split``; at most ``rows[split]``
-    rows each, in arrays allocated once) and score each split.  With ``cfg`` (``evaluate:``), a
+    rows each, in arrays allocated once) and score each split; the values of the stream's ``groups``
+    columns are kept beside (e.g. for the fairness audit).  With ``cfg`` (``evaluate:``), a
     classifier's probabilities are calibrated and its threshold chosen on the validation rows, as in
-    memory; the evaluation then holds the calibrator and decision the bundle is saved with."""
+    memory; the evaluation then holds the calibrator and decision the bundle is saved with.  With
+    ``mitigate`` (a group column of the stream: ``audit.mitigate: threshold``), the decision is one
+    threshold per group, chosen on the validation rows, and the predictions before are kept."""
     k = len(classes) if classes is not None else 0
-    kept = {code: _Held(rows.get(SPLITS[code], 0), k) for code in (1, 2)}
-    for xb, yb, sb in stream.batches(0):
+    kept = {code: _Held(rows.get(SPLITS[code], 0), k, stream.groups) for code in (1, 2)}
+    for xb, yb, sb, *groups in stream.batches(0):
         X, y, codes = xb.numpy(), yb.numpy(), sb.numpy()
         values, proba = bundle.scores(X)
         for code, held in kept.items():
             mask = codes == code
             if mask.any():
-                held.put(y[mask], values[mask], None if proba is None else proba[mask])
+                held.put(y[mask], values[mask], None if proba is None else proba[mask],
+                         [np.asarray(g)[mask] for g in groups])
     out = StreamEvaluation()
     for code, held in kept.items():
         if held.filled:
             y, values, proba = held.arrays()
             out.targets[SPLITS[code]], out.predictions[SPLITS[code]] = y, (values, proba)
+            out.groups[SPLITS[code]] = held.group_frame()
     if cfg is not None and classes is not None and (cfg.calibrate != "none" or cfg.threshold != "none"):
         _fit_decision(bundle, out, classes, cfg)
+    elif mitigate is not None:
+        _fit_group_thresholds(bundle, out, mitigate)
     for split, (values, proba) in out.predictions.items():
         out.metrics[split] = split_scores(bundle.task, out.targets[split], values, proba, classes)
     if "test" in out.targets:
@@ -86,23 +95,48 @@ def _fit_decision(bundle: Bundle, out: StreamEvaluation, classes: list, cfg: Any
         out.predictions[split] = deciding.decide(proba), proba
 
 
-class _Held:
-    """Targets, predictions and probabilities of one split, in arrays of its row count."""
+def _fit_group_thresholds(bundle: Bundle, out: StreamEvaluation, column: str) -> None:
+    """``audit.mitigate: threshold`` on the held validation probabilities, then every held split
+    decided again by its group's threshold, as the saved bundle will (no second pass)."""
+    from honing.evaluation.fairness_check import group_thresholds
 
-    def __init__(self, rows: int, classes: int):
+    out.decision = group_thresholds(out.predictions["validation"][1], out.targets["validation"],
+                                    out.groups["validation"][column], column)
+    deciding = Bundle(".", {**bundle.manifest, "decision": out.decision}, bundle.preprocessor, bundle.model)
+    for split, (values, proba) in out.predictions.items():
+        out.before[split] = values
+        out.predictions[split] = deciding.decide(proba, out.groups[split]), proba
+
+
+class _Held:
+    """Targets, predictions and probabilities of one split, in arrays of its row count, and the
+    values of the ``groups`` columns (text as per-batch categoricals: a few bytes a row)."""
+
+    def __init__(self, rows: int, classes: int, groups: tuple[str, ...] = ()):
         self.y = np.empty(rows, dtype=np.int64 if classes else np.float64)
         self.values = np.empty(rows, dtype=self.y.dtype)
         self.proba = np.empty((rows, classes)) if classes else None
         self.filled = 0
+        self.groups: dict[str, list[Any]] = {name: [] for name in groups}
 
-    def put(self, y: np.ndarray, values: np.ndarray, proba: np.ndarray | None) -> None:
+    def put(self, y: np.ndarray, values: np.ndarray, proba: np.ndarray | None, groups: list[np.ndarray]) -> None:
         end = self.filled + len(y)
         if end > len(self.y):
             raise AssertionError(f"the evaluation pass gave more rows ({end}) than the statistics pass counted")
         self.y[self.filled: end], self.values[self.filled: end] = y, values
         if self.proba is not None:
             self.proba[self.filled: end] = proba
+        for parts, part in zip(self.groups.values(), groups, strict=True):
+            parts.append(pd.Categorical(part) if part.dtype == object else part)
         self.filled = end
+
+    def group_frame(self) -> pd.DataFrame:
+        """The group columns' values of the held rows, in their order (text as object columns)."""
+        columns = {}
+        for name, parts in self.groups.items():
+            column = pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+            columns[name] = column.astype(object) if isinstance(column.dtype, pd.CategoricalDtype) else column
+        return pd.DataFrame(columns, index=pd.RangeIndex(self.filled))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         n = self.filled
@@ -151,7 +185,7 @@ def _test_analysis(task: str, out: StreamEvaluation, classes: list | None, plots
         analysis["reliability"] = calibration.reliability(y, proba)
         out.plots.append(draw.reliability_plot(analysis["reliability"], plots / "reliability.png",
                                                "reliability (test)"))
-        if out.decision:
+        if "decision" in out.metrics:  # evaluate.threshold's curve
             decision = out.metrics["decision"]
             out.plots.append(draw.threshold_plot(decision["curve"], decision, plots / "threshold.png",
                                                  "threshold (validation)"))
