@@ -32,6 +32,7 @@ from honing.data.stream_batches import RowStream
 from honing.data.stream_fit import fitted_preprocessor
 from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, StreamStats, check_schema, collect
 from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
+from honing.data.text import token_vocab_size
 from honing.errors import DataError, RecipeError, did_you_mean
 from honing.evaluation import fairness_check
 from honing.evaluation.evaluate import check_evaluate
@@ -270,14 +271,15 @@ def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progre
                                batch_size=max(train.batch_size, inference_rows(n_features, EVAL_BATCH)),
                                workers=cfg.workers)
     start = time.perf_counter()
+    vocab_size = token_vocab_size(plan.preprocessor)  # data.text: tokens (a sequence net's embedding)
     if plan.task == "classification":
         if cfg.balance == "class_weight":  # a weighted cross-entropy from the streamed class counts
             model.set_params(class_weight="balanced")
         model.fit_stream(rows, validation, n_features=n_features, class_counts=stats.class_counts(0),
-                         progress=progress)
+                         progress=progress, vocab_size=vocab_size)
     else:
         model.fit_stream(rows, validation, n_features=n_features, y_mean=plan.y_mean,
-                         y_std=float(np.sqrt(stats.y_m2 / stats.y_n)), progress=progress)
+                         y_std=float(np.sqrt(stats.y_m2 / stats.y_n)), progress=progress, vocab_size=vocab_size)
     return model, time.perf_counter() - start
 
 

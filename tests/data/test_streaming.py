@@ -13,6 +13,7 @@ from honing.data.stream_batches import RowStream, ShuffleBuffer
 from honing.data.stream_fit import fitted_preprocessor
 from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, check_schema, collect
 from honing.data.streaming import Plan, TableFile, check_split, split_codes, streams
+from honing.data.text import token_vocab_size
 from honing.errors import DataError, RecipeError
 from honing.recipe import DataConfig, SplitConfig, load_recipe
 
@@ -260,19 +261,20 @@ def test_splits_that_need_the_whole_table_are_refused(split, key):
     assert "\n" not in str(caught.value) and "data.streaming: false" in str(caught.value)
 
 
-def test_text_as_token_ids_is_refused(table):
+def test_text_as_a_pretrained_models_token_ids_is_refused(table):
     frame, _ = table
     schema = infer_schema(frame.assign(note=["a few words here"] * len(frame)), target="y",
                           overrides={"note": "text"})
-    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\) cannot be streamed as tokens"):
-        check_schema(schema, DataConfig(source="x", text="tokens"))
-    check_schema(schema, DataConfig(source="x", text="drop"))
-    check_schema(schema, DataConfig(source="x"))  # tfidf: its vocabulary comes from the sample
+    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\) cannot be streamed as pretrained"):
+        check_schema(schema, DataConfig(source="x", text="pretrained"))
+    for text in ("drop", "tfidf", "tokens"):  # their vocabulary comes from the sample
+        check_schema(schema, DataConfig(source="x", text=text))
 
 
-def test_tfidf_of_a_streamed_text_column_is_fitted_on_the_sample(tmp_path):
+@pytest.mark.parametrize("text", ["tfidf", "tokens"])
+def test_a_streamed_text_columns_vocabulary_is_fitted_on_the_sample(tmp_path, text):
     """With fewer training rows than the sample holds, the sample is every training row: the streamed
-    TF-IDF equals scikit-learn's fitted in memory on them (vocabulary, IDF, values)."""
+    TF-IDF (vocabulary, IDF, values) or token ids equal scikit-learn's / TokenIds' fitted in memory on them."""
     frame = _frame(2000, seed=3)
     words = np.array(["red", "green", "blue", "fast", "slow", "dog", "cat", "tree", "sky", "sea"])
     rng = np.random.default_rng(4)
@@ -281,7 +283,7 @@ def test_tfidf_of_a_streamed_text_column_is_fitted_on_the_sample(tmp_path):
     table = TableFile.open(tmp_path / "t.parquet")
     schema = infer_schema(frame, target="y", overrides={"rid": "numeric", "note": "text"})
     plan = Plan(table, schema, "y", "classification", 7, 0.15, 0.15, 256)
-    cfg = DataConfig(source="x")
+    cfg = DataConfig(source="x", text=text, max_tokens=4)
     got = fitted_preprocessor(collect(plan), schema, cfg)
     train = coerce_features(frame[plan.splits(0, len(frame)) == 0], schema)
     expected = build_preprocessor(schema, cfg).fit(train)
@@ -289,6 +291,8 @@ def test_tfidf_of_a_streamed_text_column_is_fitted_on_the_sample(tmp_path):
                                                                        if "note" in n]
     probe = coerce_features(frame.head(50), schema)
     np.testing.assert_allclose(got.transform(probe), expected.transform(probe), rtol=1e-9, atol=1e-9)
+    if text == "tokens":
+        assert token_vocab_size(got) == token_vocab_size(expected) == len(words) + 2  # + padding and unknown
 
 
 def test_a_class_without_training_rows_is_a_data_error(tmp_path):

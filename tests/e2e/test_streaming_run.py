@@ -110,6 +110,28 @@ def test_a_streamed_regression_run(tmp_path):
     assert np.corrcoef(bundle.predict(frame.head(500)), frame.y.head(500))[0, 1] > 0.97
 
 
+def test_a_streamed_sequence_model_reads_token_ids(tmp_path):
+    """data.text: tokens streams: the vocabulary comes from the row sample, the lstm's embedding is
+    sized by it, and it learns a word-order task (negation) a bag of words cannot."""
+    rng = np.random.default_rng(2)
+    n = 6000
+    nouns, fillers = np.array(["film", "plot", "cast", "score"]), np.array(["the", "a", "this", "was", "so"])
+    good, negated = rng.random(n) < 0.5, rng.random(n) < 0.5
+    words = [" ".join([*rng.choice(fillers, rng.integers(0, 3)), rng.choice(nouns), *(["not"] if neg else []),
+                       "good" if g else "bad", *rng.choice(fillers, rng.integers(0, 3))])
+             for g, neg in zip(good, negated)]
+    frame = pd.DataFrame({"review": words, "liked": np.where(good != negated, "yes", "no")})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=1000, index=False)
+    run = train({**RECIPE, "model": {"type": "lstm", "params": {"hidden": 32}}, "train": {"epochs": 6, "batch_size": 64},
+                 "data": {"source": str(tmp_path / "t.parquet"), "target": "liked", "text": "tokens",
+                          "types": {"review": "text"}, "max_tokens": 12, "streaming": True, "workers": 1}}, out=tmp_path / "r", track=False)
+    assert run.metrics["test"]["accuracy"] > 0.95, run.metrics["test"]
+    bundle = honing.load(run.bundle_dir)
+    assert bundle.model.net_params_["vocab_size"] == 4 + 5 + 3 + 2  # every word, padding and unknown
+    reviews = pd.DataFrame({"review": ["the film was not good", "a plot so bad", "the cast was not bad zzz"]})
+    assert list(bundle.predict(reviews)) == ["no", "no", "yes"]  # an unseen word is the unknown id
+
+
 def test_tuning_a_streamed_table_searches_a_sample_and_trains_the_best_on_every_row(files, tmp_path, monkeypatch):
     """honing tune on a streamed recipe: the trials read a uniform sample (its rows in the splits streaming
     gives them), best.yaml still names the whole file, and best/ is a streamed run on every row."""

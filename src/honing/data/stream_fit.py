@@ -7,8 +7,9 @@ writes the exact streamed values into it.  Exact, as if fitted on every training
 constant imputation, standard and min-max scaling (with missing-value indicator columns), one-hot and
 ordinal encoding with the ``max_categories`` grouping, most-frequent imputation of categories.
 From the row sample: median and most-frequent imputation of numbers, robust scaling, the date
-columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text: tfidf``).  An image column's transformer is fitted on one sampled training row, as in
-memory (it records the decoding settings and the first image's size).
+columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text:
+tfidf``) or token vocabulary (``tokens``).  An image column's transformer is fitted on one sampled
+training row, as in memory (it records the decoding settings and the first image's size).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def _fit_frame(stats: StreamStats, schema: Schema, cfg: DataConfig, fills: dict,
     same frequent ones, missing values where training had some."""
     categories = {name: _category_values(stats, name, cfg, fills[name]) for name in stats.categorical}
     length = max([len(v) for v in categories.values()] + [2])
-    sampled = [c.name for c in schema.features if c.kind == "datetime" or (c.kind == "text" and cfg.text == "tfidf")]
-    if sampled and sample is not None:  # dates and TF-IDF vocabularies learn from every sampled row
+    sampled = [c.name for c in schema.features
+               if c.kind == "datetime" or (c.kind == "text" and cfg.text in ("tfidf", "tokens"))]
+    if sampled and sample is not None:  # dates and text vocabularies learn from every sampled row
         length = max(length, len(sample))
     columns = {}
     for column in schema.features:

@@ -87,13 +87,13 @@ class StreamStats:
 
 
 def check_schema(schema: Schema, cfg: DataConfig) -> None:
-    """RecipeError for feature columns that cannot be streamed (text as token ids; an image column
-    beside other features, as in memory)."""
+    """RecipeError for feature columns that cannot be streamed (text as a pretrained model's token
+    ids; an image column beside other features, as in memory)."""
     text = [c.name for c in schema.features if c.kind == "text"]
-    if text and cfg.text not in ("drop", "tfidf"):
-        raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed as {cfg.text} "
-                          "(their vocabulary needs the whole training split)",
-                          "set data.text: tfidf (its vocabulary comes from the row sample) or drop, or "
+    if text and cfg.text == "pretrained":
+        raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed as pretrained "
+                          "token ids (fine-tuning a pretrained network does not stream)",
+                          "set data.text: tokens or tfidf (their vocabulary comes from the row sample), or "
                           "data.streaming: false")
     images = [c.name for c in schema.features if c.kind == "image"]
     if images:

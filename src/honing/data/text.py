@@ -126,3 +126,10 @@ def column_values(estimator: BaseEstimator, X: Any, fitting: bool) -> list[Any]:
         elif hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
     return values
+
+
+def token_vocab_size(preprocessor: Any) -> int | None:
+    """The embedding size the token ids of a fitted ColumnTransformer need: the largest ``vocab_size_``
+    of its :class:`TokenIds` steps (None without one)."""
+    sizes = [step.vocab_size_ for _, step, _ in getattr(preprocessor, "transformers_", []) if isinstance(step, TokenIds)]
+    return max(sizes, default=None)

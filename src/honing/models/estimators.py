@@ -126,8 +126,9 @@ class _NeuralBase(BaseEstimator):
             return (1, side, side)
         return (features,)
 
-    def _net_params(self, X: np.ndarray, shape: tuple[int, ...]) -> dict[str, Any]:
-        """``net_params`` completed from the data: a sequence net on token ids gets its vocab_size."""
+    def _net_params(self, X: np.ndarray, shape: tuple[int, ...], vocab_size: int | None = None) -> dict[str, Any]:
+        """``net_params`` completed from the data: a sequence net on token ids gets its vocab_size
+        (``vocab_size``, the tokenizer's, or else one past the largest id in ``X``)."""
         params = {k: v for k, v in (self.net_params or {}).items() if k != "input_shape"}
         if self.pretrained:
             params = {}
@@ -137,7 +138,7 @@ class _NeuralBase(BaseEstimator):
                                  "set data.text: tokens for a text column (and drop the other columns), "
                                  "or model.params.input_shape: [T, F] for float sequences")
             if not params.get("vocab_size") and self.net_ in SEQUENCE_NETS:
-                params["vocab_size"] = max(int(X.max(initial=0)) + 1, 2)
+                params["vocab_size"] = vocab_size or max(int(X.max(initial=0)) + 1, 2)
         return params
 
     def _tokens(self, shape: tuple[int, ...]) -> bool:
@@ -219,9 +220,11 @@ class _NeuralBase(BaseEstimator):
         self.health_ = health.stats
 
     def _fit_stream(self, train: Any, validation: Any, n_features: int, n_outputs: int, loss_fn: nn.Module,
-                    baseline_loss: float, progress: Progress | None, callbacks: list | None) -> _NeuralBase:
+                    baseline_loss: float, progress: Progress | None, callbacks: list | None,
+                    vocab_size: int | None = None) -> _NeuralBase:
         """``_fit`` for batch streams (:mod:`honing.data.stream_batches`): the same fitted attributes,
-        from batches of ``n_features`` float inputs; no pretrained networks, token ids or length buckets."""
+        from batches of ``n_features`` float inputs (token ids, of a tokenizer with ``vocab_size``
+        ids, for sequence nets); no pretrained networks or length buckets."""
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         if self.pretrained:
             raise ModelError("model.pretrained: fine-tuning a pretrained network does not stream",
@@ -230,15 +233,17 @@ class _NeuralBase(BaseEstimator):
         self.net_, self.source_shape_ = self.net, None
         empty = np.zeros((0, n_features), dtype=np.float32)
         shape = self._input_shape(empty)
-        if self._tokens(shape):
-            raise ModelError(f"model.type: {self.net} reads token ids, which do not stream",
-                             "use model.type: mlp, or data.streaming: false")
-        params = self.net_params_ = self._net_params(empty, shape)
+        if self._tokens(shape) and not vocab_size:
+            raise ModelError(f"model.type: {self.net} reads token ids, and the data has no text column as tokens",
+                             "set data.text: tokens (and data.types: {COLUMN: text} for a column read as "
+                             "another kind), or use model.type: mlp")
+        params = self.net_params_ = self._net_params(empty, shape, vocab_size)
         cfg = self.train_config()
         if validation is None:  # no validation split to stop on
             cfg = cfg.model_copy(update={"early_stopping": None})
-        if len(shape) > 1:
-            train, validation = _Reshaped(train, shape), None if validation is None else _Reshaped(validation, shape)
+        if len(shape) > 1 or self._tokens(shape):
+            train = _Converted(train, self, shape)
+            validation = None if validation is None else _Converted(validation, self, shape)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_ = build_net(self.net, shape, n_outputs, params)
@@ -337,10 +342,12 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
                          callbacks)
 
     def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, class_counts: Any,
-                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralClassifier:
+                   progress: Progress | None = None, callbacks: list | None = None,
+                   vocab_size: int | None = None) -> NeuralClassifier:
         """Train on batch streams of ``(inputs, class codes 0..K-1)`` (data larger than memory);
         ``class_counts`` are the training rows per class (every class has some), from which
-        ``class_weight: balanced`` weighs each class by rows / (classes × its rows)."""
+        ``class_weight: balanced`` weighs each class by rows / (classes × its rows); ``vocab_size``:
+        the tokenizer's, when the inputs are token ids."""
         counts = np.asarray(class_counts, dtype=np.float64)
         self.classes_ = np.arange(len(counts))
         self.label_encoder_ = LabelEncoder().fit(self.classes_)
@@ -350,7 +357,7 @@ class NeuralClassifier(ClassifierMixin, _NeuralBase):
                              "use data.balance: class_weight")
         weights = counts.sum() / (len(counts) * counts) if self.class_weight == "balanced" else None
         return self._fit_stream(train, validation, n_features, max(len(counts), 2), self._loss(weights),
-                                float(-(p * np.log(p)).sum()), progress, callbacks)
+                                float(-(p * np.log(p)).sum()), progress, callbacks, vocab_size)
 
     def _loss(self, class_weights: np.ndarray | None) -> nn.Module:
         weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
@@ -404,12 +411,14 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
         return self._fit(X, scaled, 1, nn.MSELoss(), eval_set, None, progress, callbacks)
 
     def fit_stream(self, train: Any, validation: Any = None, *, n_features: int, y_mean: float, y_std: float,
-                   progress: Progress | None = None, callbacks: list | None = None) -> NeuralRegressor:
+                   progress: Progress | None = None, callbacks: list | None = None,
+                   vocab_size: int | None = None) -> NeuralRegressor:
         """Train on batch streams of ``(inputs, (target - y_mean) / y_scale)`` (data larger than memory),
-        where ``y_scale`` is the training target's standard deviation ``y_std``, or 1 when it is 0."""
+        where ``y_scale`` is the training target's standard deviation ``y_std``, or 1 when it is 0;
+        ``vocab_size``: the tokenizer's, when the inputs are token ids."""
         self.y_mean_, self.y_scale_ = float(y_mean), float(y_std) or 1.0
         return self._fit_stream(train, validation, n_features, 1, nn.MSELoss(), (y_std / self.y_scale_) ** 2,
-                                progress, callbacks)
+                                progress, callbacks, vocab_size)
 
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
@@ -433,17 +442,18 @@ class NeuralRegressor(RegressorMixin, _NeuralBase):
         return out * self.y_scale_ + self.y_mean_
 
 
-class _Reshaped:
-    """A batch stream whose flat inputs are reshaped to a network's input shape (e.g. images)."""
+class _Converted:
+    """A batch stream whose flat float inputs become the network's: reshaped to its input shape
+    (e.g. images), or token ids (int64, ids past the vocabulary unknown)."""
 
-    def __init__(self, stream: Any, shape: tuple[int, ...]):
-        self.stream, self.shape = stream, shape
+    def __init__(self, stream: Any, estimator: _NeuralBase, shape: tuple[int, ...]):
+        self.stream, self.estimator, self.shape = stream, estimator, shape
 
     def __len__(self) -> int:
         return len(self.stream)
 
     def batches(self, epoch: int):
-        return ((xb.reshape(len(xb), *self.shape), yb) for xb, yb in self.stream.batches(epoch))
+        return ((self.estimator._tensor(xb.numpy(), self.shape), yb) for xb, yb in self.stream.batches(epoch))
 
 
 def _holdout(X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: np.ndarray | None):
