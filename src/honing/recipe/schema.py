@@ -1,20 +1,14 @@
-"""The recipe: the single source of truth for a run (pydantic schema, ``recipe_version: 1``).
-
-Load a YAML file with :func:`load_recipe`, apply ``--set a.b.c=value`` overrides, and get a
-validated :class:`Recipe` whose defaults are visible in ``docs/recipe.md`` (generated from this
-schema by :func:`reference_markdown`, and checked against it by a test).  Every error names the
-YAML key path, e.g. ``split.validation: must be < 1``.
+"""The recipe's schema: one pydantic section per top-level key (``data``, ``model``, ``train``, …) and
+:class:`Recipe` itself.  Defaults live here, and every field's description is its documentation
+(``docs/recipe.md`` is generated from them by :mod:`honing.recipe.reference`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from honing.errors import RecipeError, did_you_mean
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RECIPE_VERSION = 1
 
@@ -405,189 +399,12 @@ class Recipe(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def load_recipe(
-    source: str | Path | dict | Recipe, overrides: list[str] | None = None
-) -> Recipe:
-    """A validated recipe from a YAML path, a dict or a Recipe, with ``a.b=value`` overrides."""
-    where = ""
-    if isinstance(source, Recipe):
-        raw = source.model_dump(mode="json")
-    elif isinstance(source, dict):
-        raw = source
-    else:
-        path = Path(source)
-        where = f"{path}: "
-        raw = _read_yaml(path)
-    raw = dict(raw)
-    for item in overrides or []:
-        apply_override(raw, item)
-    return validate_recipe(raw, where)
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise RecipeError(f"recipe file '{path}' not found", "check the path, or create one with `honing init DATA --target COL`")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}: not valid YAML{line}", "check indentation and colons") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not a UTF-8 text file", "a recipe is a YAML text file") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe must be a YAML mapping", "start with `recipe_version: 1` and `data:`")
-    return raw
-
-
-def apply_override(raw: dict, item: str) -> None:
-    """Apply ``a.b.c=value`` in place; the value is parsed as YAML (so 0.01 is a float)."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise RecipeError(f"--set '{item}': expected KEY=VALUE", "e.g. --set model.type=lightgbm")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    set_path(raw, key, value, where=f"--set {key}")
-
-
-def set_path(raw: dict, key: str, value: Any, where: str | None = None) -> None:
-    """Set the value at dotted path ``key`` of a raw recipe dict in place (sections are copied, not
-    shared, so the caller's nested dicts are never changed)."""
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise RecipeError(f"{where or key}: '{'.'.join(parts[: i + 1])}' is not a section",
-                              "override a key inside a section")
-        else:
-            child = node[part] = dict(child)
-        node = child
-    node[parts[-1]] = value
-
-
-def validate_recipe(raw: dict, where: str = "") -> Recipe:
-    version = raw.get("recipe_version", RECIPE_VERSION)
-    if version != RECIPE_VERSION:
-        raise RecipeError(f"{where}recipe_version: {version!r} is not supported", f"this honing reads recipe_version: {RECIPE_VERSION}")
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as exc:
-        raise _recipe_error(exc, where) from None
-
-
-_PATTERN_MESSAGES = {
-    "window": "must be a duration like 30m, 12h, 1d, 2w, or all",
-    "api_key_env": "must be an environment variable name (letters, digits, '_')",
-}
-
-
-def _recipe_error(exc: ValidationError, where: str) -> RecipeError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc) or "recipe"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        fields = _fields_at(Recipe, loc[:-1])
-        return RecipeError(f"{where}unknown key '{key}'", did_you_mean(loc[-1], fields))
-    if kind == "missing":
-        return RecipeError(f"{where}{key}: required key is missing", f"add `{loc[-1]}:` to the recipe")
-    ctx = err.get("ctx") or {}
-    messages = {
-        "greater_than": "must be > {gt}",
-        "greater_than_equal": "must be >= {ge}",
-        "less_than": "must be < {lt}",
-        "less_than_equal": "must be <= {le}",
-        "literal_error": "must be one of {expected}",
-        "string_pattern_mismatch": _PATTERN_MESSAGES.get(loc[-1], "may contain only letters, digits, '_', '.' and '-'"),
-    }
-    if kind in messages:
-        msg = messages[kind].format(**ctx)
-    elif kind == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-    else:
-        msg = err["msg"][0].lower() + err["msg"][1:]
-    return RecipeError(f"{where}{key}: {msg} (got {err.get('input')!r})" if kind != "value_error" else f"{where}{key}: {msg}", "fix the value in the recipe or its --set override")
-
-
-def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
-    for part in loc:
-        field = model.model_fields.get(part)
-        sub = _submodel(field.annotation) if field else None
-        if sub is None:
-            return []
-        model = sub
-    return list(model.model_fields)
-
-
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section (model) a field's annotation holds, if any (``X``, ``X | None``, …)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
-        sub = _submodel(arg)
+        sub = section_of(arg)
         if sub is not None:
             return sub
     return None
-
-
-# --------------------------------------------------------------------------- docs
-
-
-def reference_markdown() -> str:
-    """``docs/recipe.md``: every key with its type, default and description."""
-    lines = [
-        "# Recipe reference",
-        "",
-        "<!-- generated from src/honing/recipe.py by `make docs`; a test checks it is current -->",
-        "",
-        "A recipe is a YAML file validated against this schema (`recipe_version: 1`). Unknown keys are",
-        "errors (with a \"did you mean\"). Any key can be overridden on the command line:",
-        "`honing train recipe.yaml --set model.type=lightgbm --set data.split.test=0.2`.",
-        "The resolved recipe (every default filled in) is saved as `recipe.yaml` in every run.",
-        "",
-        "| key | type | default | description |",
-        "|---|---|---|---|",
-    ]
-    lines += _rows(Recipe, "")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
-    rows = []
-    for name, field in model.model_fields.items():
-        key = prefix + name
-        sub = _submodel(field.annotation)
-        if sub is not None:
-            rows.append(f"| `{key}` | section | | {field.description or ''} |")
-            rows += _rows(sub, key + ".")
-            continue
-        if field.is_required():
-            default = "required"
-        else:
-            value = field.get_default(call_default_factory=True)
-            default = f"`{yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}`"
-        rows.append(f"| `{key}` | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
-    return rows
-
-
-def _type_name(annotation: Any) -> str:
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return " \\| ".join(str(a) for a in get_args(annotation))
-    if origin is not None and get_args(annotation):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        inner = ", ".join(_type_name(a) for a in args)
-        name = getattr(origin, "__name__", "")
-        if name in ("list", "dict"):
-            return f"{name}[{inner}]"
-        return inner + (" or null" if len(args) < len(get_args(annotation)) else "")
-    return getattr(annotation, "__name__", str(annotation))
