@@ -146,6 +146,9 @@ def test_mitigation_errors_name_the_key(cli, tmp_path):
     recipe = _recipe(tmp_path, frame.assign(label=frame["x1"]), audit={"sensitive": ["group"], "mitigate": "threshold"},
                      model={"type": "ridge"})
     assert_user_error(cli("train", recipe), "audit.mitigate", "regression")
+    recipe = _recipe(tmp_path, frame.assign(group=[f"id{i}" for i in range(len(frame))]),
+                     audit={"sensitive": ["group"], "mitigate": "threshold"})
+    assert_user_error(cli("train", recipe), "audit.mitigate", "one threshold per value of 'group'", "at most 100")
 
 
 def test_exclude_sensitive_keeps_the_column_out_of_the_model_but_audited(tmp_path):

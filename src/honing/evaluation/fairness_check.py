@@ -18,6 +18,8 @@ from honing.evaluation.metrics import compute_metrics
 from honing.progress import SILENT, Progress
 from honing.recipe import Recipe
 
+#: Most values of a text/categorical column given one threshold each by ``audit.mitigate: threshold``.
+MAX_THRESHOLD_GROUPS = 100
 #: Measures shown side by side before and after mitigation.
 _HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro")
 
@@ -59,9 +61,13 @@ def check_mitigation(recipe: Recipe, task: str, n_classes: int | None, train: pd
                           "set data.split.validation > 0")
     column = recipe.audit.sensitive[0]
     values = train.get(column)
-    if values is not None and pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_NUMERIC_GROUPS:
+    if values is None:
+        return
+    limit = MAX_NUMERIC_GROUPS if pd.api.types.is_numeric_dtype(values) else MAX_THRESHOLD_GROUPS
+    if values.nunique() > limit:
         raise RecipeError(f"audit.mitigate: threshold keeps one threshold per value of '{column}', which has "
-                          f"{values.nunique()} values", "use reweigh or exponentiated_gradient, or a categorical column")
+                          f"{values.nunique()} values in the training rows (at most {limit})",
+                          "use reweigh or exponentiated_gradient, or a column of a few groups")
 
 
 def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe: Recipe, model_type: str,
