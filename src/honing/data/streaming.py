@@ -361,7 +361,7 @@ class Plan:
         y = self.target_values(frame)
         keep = np.isin(codes, wanted) & ((y >= 0) if self.task == "classification" else ~np.isnan(y))
         if not keep.any():
-            return np.zeros((0, 0), np.float32), y[:0], codes[:0], *(frame[g].to_numpy()[:0] for g in groups)
+            return np.zeros((0, 0), np.float32), y[:0], codes[:0], *(_group_values(frame[g])[:0] for g in groups)
         rows = frame[keep] if not keep.all() else frame
         with warnings.catch_warnings(), uncached():  # unparsed values were reported once, by the statistics pass
             warnings.simplefilter("ignore", UserWarning)
@@ -369,7 +369,14 @@ class Plan:
         y = y[keep]
         if self.task == "regression" and standardise:
             y = ((y - self.y_mean) / self.y_scale).astype(np.float32)
-        return X, y, codes[keep], *(rows[g].to_numpy() for g in groups)
+        return X, y, codes[keep], *(_group_values(rows[g]) for g in groups)
+
+
+def _group_values(column: pd.Series) -> np.ndarray:
+    """A column's raw values as numbers (or booleans), else as Python objects: what passes a
+    DataLoader untouched, or as a tensor (dates and times would not)."""
+    values = column.to_numpy()
+    return values if values.dtype.kind in "biuf" else values.astype(object)
 
 
 def split_index(name: str) -> int:
