@@ -321,8 +321,7 @@ def _write_run(tmp: Path, recipe: Recipe, schema: Schema, stats: StreamStats, mo
     profiled = schema  # images are not profiled (as in memory)
     if any(c.kind == "image" for c in schema.features):
         profiled = Schema(columns=[], target=schema.target)
-    quantiles = 101 if len(profiled.features) <= 50 else 21
-    reference = build_profile(stats.sample_of("train"), profiled, predictions, task=task, quantiles=quantiles)
+    reference = build_profile(stats.sample_of("train"), profiled, predictions, task=task)
     save_bundle(tmp / "bundle", preprocessor=preprocessor, model=model, task=task, features=schema.to_dict(),
                 classes=classes, model_type=recipe.model.type, metrics=metrics,
                 recipe=recipe.model_dump(mode="json"), data_fingerprint=stats.fingerprint, trusted=TRUSTED_TYPES,

@@ -282,10 +282,9 @@ def _reference_profile(dataset: Dataset, evaluation: Any) -> dict:
     if held_out is not None:
         predicted = evaluation.predictions[held_out][0]
         predictions = [dataset.classes[i] for i in predicted] if dataset.task == "classification" else predicted
-    # images (pixel columns or files) are not profiled one pixel at a time; wide tables get coarser quantiles
+    # images (pixel columns or files) are not profiled one pixel at a time
     schema = dataset.schema if dataset.image_shape is None else Schema(columns=[], target=dataset.target)
-    quantiles = 101 if len(schema.features) <= 50 else 21
-    return build_profile(dataset.splits["train"], schema, predictions, task=dataset.task, quantiles=quantiles)
+    return build_profile(dataset.splits["train"], schema, predictions, task=dataset.task)
 
 
 def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dataset:

@@ -244,9 +244,7 @@ def _reference(task: str, data: UnsupervisedData, model: Any) -> dict:
 
     X = data.X["train"]
     predictions = model.predict(X) if task == "clustering" else model.score(X) if task == "anomaly" else None
-    schema = data.schema
-    quantiles = 101 if len(schema.features) <= 50 else 21
-    return build_profile(data.splits["train"], schema, predictions, quantiles=quantiles,
+    return build_profile(data.splits["train"], data.schema, predictions,
                          task="regression" if task == "anomaly" else "classification")
 
 

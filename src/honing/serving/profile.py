@@ -81,12 +81,15 @@ def build_profile(
     *,
     task: str,
     bins: int = 10,
-    quantiles: int = 101,
+    quantiles: int | None = None,
     top: int = 50,
 ) -> dict:
     """The reference profile of the training split's feature columns ``frame`` (raw or coerced) and
     of the model's ``predictions`` on them; ``task`` says how predictions are profiled ("regression":
-    numeric, anything else: categorical).  See the module docstring for the layout."""
+    numeric, anything else: categorical).  ``quantiles`` per numeric column: by default 101, or 21
+    for a table of more than 50 features (a smaller bundle).  See the module docstring for the layout."""
+    if quantiles is None:
+        quantiles = 101 if len(schema.features) <= 50 else 21
     if bins < 2 or quantiles < 2 or top < 1:
         raise ValueError(f"build_profile needs bins >= 2, quantiles >= 2 and top >= 1 (got {bins}, {quantiles}, {top})")
     features: dict[str, dict] = {}
