@@ -95,7 +95,8 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
         from honing.data.stream_stats import SPLIT_COLUMN
         from honing.stream_flow import streamed_sample
 
-        plan, sample = streamed_sample(Recipe(data=cfg.model_copy(update={"streaming": True}), seed=seed), progress)
+        plan, stats = streamed_sample(Recipe(data=cfg.model_copy(update={"streaming": True}), seed=seed), progress)
+        sample = stats.sample
         splits = {s: rows.drop(columns=SPLIT_COLUMN) for s, rows in sample.groupby(SPLIT_COLUMN)}
         frame, target, task, notes = sample.drop(columns=SPLIT_COLUMN), plan.target, plan.task, [
             f"{data} is larger than memory: the audit reads a uniform sample of {len(sample):,} rows"]

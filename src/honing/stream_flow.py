@@ -95,9 +95,7 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     plan, notes = _opened(recipe, progress, fit_on_validation)
     table, schema, target, task = plan.table, plan.schema, plan.target, plan.task
     stats = _statistics(plan, progress)
-    n_classes = len(stats.classes) if task == "classification" else None
-    check_evaluate(recipe.evaluate, task, n_classes, stats.rows[1])
-    fairness_check.check_mitigation(recipe, task, n_classes, stats.sample_of("train"), stats.rows[1])
+    n_classes = _check_statistics(recipe, plan, stats)
     notes += _stream_notes(stats, recipe, target)
     for note in notes:
         progress.note(note)
@@ -150,7 +148,9 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     that file in memory, split by its split column.  (The best recipe then trains on every row.)"""
     check_recipe(recipe)  # the best recipe will stream: what cannot is refused before any trial
     cfg = recipe.data
-    plan, sample = streamed_sample(recipe, progress)
+    plan, stats = streamed_sample(recipe, progress)
+    _check_statistics(recipe, plan, stats)
+    sample = stats.sample
     path = folder / TUNING_SAMPLE
     sample.to_parquet(path, index=False)
     progress.note(f"tuning on a uniform sample of {len(sample):,} rows of {cfg.source} (data.streaming); the best "
@@ -160,12 +160,21 @@ def tuning_sample(recipe: Recipe, folder: Path, progress: Progress) -> Recipe:
     return recipe.model_copy(update={"data": data})
 
 
-def streamed_sample(recipe: Recipe, progress: Progress) -> tuple[Plan, pd.DataFrame]:
-    """The plan of the recipe's streamed table and one statistics pass's uniform row sample
-    (:data:`~honing.data.stream_stats.SAMPLE_ROWS` rows, each with its split in
+def streamed_sample(recipe: Recipe, progress: Progress) -> tuple[Plan, StreamStats]:
+    """The plan of the recipe's streamed table and one statistics pass, whose ``sample`` holds a
+    uniform row sample (:data:`~honing.data.stream_stats.SAMPLE_ROWS` rows, each with its split in
     :data:`~honing.data.stream_stats.SPLIT_COLUMN`: the same rows on every machine)."""
     plan, _ = _opened(recipe, progress)
-    return plan, _statistics(plan, progress).sample
+    return plan, _statistics(plan, progress)
+
+
+def _check_statistics(recipe: Recipe, plan: Plan, stats: StreamStats) -> int | None:
+    """RecipeError for what the statistics show cannot apply (``evaluate.calibrate`` / ``threshold``,
+    ``audit.mitigate``), before training; the number of classes (None for regression)."""
+    n_classes = len(stats.classes) if plan.task == "classification" else None
+    check_evaluate(recipe.evaluate, plan.task, n_classes, stats.rows[1])
+    fairness_check.check_mitigation(recipe, plan.task, n_classes, stats.sample_of("train"), stats.rows[1])
+    return n_classes
 
 
 def _opened(recipe: Recipe, progress: Progress, merge_validation: bool = False) -> tuple[Plan, list[str]]:

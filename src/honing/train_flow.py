@@ -226,7 +226,7 @@ def _checked_data(recipe: Recipe, progress: Progress, fit_on_validation: bool) -
     resolved = resolved_recipe(recipe, dataset)
     audit = _audit_before_training(resolved, dataset, progress)
     fairness_check.check_mitigation(resolved, dataset.task, dataset.n_classes, dataset.splits["train"],
-                                    len(dataset.splits.get("validation", ())))
+                                    len(dataset.splits["validation"]))
     check_config(resolved, dataset)
     if resolved.model.pretrained:
         from honing.evaluation.transfer import check_base_eval

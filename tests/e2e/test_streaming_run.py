@@ -164,6 +164,15 @@ def test_tuning_a_streamed_table_searches_a_sample_and_trains_the_best_on_every_
     assert "streaming" in trained and sum(trained["rows"].values()) == len(frame)  # every row, streamed
     assert not list((tmp_path / "tuned").rglob("tuning-sample.parquet"))
 
+    # what the statistics show the best recipe cannot do is refused before any trial
+    from honing.errors import RecipeError
+
+    clash = {**recipe, "audit": {"sensitive": ["city"], "mitigate": "threshold"},
+             "evaluate": {"explain": False, "threshold": "f1"}, "tune": {**recipe["tune"], "refit": False}}
+    monkeypatch.setattr(flow, "load_data", lambda *a: pytest.fail("a trial ran"))
+    with pytest.raises(RecipeError, match="audit.mitigate: threshold sets its own decision thresholds"):
+        tune(clash, out=tmp_path / "clash")
+
 
 def test_a_streamed_run_calibrates_and_thresholds_on_its_validation_rows(files, tmp_path):
     """evaluate.calibrate and evaluate.threshold on a streamed table: fitted on the held validation
