@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
@@ -67,3 +69,12 @@ def test_roc_and_pr_plots(tmp_path, k):
     classes = [f"class {i}" for i in range(k)]
     for draw in (plots.roc_plot, plots.pr_plot):
         _check_png(draw(y, proba, classes, tmp_path / "nested" / f"{draw.__name__}.png"))
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_curves_of_a_single_class_say_so_without_a_warning(tmp_path, label):
+    y, proba = np.full(5, label), np.tile([0.7, 0.3], (5, 1))  # a tiny test split of one class
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn warns on one class, matplotlib on a legend without artists
+        for draw in (plots.roc_plot, plots.pr_plot):
+            _check_png(draw(y, proba, ["a", "b"], tmp_path / f"{draw.__name__}.png"))

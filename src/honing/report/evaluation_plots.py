@@ -110,14 +110,17 @@ def residual_plot(residuals: dict, path: str | Path, title: str = "residuals") -
 
 def _one_vs_rest(y_true: Any, proba: Any, classes: list, most: int = 8) -> list[tuple[str, Any, Any]]:
     """(label, is this class, its probability) for the positive class of a binary task, or for
-    each of the ``most`` most frequent classes (one-vs-rest)."""
+    each of the ``most`` most frequent classes (one-vs-rest); a class that is every row or none
+    has no curve and is left out."""
     import numpy as np
 
     y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=float)
     if proba.shape[1] == 2:
-        return [(str(classes[1]), y_true == 1, proba[:, 1])]
-    shown = np.argsort(-np.bincount(y_true, minlength=proba.shape[1]), kind="stable")[:most]
-    return [(str(classes[k]), y_true == k, proba[:, k]) for k in sorted(shown) if (y_true == k).any()]
+        shown = [1]
+    else:
+        shown = sorted(np.argsort(-np.bincount(y_true, minlength=proba.shape[1]), kind="stable")[:most])
+    curves = [(str(classes[k]), y_true == k, proba[:, k]) for k in shown]
+    return [(label, hits, scores) for label, hits, scores in curves if 0 < hits.sum() < len(hits)]
 
 
 def roc_plot(y_true: Any, proba: Any, classes: list, path: str | Path, title: str = "ROC curve") -> Path:
@@ -127,8 +130,6 @@ def roc_plot(y_true: Any, proba: Any, classes: list, path: str | Path, title: st
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i, (label, hits, scores) in enumerate(_one_vs_rest(y_true, proba, classes)):
-        if hits.all():
-            continue
         fpr, tpr, _ = roc_curve(hits, scores)
         ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], label=f"{label} (AUC {roc_auc_score(hits, scores):.3f})")
     ax.plot([0, 1], [0, 1], color=PALETTE[7], linestyle="--", linewidth=1, label="chance")
@@ -148,18 +149,20 @@ def pr_plot(y_true: Any, proba: Any, classes: list, path: str | Path, title: str
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i, (label, hits, scores) in enumerate(_one_vs_rest(y_true, proba, classes)):
-        if hits.all():
-            continue
         precision, recall, _ = precision_recall_curve(hits, scores)
         color = PALETTE[i % len(PALETTE)]
         ax.step(recall, precision, where="post", color=color,
                 label=f"{label} (AP {average_precision_score(hits, scores):.3f}, no skill {hits.mean():.2f})")
         ax.axhline(hits.mean(), color=color, linestyle=":", linewidth=1)
+    if not ax.lines:  # every row is of one class: a class against the rest has no curve
+        ax.text(0.5, 0.5, "no curve: these rows hold a single class", ha="center", va="center",
+                transform=ax.transAxes, color=PALETTE[7])
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", frameon=False)
+    if ax.lines:
+        ax.legend(loc="lower left", frameon=False)
     return save(fig, path)
