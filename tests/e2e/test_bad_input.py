@@ -145,6 +145,9 @@ def test_model_names_are_checked_before_reading_data(cli, tmp_path):
     assert_user_error(result, "model.type", "lightgbm")
     assert result.err.count("\n") == 1
     assert_user_error(cli("train", recipe, "--set", "model.candidates=[linear, forest]"), "model.candidates")
+    # a portfolio's members keep their defaults: parameters for "auto" were silently dropped
+    assert_user_error(cli("train", recipe, "--set", "model.params.max_depth=3"), "model.params", "max_depth",
+                      "model.type is auto")
 
 
 def test_outputs_that_are_directories(cli, trained, houses_csv, tmp_path):

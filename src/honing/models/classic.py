@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from honing.errors import ModelError, did_you_mean
+from honing.errors import ModelError, RecipeError, did_you_mean
 from honing.registry import Registry
 
 CLASSIFICATION = "classification"
@@ -262,6 +262,10 @@ def check_model_names(type: str, candidates: list[str], params: dict | None = No
         for name in candidates:
             if name != "linear":
                 MODELS.entry(name, key="model.candidates")
+        if params:  # whose parameters would they be?
+            raise RecipeError(f"model.params: {', '.join(params)} set, but model.type is auto (a portfolio of "
+                              f"{', '.join(candidates)}, each with its defaults)",
+                              "set model.type to the one model these parameters are for, or remove model.params")
         return
     entry = MODELS.entry(type, key="model.type")
     if type == "pretrained":

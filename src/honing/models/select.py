@@ -65,8 +65,7 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
     ``options`` to every neural model (:func:`honing.models.classic.neural_options`)."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
-    estimators = [(t, make_model(t, task, cfg.params if cfg.type != "auto" else {}, seed, train,
-                                         options)) for t in types]
+    estimators = [(t, make_model(t, task, cfg.params, seed, train, options)) for t in types]
     if checkpoints is not None:
         for name, est in estimators:
             if is_neural(est):

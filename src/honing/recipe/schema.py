@@ -150,7 +150,7 @@ class ModelConfig(_Section):
     """Which model to train."""
 
     type: str = Field("auto", description="auto, or a model type (see `honing models`): logistic_regression, linear_regression, ridge, lasso, elastic_net, decision_tree, random_forest, extra_trees, lightgbm, svm, knn, naive_bayes.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Parameters passed to the model (checked against the model's own).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters passed to the model (checked against the model's own). Not with type: auto, whose candidates keep their defaults (tune them with honing tune).")
     candidates: list[str] = Field(default_factory=lambda: ["linear", "random_forest", "lightgbm"], description="Model types tried by type: auto ('linear' = logistic or linear regression by task).")
     pretrained: str | None = Field(None, description="Start from pretrained weights: builtin:minilm (all-MiniLM-L6-v2, extra `text`), a local Hugging Face model folder (config + safetensors + tokenizer), or a honing bundle folder (its network, with a new head). Never downloaded.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning of model.pretrained.")
