@@ -126,6 +126,18 @@ def test_regression_residuals(tmp_path):
     assert run.metrics["cv"]["comparison"]["better"] == "a"
 
 
+def test_a_column_without_values_in_the_test_rows_is_left_out_of_partial_dependence(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    frame["y"] = 2 * frame["a"] + frame["b"] + rng.normal(scale=0.1, size=300)
+    frame["split"] = np.where(np.arange(300) < 240, "train", "test")
+    frame.loc[frame["split"] == "test", "b"] = np.nan  # e.g. a tiny test split where it happens to be missing
+    frame.to_csv(tmp_path / "reg.csv", index=False)
+    run = _train(tmp_path, str(tmp_path / "reg.csv"), "y", data_split={"column": "split"}, model={"type": "ridge"})
+    assert [c["feature"] for c in run.metrics["explain"]["partial_dependence"]] == ["a"]
+    assert {row["feature"] for row in run.metrics["explain"]["importance"]} == {"a", "b"}
+
+
 def test_evaluation_mistakes_name_the_key(cli, tmp_path):
     frame = _cancer(tmp_path)
     recipe = {"data": {"source": str(tmp_path / "cancer.csv"), "target": "target", "split": {"validation": 0}},

@@ -190,7 +190,8 @@ def _explain(bundle: Bundle, dataset: Dataset, features: Any, y: np.ndarray, rec
     importance = explain.permutation_importances(frame_model, features, y, task, recipe.evaluate.metric,
                                                  repeats=recipe.evaluate.importance_repeats, seed=recipe.seed,
                                                  n_classes=dataset.n_classes)
-    top = [row["feature"] for row in importance[:3]]
+    # a column without a value in these rows (a tiny test split) has no curve to draw
+    top = [row["feature"] for row in importance if features[row["feature"]].notna().any()][:3]
     dependence = [explain.partial_dependence(frame_model, features, name, task=task) for name in top]
     out.plots.append(explain_plots.importance_plot(importance, plots / "importance.png",
                                                    "permutation importance (test)"))
