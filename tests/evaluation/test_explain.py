@@ -210,6 +210,18 @@ def test_partial_dependence_of_classifiers_equals_sklearn():
         partial_dependence(model, frame, "a", task="classification", target_class=2)
 
 
+def test_partial_dependence_of_a_binary_classifier_on_two_rows():
+    """scikit-learn's brute method takes two rows for two classes and fails; ours averages them."""
+    frame = _numeric()
+    pipe = Pipeline([("pre", StandardScaler()), ("est", LogisticRegression())]).fit(frame, frame["a"] > 0)
+    model = FrameModel(pipe["pre"].transform, pipe["est"], "classification")
+    two = frame.head(2)
+    ours = partial_dependence(model, two, "a", task="classification")
+    by_hand = [pipe.predict_proba(two.assign(a=v))[:, 1].mean() for v in ours["values"]]
+    assert len(ours["values"]) == 2
+    np.testing.assert_allclose(ours["average"], by_hand, rtol=1e-12)
+
+
 def test_partial_dependence_on_raw_mixed_columns(regression):
     frame, y = regression
     frame = frame.assign(count=np.arange(len(frame)) % 4)  # an integer column

@@ -231,33 +231,28 @@ def partial_dependence(model: FrameModel, frame: pd.DataFrame, feature: str, *, 
     """The average prediction as ``feature`` varies over a grid, other columns as in ``frame``.
 
     Regression: the average predicted value; classification: the average probability of
-    ``target_class``.  Computed by ``sklearn.inspection.partial_dependence(method="brute")`` on
-    the raw frame (an integer column is evaluated as float, which scikit-learn requires).
+    ``target_class``.  Brute force, as ``sklearn.inspection.partial_dependence(method="brute")``
+    computes it (the tests' oracle), one prediction of the frame per grid value; scikit-learn's own
+    mistakes a binary classifier's two rows for its two classes.
     Returns ``{"feature", "kind": "numeric"|"categorical", "values", "average"}``.
     """
     _check_task(task)
     if feature not in frame.columns:
         raise ValueError(f"no column '{feature}' in the frame")
     kind, values = _grid(frame[feature], grid)
-    data = frame
-    if kind == "numeric" and frame[feature].dtype.kind in "iu":
-        data = frame.assign(**{feature: frame[feature].astype("float64")})
-    result = inspection.partial_dependence(
-        model, data, [feature], categorical_features=[feature] if kind == "categorical" else None,
-        custom_values={feature: values}, method="brute", kind="average")
-    average = np.asarray(result["average"], dtype=float)
     if task == "classification":
         k = len(model.classes_)
         if not 0 <= target_class < k:
             raise ValueError(f"target_class must be in 0..{k - 1}, got {target_class}")
-        if k > 2:
-            curve = average[target_class]
-        else:  # binary: scikit-learn gives P(class 1) only
-            curve = average[0] if target_class == 1 else 1.0 - average[0]
-    else:
-        curve = average[0]
+    curve = []
+    for value in values:
+        data = frame.assign(**{feature: float(value) if kind == "numeric" else value})
+        if task == "classification":
+            curve.append(np.asarray(model.predict_proba(data), dtype=float)[:, target_class].mean())
+        else:
+            curve.append(np.asarray(model.predict(data), dtype=float).mean())
     return {"feature": str(feature), "kind": kind, "values": [_plain(v) for v in values],
-            "average": [_float(v) for v in curve.ravel()]}
+            "average": [_float(v) for v in curve]}
 
 
 # --------------------------------------------------------------------------- local explanation
