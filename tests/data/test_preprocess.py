@@ -121,6 +121,18 @@ def test_unparsable_numbers_warn_once_per_column():
     assert x["area"].isna().tolist() == [True, False, True, True, True, True]
 
 
+def test_infinite_numbers_become_missing_with_a_warning():
+    train = pd.DataFrame({"a": [1.0, np.inf, 3.0, 4.0], "b": [1.0, float("1e400"), -np.inf, 2.0], "y": [0, 1, 0, 1]})
+    schema = infer_schema(train, target="y")
+    with pytest.warns(UserWarning) as caught:
+        x = coerce_features(train, schema)
+    assert [str(w.message).split(" (")[0] for w in caught] == ["column 'a': 1 value is infinite",
+                                                               "column 'b': 2 values are infinite"]
+    assert x["a"].isna().tolist() == [False, True, False, False] and x["b"].isna().sum() == 2
+    matrix = build_preprocessor(schema, DataConfig(source="x.csv", target="y")).fit_transform(x)
+    assert np.isfinite(matrix).all()  # scikit-learn's imputers and scalers refuse infinities
+
+
 def test_unparsable_dates_warn_on_one_line():
     train = pd.DataFrame({"d": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": [0, 1, 0]})
     schema = infer_schema(train, target="y")

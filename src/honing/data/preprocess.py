@@ -129,6 +129,9 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         out[name] = _COERCERS[kind](df[name])
         if kind in _UNPARSED_WORDS and (message := _unparsed_message(name, df[name], out[name], kind)):
             warnings.warn(message, UserWarning, stacklevel=2)
+        if kind == "numeric" and (message := _infinite_message(name, out[name])):
+            out[name] = out[name].where(np.isfinite(out[name]))
+            warnings.warn(message, UserWarning, stacklevel=2)
     return pd.DataFrame(out, index=df.index)
 
 
@@ -149,6 +152,16 @@ def _unparsed_message(name: str, raw: pd.Series, coerced: pd.Series, kind: str) 
     one, many = _UNPARSED_WORDS[kind]
     values = f"1 value is not a {one}" if count == 1 else f"{count} values are not {many}"
     return f"column '{name}': {values} (e.g. '{example}'); treated as missing"
+
+
+def _infinite_message(name: str, values: pd.Series) -> str | None:
+    """A one-line warning when a numeric column holds infinities (e.g. ``inf``, or ``1e400`` read as
+    one), which become missing values: no imputer or scaler takes them."""
+    count = int(np.isinf(values.to_numpy()).sum())
+    if count == 0:
+        return None
+    what = "1 value is infinite" if count == 1 else f"{count} values are infinite"
+    return f"column '{name}': {what} (e.g. inf, or a number too large for float64); treated as missing"
 
 
 def _is_blank(value: Any) -> bool:

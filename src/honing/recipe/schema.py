@@ -60,7 +60,7 @@ class CleanConfig(_Section):
     """Row cleaning before the split."""
 
     duplicates: Literal["drop", "keep"] = Field("drop", description="Drop exact duplicate rows before splitting (they would leak across splits).")
-    missing: MissingConfig = Field(default_factory=MissingConfig, description="Imputation of missing values.")
+    missing: MissingConfig = Field(default_factory=MissingConfig, description="Imputation of missing values. In a numeric column, values that are not numbers or are infinite count as missing (with a one-line warning naming the column).")
 
 
 class ImageConfig(_Section):
