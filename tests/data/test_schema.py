@@ -271,6 +271,14 @@ def test_mostly_numeric_target_is_refused():
         check_target(frame, "price", "regression")
 
 
+def test_infinite_regression_target_is_refused_naming_the_row():
+    frame = pd.DataFrame({"y": [1.0, 2.0, np.nan, np.inf, -np.inf, 3.0]})
+    with pytest.raises(DataError) as err:
+        check_target(frame, "y", "regression")
+    assert err.value.what == "target 'y' has 2 infinite value(s) (the first in row 3)"
+    check_target(frame.drop(index=[3, 4]), "y", "regression")  # missing values are allowed
+
+
 def test_mostly_text_target_is_still_classification():
     # 1 label in 5 is a number: labels, not dirty numbers
     y = pd.Series(["a", "b", "c", "1", "a"] * 10, name="y")

@@ -329,6 +329,11 @@ def check_target(df: pd.DataFrame, target: str, task: str) -> None:
                 f"target '{target}' is not numeric (dtype {df[target].dtype}); regression needs numbers",
                 "set data.task: classification, or choose a numeric data.target",
             )
+        infinite = np.isinf(pd.to_numeric(values, errors="coerce").to_numpy(dtype=float))
+        if infinite.any():  # no loss or metric survives one
+            raise DataError(f"target '{target}' has {int(infinite.sum())} infinite value(s) (the first in row "
+                            f"{_python_scalar(values.index[infinite][0])})",
+                            "fix or remove those rows (an empty target drops a row)")
     else:
         raise DataError(f"data.task: unknown task '{task}'", "use classification or regression")
 
