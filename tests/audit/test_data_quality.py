@@ -124,6 +124,7 @@ def test_identifier_columns():
         "height": rng.normal(170, 10, n),  # unique floats: a measurement
         "income": rng.permutation(n) * 37 + 1000,  # unique integers in no order: a measurement
         "review": [f"this is review number {i} of a product" for i in range(n)],  # free text
+        "day": pd.date_range("2020-01-01", periods=n).astype(str),  # dates as a CSV gives them
         "y": np.arange(n),
     })
     found = by_check(check_quality(df, "y", "regression"), "identifier_column")

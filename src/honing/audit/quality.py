@@ -36,6 +36,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from honing.audit.findings import Finding
 from honing.audit.splits import as_float, as_text, distribution_shift, finding, row_hashes, split_leakage
 from honing.data.image_sources import looks_like_image_paths
+from honing.data.schema import looks_like_dates
 
 CHECKS: tuple[str, ...] = (
     "missing_values", "duplicate_rows", "conflicting_labels", "constant_column", "near_constant_column",
@@ -153,11 +154,15 @@ def _prepare(frame: pd.DataFrame, ignored: set) -> _Table:
         blank = s.str.strip().eq("").fillna(False) if isinstance(s.dtype, pd.StringDtype) \
             else s.map(lambda v: isinstance(v, str) and not v.strip())
         frame[col] = s.mask(blank.astype(bool))
+        present = frame[col].dropna()
+        if len(present) and looks_like_dates(as_text(present)):  # dates as a file gives them (strings)
+            kinds[col] = "datetime"
     return _Table(frame, kinds, [c for c in frame.columns if _hashable(frame[c])])
 
 
 def _kind(s: pd.Series) -> str:
-    """'bool', 'numeric', 'datetime' (dates, durations, periods) or 'text' (anything else)."""
+    """'bool', 'numeric', 'datetime' (dates, durations, periods) or 'text' (anything else; text that
+    reads as dates is made 'datetime' by :func:`_prepare`)."""
     if pdt.is_bool_dtype(s.dtype):
         return "bool"
     if pdt.is_datetime64_any_dtype(s.dtype) or pdt.is_timedelta64_dtype(s.dtype) \

@@ -238,7 +238,7 @@ def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
         return "image", ""
     unique = values.nunique()
     ratio = unique / len(values)
-    if _looks_like_dates(values):
+    if looks_like_dates(values):
         return "datetime", ""
     has_space = values.str.contains(r"\s", regex=True)
     if ratio > 0.95 and len(values) >= _MIN_ID_ROWS and not has_space.any():
@@ -249,7 +249,7 @@ def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
     return "categorical", ""
 
 
-def _looks_like_dates(values: pd.Series) -> bool:
+def looks_like_dates(values: pd.Series) -> bool:
     """At least 90% of a sample parses as dates (values of 6+ characters with digits, not numbers)."""
     sample = values.head(_DATE_SAMPLE)
     if sample.str.len().median() < 6 or not sample.str.contains(r"\d", regex=True).mean() >= 0.9:
