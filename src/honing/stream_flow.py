@@ -63,12 +63,9 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"data.balance: {recipe.data.balance} resamples the training rows, which needs them in "
                           "memory", "use data.balance: class_weight (a weighted loss from the class counts), or "
                           "data.streaming: false")
-    refused = [("evaluate.cv", recipe.evaluate.cv is not None),
-               ("data.reduce", bool(recipe.data.reduce))]  # a PCA fitted on the whole training split
-    for key, used in refused:
-        if used:
-            raise RecipeError(f"{key}: not available with data.streaming (it needs the whole table in memory)",
-                              f"remove {key}, or set data.streaming: false")
+    if recipe.evaluate.cv is not None:  # K refits on the whole table
+        raise RecipeError("evaluate.cv: not available with data.streaming (it needs the whole table in memory)",
+                          "remove evaluate.cv, or set data.streaming: false")
     if recipe.audit.mitigate not in ("none", "threshold"):
         raise RecipeError(f"audit.mitigate: {recipe.audit.mitigate} refits the model on training rows held in "
                           "memory", "use audit.mitigate: threshold (one threshold per group, chosen on the "

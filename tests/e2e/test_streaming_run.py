@@ -212,6 +212,23 @@ def test_data_parallel_ranks_stream_their_own_share(files, tmp_path, cli):
     assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 2
 
 
+def test_a_streamed_run_reduces_its_columns_with_a_pca(tmp_path):
+    frame = _table(8000, seed=3)
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=1000, index=False)
+    run = train(_recipe(tmp_path / "t.parquet", streaming=True, workers=0, reduce={"pca": 5}), out=tmp_path / "r",
+                track=False)
+    bundle = honing.load(run.bundle_dir)
+    assert bundle.preprocessor.named_steps["reduce"].n_components_ == 5
+    assert bundle.transform(frame.head(3)).shape == (3, 5)  # the model reads the 5 components
+    assert run.metrics["test"]["accuracy"] > run.metrics["baseline"]["test"]["accuracy"] + 0.1
+    from sklearn.metrics import accuracy_score
+
+    from honing.data.streaming import split_codes
+
+    test = frame[split_codes(np.arange(len(frame), dtype=np.uint64), 42, 0.15, 0.15) == 2]
+    assert accuracy_score(test["label"], bundle.predict(test)) == pytest.approx(run.metrics["test"]["accuracy"])
+
+
 def test_a_non_neural_model_type_is_refused(files, tmp_path, cli):
     _, folder = files
     recipe = tmp_path / "recipe.yaml"
@@ -221,6 +238,8 @@ def test_a_non_neural_model_type_is_refused(files, tmp_path, cli):
     assert_user_error(cli("train", recipe, "--out", tmp_path / "r"), "model.type", "auto")
     assert_user_error(cli("train", recipe, "--out", tmp_path / "r", "--set", "model.type=mlp",
                           "--set", "data.split.group=city"), "data.split.group")
+    assert_user_error(cli("train", recipe, "--out", tmp_path / "r", "--set", "model.type=mlp",
+                          "--set", "evaluate.cv={folds: 3}"), "evaluate.cv", "data.streaming")
     assert not (tmp_path / "r").exists()
 
 

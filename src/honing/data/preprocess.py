@@ -340,7 +340,7 @@ def build_preprocessor(schema: Schema, cfg: DataConfig) -> ColumnTransformer:
     )
     if cfg.reduce:  # data.reduce: a PCA step after the columns (honing.data.reduce)
         from honing.data.reduce import with_reduction
-        return with_reduction(columns, cfg, by_kind)
+        return with_reduction(columns, cfg)
     return columns
 
 

@@ -8,8 +8,9 @@ API and ``honing serve`` apply it like any other step.  The compiled single-row 
 (:mod:`honing.serving.fast_transform`) handles ColumnTransformers only, so for these bundles it is not
 used and rows go through the fitted pipeline (the same numbers, a little slower per request).
 
-Not available with image columns, token ids (``data.text: tokens`` / ``pretrained``) — ids are not
-quantities a PCA can mix — nor with a streamed table (``data.streaming``).
+Not available with image columns, or token ids (``data.text: tokens`` / ``pretrained``): ids are not
+quantities a PCA can mix.  On a streamed table (``data.streaming``) the PCA is fitted on the row
+sample's training rows (:mod:`honing.data.stream_fit`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def check_reduce(schema: Any, cfg: Any) -> None:
                           "use data.text: tfidf, or remove data.reduce")
 
 
-def with_reduction(columns: Any, cfg: Any, by_kind: dict[str, list[str]]) -> Any:
+def with_reduction(columns: Any, cfg: Any) -> Any:
     """``columns`` (the unfitted ColumnTransformer) followed by the PCA of ``cfg.reduce``."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
@@ -41,3 +42,11 @@ def with_reduction(columns: Any, cfg: Any, by_kind: dict[str, list[str]]) -> Any
     value = float(cfg.reduce["pca"])
     components: float | int = value if value < 1 else int(value)
     return Pipeline([("columns", columns), ("reduce", PCA(n_components=components, svd_solver="full"))])
+
+
+def fit_reduction(columns: Any, cfg: Any, X: Any) -> Any:
+    """The pipeline of :func:`with_reduction` around the *fitted* ``columns``, its PCA fitted on
+    ``X`` (their output for the training rows; a streamed table's sampled rows)."""
+    pipeline = with_reduction(columns, cfg)
+    pipeline.named_steps["reduce"].fit(X)
+    return pipeline

@@ -10,6 +10,7 @@ From the row sample: median and most-frequent imputation of numbers, robust scal
 columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text:
 tfidf``) or token vocabulary (``tokens``).  An image column's transformer is fitted on one sampled
 training row, as in memory (it records the decoding settings and the first image's size).
+``data.reduce``'s PCA is fitted on the sampled training rows, once the columns are.
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ from honing.recipe import DataConfig
 
 
 def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig) -> Any:
-    """The in-memory path's ColumnTransformer, fitted from the statistics (see the module doc)."""
+    """The in-memory path's ColumnTransformer, fitted from the statistics (see the module doc); with
+    ``data.reduce``, followed by its PCA fitted on the sampled training rows."""
     sample = coerce_features(stats.sample_of("train"), schema) if stats.sample is not None else None
+    if cfg.reduce:
+        from honing.data.reduce import check_reduce, fit_reduction
+
+        check_reduce(schema, cfg)
+        columns = fitted_preprocessor(stats, schema, cfg.model_copy(update={"reduce": None}))
+        if sample is None or not len(sample):
+            raise DataError("data.reduce: no sampled training rows to fit the PCA on", "add rows")
+        return fit_reduction(columns, cfg, columns.transform(sample))
     if any(c.kind == "image" for c in schema.features):  # pixels: the decoding settings and the first image's size
         return build_preprocessor(schema, cfg).fit(sample.head(1))
     fills = {name: _category_fill(stats, name, cfg) for name in stats.categorical}

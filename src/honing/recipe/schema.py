@@ -107,7 +107,7 @@ class DataConfig(_Section):
     shuffle_buffer: int = Field(100_000, ge=1, description="Streaming: rows held in the shuffle buffer (shared by the reader processes; at most 256 MiB of preprocessed rows, fewer for wide rows such as images); training batches are drawn at random from it.")
     workers: int = Field(1, ge=0, description="Streaming: reader processes that read and preprocess batches beside training (0 = in the training process).")
     chunk_rows: int = Field(16_384, ge=1, description="Streaming: rows read from the file (and preprocessed) at a time; memory grows with it.")
-    reduce: dict[Literal["pca"], float] | None = Field(None, description="Dimensionality reduction after the preprocessing, fitted on the training split and stored in the bundle: {pca: 0.95} keeps the principal components explaining 95% of the variance, {pca: 10} keeps 10 components (docs/unsupervised.md). Not with images, token ids or streaming.")
+    reduce: dict[Literal["pca"], float] | None = Field(None, description="Dimensionality reduction after the preprocessing, fitted on the training split and stored in the bundle: {pca: 0.95} keeps the principal components explaining 95% of the variance, {pca: 10} keeps 10 components (docs/unsupervised.md). Not with images or token ids; on a streamed table fitted on the row sample.")
     env: str | None = Field(None, description="data.task: reinforcement: the gymnasium environment id the agent learns in (extra `rl`), e.g. FrozenLake-v1, CartPole-v1.")
     env_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the environment (gymnasium.make), e.g. {is_slippery: true, map_name: 4x4}.")
 
