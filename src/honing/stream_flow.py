@@ -23,6 +23,7 @@ import pandas as pd
 
 from honing.bundle import save_bundle
 from honing.bundle.predictor import Bundle
+from honing.data.augment_text import rows_per_row, text_steps
 from honing.data.balance import check_task
 from honing.data.dataset import _label_key, image_shaped
 from honing.data.image_sources import LABEL
@@ -70,9 +71,6 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"audit.mitigate: {recipe.audit.mitigate} refits the model on training rows held in "
                           "memory", "use audit.mitigate: threshold (one threshold per group, chosen on the "
                           "streamed validation rows), or data.streaming: false")
-    if any(step.get("name") == "text" for step in recipe.data.augment):
-        raise RecipeError("data.augment: text augmentation cannot be streamed", "remove the text step, or set "
-                          "data.streaming: false")
 
 
 def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, checkpoints: Path,
@@ -91,6 +89,10 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     cfg, started = recipe.data, time.perf_counter()
     plan, notes = _opened(recipe, progress, fit_on_validation)
     table, schema, target, task = plan.table, plan.schema, plan.target, plan.task
+    plan.augment = text_steps(cfg.augment, [c.name for c in schema.features if c.kind == "text"])
+    if plan.augment:
+        notes.append(f"data.augment: every training row comes with {rows_per_row(plan.augment) - 1} rewrites of its "
+                     "text, drawn anew each epoch")
     stats = _statistics(plan, progress)
     n_classes = _check_statistics(recipe, plan, stats)
     notes += _stream_notes(stats, recipe, target)
@@ -100,7 +102,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
     audit = _audit(resolved, stats, progress, _note_findings)
     classes = stats.classes if task == "classification" else None
     with progress.step("fitting preprocessing from the training statistics"):
-        plan.preprocessor = fitted_preprocessor(stats, schema, cfg)
+        augment = (lambda rows: plan.augmented(rows, plan.seed)) if plan.augment else None
+        plan.preprocessor = fitted_preprocessor(stats, schema, cfg, augment)
     if table.images:  # a cnn reads the decoded images as (C, H, W)
         resolved = image_shaped(resolved, plan.preprocessor.transformers_[0][1].image_shape_)
     if classes is not None:
@@ -127,6 +130,7 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
             evaluation.groups["test"], recipe, task, n_classes), progress)
     metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
     metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
+                            "train_rows_per_epoch": int(stats.rows[0] * rows_per_row(plan.augment)),
                             "seconds": {"before_training": round(trained - started - fit_seconds, 3),
                                         "training": round(fit_seconds, 3),
                                         "evaluation": round(time.perf_counter() - trained, 3)},
@@ -269,8 +273,8 @@ def _fit(recipe: Recipe, plan: Plan, stats: StreamStats, n_features: int, progre
     model = classic.make_model(recipe.model.type, plan.task, recipe.model.params, recipe.seed, train,
                                classic.neural_options(recipe))
     model.set_params(checkpoint=str(checkpoints / f"{recipe.model.type}.pt"))
-    rows = RowStream(plan, ("train",), rows=stats.rows[0], batch_size=train.batch_size, workers=cfg.workers,
-                     shuffle=True, buffer_rows=cfg.shuffle_buffer, by_rank=True)
+    rows = RowStream(plan, ("train",), rows=stats.rows[0] * rows_per_row(plan.augment), batch_size=train.batch_size,
+                     workers=cfg.workers, shuffle=True, buffer_rows=cfg.shuffle_buffer, by_rank=True, augment=True)
     validation = None
     if stats.rows[1]:
         validation = RowStream(plan, ("validation",), rows=stats.rows[1],

@@ -290,24 +290,20 @@ def _reference_profile(dataset: Dataset, evaluation: Any) -> dict:
 def _augmented_text(dataset: Dataset, recipe: Recipe, progress: Progress) -> Dataset:
     """The dataset with augmented copies of its training rows' text (``data.augment`` text steps);
     batch steps (images, tabular) need a neural model, which applies them per training batch."""
-    from honing.data.augment_text import augment_training_text
+    from honing.data.augment_text import augment_training_text, text_steps
 
-    steps = recipe.data.augment
     batch_steps = classic.neural_options(recipe)["augment"]
     if batch_steps and recipe.model.type not in classic.MODELS.names(neural=True):
         raise RecipeError(f"data.augment: {batch_steps[0].get('name')} augments the training batches of neural "
                           f"models, and model.type is {recipe.model.type}",
                           "use a neural model.type (mlp, cnn, …, pretrained), or remove the step")
-    text_steps = [(i, s) for i, s in enumerate(steps) if s.get("name") == "text"]
-    if not text_steps:
-        return dataset
     columns = [c.name for c in dataset.schema.features if c.kind == "text"]
-    if not columns:
-        raise RecipeError("data.augment: a text step needs a text column, and this data has none",
-                          "remove the step, or set data.types: {COLUMN: text}")
+    steps = text_steps(recipe.data.augment, columns)
+    if not steps:
+        return dataset
     train = dataset.splits["train"]
     with progress.step(f"augmenting the training text ({', '.join(columns)})"):
-        for i, step in text_steps:
+        for i, step in steps:
             train = augment_training_text(train, columns, step, recipe.seed, index=i)
     return dataset.with_training(train)
 

@@ -147,6 +147,58 @@ def test_every_training_row_once_per_epoch_in_a_new_order(table, workers):
     assert np.array_equal(np.sort(validation.astype(int)), np.flatnonzero(plan.splits(0, len(frame)) == 1))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_text_augmentation_adds_fresh_copies_of_every_training_row_each_epoch(tmp_path, workers):
+    """data.augment's text step on a stream: each training row comes with `copies` rewrites of its text
+    (here swaps, which keep its words) and its own label, drawn anew each epoch; validation is untouched."""
+    from honing.data.augment_text import rows_per_row, text_steps
+
+    frame = _frame(1500, seed=5)
+    words = np.array(["red", "green", "blue", "fast", "slow", "dog", "cat", "tree", "sky", "sea"])
+    rng = np.random.default_rng(6)
+    frame["note"] = [" ".join(rng.choice(words, 5, replace=False)) for _ in range(len(frame))]
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=200, index=False)
+    schema = infer_schema(frame, target="y", overrides={"rid": "numeric", "note": "text"})
+    plan = Plan(TableFile.open(tmp_path / "t.parquet"), schema, "y", "classification", 7, 0.15, 0.15, 256)
+    train = np.flatnonzero(plan.splits(0, len(frame)) == 0)
+    cfg = DataConfig(source="x", text="tokens", max_tokens=5, scale="none")
+    plan.preprocessor = build_preprocessor(schema, cfg).fit(coerce_features(frame.iloc[train], schema))
+    plan.labels = {"p": 0, "q": 1, "r": 2}
+    plan.augment = text_steps([{"name": "gaussian_noise"}, {"name": "text", "swap": 0.6, "deletion": 0.0,
+                                                            "synonyms": 0.0, "copies": 2}], ["note"])
+    assert [i for i, _ in plan.augment] == [1] and rows_per_row(plan.augment) == 3
+    stream = RowStream(plan, ("train",), rows=3 * len(train), batch_size=64, workers=workers, shuffle=True,
+                       buffer_rows=500, augment=True)
+    names = list(plan.preprocessor.get_feature_names_out())
+    rid, tokens = names.index("rid"), [i for i, n in enumerate(names) if "note" in n]
+
+    def epoch(number: int) -> dict[int, list[tuple]]:
+        versions: dict[int, list[tuple]] = {}
+        for xb, yb in stream.batches(number):
+            for x, label in zip(xb.numpy(), yb.numpy(), strict=True):
+                assert label == plan.labels[frame["y"].iloc[int(x[rid])]]  # each copy keeps its row's label
+                versions.setdefault(int(x[rid]), []).append(tuple(x[tokens].astype(int)))
+        return versions
+
+    first, again, second = epoch(1), epoch(1), epoch(2)
+    assert sorted(first) == train.tolist() and all(len(v) == 3 for v in first.values())
+    assert all(len({tuple(sorted(t)) for t in v}) == 1 for v in first.values())  # swaps keep the words
+    assert sum(len(set(v)) > 1 for v in first.values()) > 0.9 * len(train)  # and move them
+    assert first == again and first != second  # seeded by the epoch: fresh copies every epoch
+    assert abs(len(stream) - 3 * len(train) / 64) <= 1
+    validation = RowStream(plan, ("validation",), rows=1, batch_size=50, workers=workers).batches(0)
+    assert sum(len(xb) for xb, _ in validation) == int((plan.splits(0, len(frame)) == 1).sum())
+
+
+def test_a_text_step_without_a_text_column_is_a_recipe_error():
+    from honing.data.augment_text import text_steps
+
+    with pytest.raises(RecipeError, match=r"data.augment\[0\].swap"):
+        text_steps([{"name": "text", "swap": 2}], ["note"])
+    with pytest.raises(RecipeError, match="a text step needs a text column"):
+        text_steps([{"name": "text"}], [])
+
+
 # --------------------------------------------------------------------------- statistics
 
 

@@ -132,6 +132,26 @@ def test_a_streamed_sequence_model_reads_token_ids(tmp_path):
     assert list(bundle.predict(reviews)) == ["no", "no", "yes"]  # an unseen word is the unknown id
 
 
+def test_a_streamed_run_augments_its_training_text(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 3000
+    liked = rng.random(n) < 0.5
+    words = [" ".join(["the", "film", "was", "so", "good" if g else "bad", *rng.choice(["today", "here"], 1)])
+             for g in liked]
+    frame = pd.DataFrame({"review": words, "liked": np.where(liked, "yes", "no")})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=500, index=False)
+    run = train({**RECIPE, "data": {"source": str(tmp_path / "t.parquet"), "target": "liked", "streaming": True,
+                                    "workers": 0, "types": {"review": "text"},
+                                    "augment": [{"name": "text", "synonyms": 0.5, "deletion": 0.0, "copies": 2}]}},
+                out=tmp_path / "r", track=False)
+    assert run.metrics["streaming"]["train_rows_per_epoch"] == 3 * run.metrics["rows"]["train"]
+    assert any("rewrites of its text" in note for note in run.notes)
+    assert run.metrics["test"]["accuracy"] > 0.95  # the test rows are the originals (never augmented)
+    bundle = honing.load(run.bundle_dir)  # synonyms seen only in the copies are in the vocabulary
+    assert list(bundle.predict(pd.DataFrame({"review": ["the film was so superb", "the film was so lousy"]}))) == \
+        ["yes", "no"]
+
+
 def test_tuning_a_streamed_table_searches_a_sample_and_trains_the_best_on_every_row(files, tmp_path, monkeypatch):
     """honing tune on a streamed recipe: the trials read a uniform sample (its rows in the splits streaming
     gives them), best.yaml still names the whole file, and best/ is a streamed run on every row."""

@@ -12,6 +12,7 @@ rows: ``copies`` augmented copies of every row are appended to the frame.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ from honing.errors import RecipeError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SYNONYMS", "TEXT_STEP_DEFAULTS", "augment_training_text", "check_text_step", "text_augment"]
+__all__ = ["SYNONYMS", "TEXT_STEP_DEFAULTS", "augment_training_text", "check_text_step", "rows_per_row",
+           "text_augment", "text_steps"]
 
 #: A small bundled synonym table (lowercase): common sentiment and general English words.
 SYNONYMS: dict[str, list[str]] = {
@@ -179,6 +181,24 @@ def check_text_step(step: dict, where: str = "data.augment[i]") -> dict[str, Any
         raise RecipeError(f"{where}.copies must be a whole number from 1 to {MAX_COPIES}, got {copies!r}",
                           "it is how many augmented copies of each training row are added")
     return params
+
+
+def text_steps(steps: list[dict], text_columns: list[str]) -> tuple[tuple[int, dict], ...]:
+    """The recipe's ``text`` steps of ``data.augment`` with their index, checked (RecipeError naming
+    ``data.augment[i].KEY``, or for text steps on data without a text column)."""
+    found = tuple((i, step) for i, step in enumerate(steps) if isinstance(step, dict) and step.get("name") == "text")
+    for i, step in found:
+        check_text_step(step, f"data.augment[{i}]")
+    if found and not text_columns:
+        raise RecipeError("data.augment: a text step needs a text column, and this data has none",
+                          "remove the step, or set data.types: {COLUMN: text}")
+    return found
+
+
+def rows_per_row(steps: tuple[tuple[int, dict], ...]) -> int:
+    """How many training rows each row becomes after the ``text_steps``: itself and its copies (the
+    steps apply one after the other, so the second also rewrites the first's copies)."""
+    return math.prod(1 + check_text_step(step)["copies"] for _, step in steps)
 
 
 def augment_training_text(frame: pd.DataFrame, text_columns: list[str], step: dict, seed: int,

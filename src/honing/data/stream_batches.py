@@ -120,16 +120,17 @@ class RowBatches(IterableDataset):
 
     Yields ``(inputs, targets)`` tensors, or ``(inputs, targets, split codes)`` with ``with_split``,
     followed by the raw values of the ``groups`` columns (arrays, not tensors); targets are
-    standardised for training (regression) when ``standardise``."""
+    standardised for training (regression) when ``standardise``; ``augment`` adds the plan's text
+    copies of every row, drawn anew each epoch."""
 
     def __init__(self, plan: Plan, splits: tuple[str, ...], epoch: int, batch_size: int, *, shuffle: bool,
                  buffer_rows: int, standardise: bool = True, with_split: bool = False, by_rank: bool = False,
-                 groups: tuple[str, ...] = ()):
+                 groups: tuple[str, ...] = (), augment: bool = False):
         super().__init__()
         self.plan, self.epoch, self.batch_size = plan, epoch, batch_size
         self.wanted = tuple(split_index(s) for s in splits)
         self.shuffle, self.buffer_rows, self.standardise = shuffle, buffer_rows, standardise
-        self.with_split, self.by_rank, self.groups = with_split, by_rank, groups
+        self.with_split, self.by_rank, self.groups, self.augment = with_split, by_rank, groups, augment
         self.world, self.rank = (distributed.world_size(), distributed.rank()) if by_rank else (1, 0)
 
     def shard(self) -> tuple[int, int]:
@@ -149,7 +150,8 @@ class RowBatches(IterableDataset):
         batcher = _Batcher(self.batch_size)
         columns = list(dict.fromkeys([*self.plan.columns, *self.groups]))
         for first, frame in self.plan.table.frames(columns, self.plan.chunk_rows, shard, shards, order):
-            X, y, codes, *groups = self.plan.arrays(first, frame, self.wanted, self.standardise, self.groups)
+            draw = int(np.random.SeedSequence([seed, self.epoch, first]).generate_state(1)[0]) if self.augment else None
+            X, y, codes, *groups = self.plan.arrays(first, frame, self.wanted, self.standardise, self.groups, draw)
             if not len(y):
                 continue
             arrays = (X, y, codes, *groups) if self.with_split else (X, y)
@@ -176,12 +178,14 @@ class RowStream:
     batches shuffled anew every epoch (``shuffle``), or every row once in file order (validation).
     ``rows`` (of these splits) sizes ``len()``, the batches per epoch; ``by_rank`` shares the rows
     among torchrun ranks (training; every rank validates on all the validation rows); ``groups``
-    (with ``with_split``) adds the raw values of those columns to each batch."""
+    (with ``with_split``) adds the raw values of those columns to each batch; ``augment`` (training)
+    adds the text copies of ``data.augment``, which ``rows`` counts."""
 
     def __init__(self, plan: Plan, splits: tuple[str, ...], *, rows: int, batch_size: int, workers: int,
                  shuffle: bool = False, buffer_rows: int = 100_000, standardise: bool = True,
-                 with_split: bool = False, by_rank: bool = False, groups: tuple[str, ...] = ()):
-        self.plan, self.splits, self.rows = plan, splits, rows
+                 with_split: bool = False, by_rank: bool = False, groups: tuple[str, ...] = (),
+                 augment: bool = False):
+        self.plan, self.splits, self.rows, self.augment = plan, splits, rows, augment
         self.batch_size, self.workers = batch_size, workers
         self.shuffle, self.buffer_rows, self.standardise = shuffle, buffer_rows, standardise
         self.with_split, self.by_rank, self.groups = with_split, by_rank, groups
@@ -198,7 +202,8 @@ class RowStream:
         """The epoch's batches (epoch 0: unshuffled, e.g. for validation)."""
         dataset = RowBatches(self.plan, self.splits, epoch, self._rank_batch(), shuffle=self.shuffle and epoch > 0,
                              buffer_rows=self.buffer_rows, standardise=self.standardise,
-                             with_split=self.with_split, by_rank=self.by_rank, groups=self.groups)
+                             with_split=self.with_split, by_rank=self.by_rank, groups=self.groups,
+                             augment=self.augment)
         if self.workers == 0:
             return iter(dataset)
         release_free_memory()  # the reader processes start from this process's memory

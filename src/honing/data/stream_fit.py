@@ -10,13 +10,15 @@ From the row sample: median and most-frequent imputation of numbers, robust scal
 columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text:
 tfidf``) or token vocabulary (``tokens``).  An image column's transformer is fitted on one sampled
 training row, as in memory (it records the decoding settings and the first image's size).
-``data.reduce``'s PCA is fitted on the sampled training rows, once the columns are.
+``data.reduce``'s PCA is fitted on the sampled training rows, once the columns are; with text
+augmentation the sampled training rows come with their copies.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,15 +32,21 @@ from honing.errors import DataError
 from honing.recipe import DataConfig
 
 
-def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig) -> Any:
+def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig,
+                        augment: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Any:
     """The in-memory path's ColumnTransformer, fitted from the statistics (see the module doc); with
-    ``data.reduce``, followed by its PCA fitted on the sampled training rows."""
-    sample = coerce_features(stats.sample_of("train"), schema) if stats.sample is not None else None
+    ``data.reduce``, followed by its PCA fitted on the sampled training rows.  ``augment`` (the text
+    copies of ``data.augment``) adds to the sampled rows what it adds to the training rows, so that a
+    text vocabulary knows the copies' words, as in memory."""
+    sample = None
+    if stats.sample is not None:
+        rows = stats.sample_of("train")
+        sample = coerce_features(augment(rows) if augment is not None and len(rows) else rows, schema)
     if cfg.reduce:
         from honing.data.reduce import check_reduce, fit_reduction
 
         check_reduce(schema, cfg)
-        columns = fitted_preprocessor(stats, schema, cfg.model_copy(update={"reduce": None}))
+        columns = fitted_preprocessor(stats, schema, cfg.model_copy(update={"reduce": None}), augment)
         if sample is None or not len(sample):
             raise DataError("data.reduce: no sampled training rows to fit the PCA on", "add rows")
         return fit_reduction(columns, cfg, columns.transform(sample))

@@ -329,6 +329,7 @@ class Plan:
     labels: dict[str, int] | None = None  # label key → class code
     y_mean: float = 0.0
     y_scale: float = 1.0
+    augment: tuple = ()  # data.augment's text steps, (index, step): copies of the training rows' text
 
     @property
     def columns(self) -> list[str]:
@@ -352,24 +353,36 @@ class Plan:
         return pd.to_numeric(y, errors="coerce").to_numpy(dtype=np.float64)
 
     def arrays(self, first: int, frame: pd.DataFrame, wanted: tuple[int, ...], standardise: bool,
-               groups: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
+               groups: tuple[str, ...] = (), augment_seed: int | None = None) -> tuple[np.ndarray, ...]:
         """Inputs (float32), targets and split codes of the rows of ``frame`` in the ``wanted`` splits
         that have a target; a training target is standardised (regression) when ``standardise``.
         Then the raw values of the ``groups`` columns in those rows, one array each (e.g. the
-        sensitive columns of the fairness audit)."""
+        sensitive columns of the fairness audit).  With ``augment_seed`` (training rows only) the
+        rows are followed by the :attr:`augment` steps' copies, their text rewritten from that seed."""
         codes = self.splits(first, len(frame))
         y = self.target_values(frame)
         keep = np.isin(codes, wanted) & ((y >= 0) if self.task == "classification" else ~np.isnan(y))
         if not keep.any():
             return np.zeros((0, 0), np.float32), y[:0], codes[:0], *(_group_values(frame[g])[:0] for g in groups)
-        rows = frame[keep] if not keep.all() else frame
+        rows, y, codes = (frame[keep] if not keep.all() else frame), y[keep], codes[keep]
+        if augment_seed is not None and self.augment:
+            rows = self.augmented(rows, augment_seed)
+            y, codes = (np.tile(a, len(rows) // len(y)) for a in (y, codes))  # originals, then each copy
         with warnings.catch_warnings(), uncached():  # unparsed values were reported once, by the statistics pass
             warnings.simplefilter("ignore", UserWarning)
             X = np.asarray(self.preprocessor.transform(coerce_features(rows, self.schema)), dtype=np.float32)
-        y = y[keep]
         if self.task == "regression" and standardise:
             y = ((y - self.y_mean) / self.y_scale).astype(np.float32)
-        return X, y, codes[keep], *(_group_values(rows[g]) for g in groups)
+        return X, y, codes, *(_group_values(rows[g]) for g in groups)
+
+    def augmented(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+        """``rows`` and the copies the text steps add, as in memory (:mod:`honing.data.augment_text`)."""
+        from honing.data.augment_text import augment_training_text
+
+        columns = [c.name for c in self.schema.features if c.kind == "text"]
+        for i, step in self.augment:
+            rows = augment_training_text(rows, columns, step, seed, index=i)
+        return rows
 
 
 def _group_values(column: pd.Series) -> np.ndarray:
