@@ -54,11 +54,19 @@ TUNING_SAMPLE = "tuning-sample.parquet"
 
 def check_recipe(recipe: Recipe) -> None:
     """RecipeError for what a streamed table cannot do (before anything is read)."""
-    streamable = [n for n in classic.MODELS.names(neural=True) if n != "pretrained"]
+    streamable = classic.MODELS.names(neural=True)
     if recipe.model.type not in streamable:
         raise RecipeError(f"model.type: {recipe.model.type} cannot train on a streamed table (data.streaming); "
                           "only neural types do", f"set model.type to one of {', '.join(streamable)}, or "
                           "data.streaming: false")
+    finetune = recipe.model.finetune
+    if recipe.model.pretrained and finetune.mode == "features":
+        raise RecipeError("model.finetune.mode: features holds the embeddings of every training row in memory",
+                          "use finetune.mode: frozen (the same head, on embeddings made batch by batch), or "
+                          "data.streaming: false")
+    if recipe.model.pretrained and finetune.compare_scratch:
+        raise RecipeError("model.finetune.compare_scratch: a second network trained from random weights is not "
+                          "streamed", "remove compare_scratch, or set data.streaming: false")
     check_split(recipe.data.split)
     if recipe.data.balance not in ("none", "class_weight"):  # resampling needs the rows in memory
         raise RecipeError(f"data.balance: {recipe.data.balance} resamples the training rows, which needs them in "
@@ -129,6 +137,8 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
             evaluation.targets["test"], evaluation.predictions["test"][0], evaluation.before.get("test"),
             evaluation.groups["test"], recipe, task, n_classes), progress)
     metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
+    if recipe.model.pretrained and recipe.model.finetune.base_eval != "none":
+        metrics["base_model"] = _base_model(model, plan, stats, classes, recipe, progress)
     metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
                             "train_rows_per_epoch": int(stats.rows[0] * rows_per_row(plan.augment)),
                             "seconds": {"before_training": round(trained - started - fit_seconds, 3),
@@ -171,11 +181,39 @@ def streamed_sample(recipe: Recipe, progress: Progress) -> tuple[Plan, StreamSta
 
 def _check_statistics(recipe: Recipe, plan: Plan, stats: StreamStats) -> int | None:
     """RecipeError for what the statistics show cannot apply (``evaluate.calibrate`` / ``threshold``,
-    ``audit.mitigate``), before training; the number of classes (None for regression)."""
+    ``audit.mitigate``, ``model.finetune.base_eval: zero_shot``), before training; the number of
+    classes (None for regression)."""
     n_classes = len(stats.classes) if plan.task == "classification" else None
     check_evaluate(recipe.evaluate, plan.task, n_classes, stats.rows[1])
     fairness_check.check_mitigation(recipe, plan.task, n_classes, stats.sample_of("train"), stats.rows[1])
+    if recipe.model.pretrained:
+        from honing.evaluation.transfer import check_base_eval
+
+        check_base_eval(recipe.model.pretrained, recipe.model.finetune, plan.task,
+                        stats.classes if n_classes is not None else None)
     return n_classes
+
+
+def _base_model(model: Any, plan: Plan, stats: StreamStats, classes: list | None, recipe: Recipe,
+                progress: Progress) -> dict[str, Any]:
+    """``model.finetune.base_eval`` on the row sample: the base model's metrics on the sampled
+    validation and test rows (a linear probe fits on the sampled training rows, as many as it
+    reads in memory)."""
+    from honing.data.preprocess import pretrained_tokenizer
+    from honing.evaluation import transfer
+
+    data = {}
+    for split in SPLITS:
+        rows = stats.sample_of(split)
+        # every split wanted: the sampled rows are not at the row numbers that split them
+        X, y, *_ = plan.arrays(0, rows, (0, 1, 2), standardise=False) if len(rows) else (None, None)
+        if y is not None and len(y):
+            data[split] = (X, y)
+    held_out = {s: data[s] for s in ("validation", "test") if s in data}
+    with progress.step(f"evaluating the base model on the row sample ({len(stats.sample):,} rows)"):
+        scores = transfer.base_model(model, data, held_out, plan.task, classes, recipe.model.finetune,
+                                     pretrained_tokenizer(plan.preprocessor))
+    return {**scores, "rows": "sample"}
 
 
 def _opened(recipe: Recipe, progress: Progress, merge_validation: bool = False) -> tuple[Plan, list[str]]:

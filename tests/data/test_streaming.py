@@ -318,12 +318,16 @@ def test_splits_that_need_the_whole_table_are_refused(split, key):
     assert "\n" not in str(caught.value) and "data.streaming: false" in str(caught.value)
 
 
-def test_text_as_a_pretrained_models_token_ids_is_refused(table):
+def test_a_pretrained_models_text_is_checked_before_the_pass(table):
+    """data.text: pretrained streams one text column alone, as in memory: what memory would refuse after
+    reading every row is refused before the statistics pass."""
     frame, _ = table
     schema = infer_schema(frame.assign(note=["a few words here"] * len(frame)), target="y",
                           overrides={"note": "text"})
-    with pytest.raises(RecipeError, match="data.text: text columns \\(note\\) cannot be streamed as pretrained"):
-        check_schema(schema, DataConfig(source="x", text="pretrained"))
+    with pytest.raises(DataError, match="data.text: pretrained takes only the text column 'note'"):
+        check_schema(schema, DataConfig(source="x", text="pretrained", tokenizer="builtin:minilm"))
+    alone = infer_schema(frame.assign(note="a few words here")[["note", "y"]], target="y", overrides={"note": "text"})
+    check_schema(alone, DataConfig(source="x", text="pretrained", tokenizer="builtin:minilm"))
     for text in ("drop", "tfidf", "tokens"):  # their vocabulary comes from the sample
         check_schema(schema, DataConfig(source="x", text=text))
 

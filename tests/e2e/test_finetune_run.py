@@ -149,3 +149,62 @@ def test_zero_shot_that_cannot_apply_fails_before_training(digits, tmp_path, cli
     result = cli("train", path, "--out", tmp_path / "run")
     assert_user_error(result, "base_eval", "zero_shot")
     assert "preprocessing" not in result.err and not (tmp_path / "run").exists()  # stopped before it
+
+
+# --------------------------------------------------------------------------- streamed tables
+
+
+def _streamed(digits, tmp_path, **finetune) -> dict:
+    root, target, source, types = digits
+    frame = load_builtin("digits").frame
+    path = root / "high.parquet"
+    if not path.exists():
+        frame[frame[target] >= 5].reset_index(drop=True).to_parquet(path, row_group_size=150, index=False)
+    recipe = _recipe(root, "high.parquet", target, types, source, **finetune)
+    recipe["data"].update(streaming=True, workers=0)
+    recipe["train"].update(epochs=10, batch_size=32, optimizer={"lr": 1e-2})
+    return recipe
+
+
+def test_a_streamed_table_fine_tunes_a_bundle(digits, tmp_path):
+    """model.pretrained on a table read in chunks: the bundle's blocks frozen, a new head trained on the
+    streamed rows, and the base model (a linear probe) scored on the row sample beside it."""
+    _, _, source, _ = digits
+    run = honing.train(_streamed(digits, tmp_path, mode="frozen"), out=tmp_path / "run")
+    assert run.model == "pretrained" and run.metrics["classes"] == [5, 6, 7, 8, 9]
+    assert run.metrics["streaming"]["rows_read"] == sum(run.metrics["rows"].values())
+    base = run.metrics["base_model"]
+    assert base["method"] == "linear_probe" and base["rows"] == "sample" and 0.5 < base["test"]["accuracy"] <= 1
+    assert run.metrics["test"]["accuracy"] > 0.7  # chance is 0.2; in memory about 0.83, as streamed
+    before, after = load_file(source.bundle_dir / "model.safetensors"), load_file(run.bundle_dir / "model.safetensors")
+    for key, tensor in before.items():
+        if key.startswith("blocks."):
+            assert (after[key] == tensor).all(), key
+    assert after["head.weight"].shape[0] == 5
+    assert "Fine-tuning vs base model" in (run.run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("finetune", "key"), [({"mode": "features"}, "model.finetune.mode"),
+                                               ({"compare_scratch": True}, "model.finetune.compare_scratch")])
+def test_what_a_streamed_fine_tune_cannot_do_is_refused(digits, finetune, key, tmp_path, cli):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_streamed(digits, tmp_path, **finetune)))
+    assert_user_error(cli("train", path, "--out", tmp_path / "run"), key, "frozen" if "mode" in finetune else key)
+    assert not (tmp_path / "run").exists()
+
+
+def test_minilm_fine_tunes_on_a_streamed_table_with_its_own_tokenizer(sentences, tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "s.parquet"
+    pd.read_csv(sentences).drop(columns="split").to_parquet(path, row_group_size=50, index=False)
+    run = honing.train({"data": {"source": str(path), "target": "label", "max_tokens": 32, "streaming": True,
+                                 "workers": 1},
+                        "model": {"pretrained": "builtin:minilm", "finetune": {"mode": "lora", "lora": {"rank": 4}}},
+                        "train": {"epochs": 1, "batch_size": 16}, "evaluate": QUICK}, out=tmp_path / "run")
+    assert run.recipe.data.text == "pretrained"  # the model's tokenizer, in the reader process
+    assert run.metrics["base_model"]["method"] == "zero_shot" and run.metrics["base_model"]["rows"] == "sample"
+    weights = load_file(run.bundle_dir / "model.safetensors")
+    assert not any("lora" in key for key in weights)  # merged on save: served without peft
+    predictions = honing.load(run.bundle_dir).predict(pd.DataFrame({"sentence": ["a wonderful film", "dull"]}))
+    assert set(predictions) <= {"negative", "positive"}

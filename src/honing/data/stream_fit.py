@@ -9,7 +9,8 @@ ordinal encoding with the ``max_categories`` grouping, most-frequent imputation 
 From the row sample: median and most-frequent imputation of numbers, robust scaling, the date
 columns' whole pipeline, and a text column's TF-IDF vocabulary and IDF weights (``data.text:
 tfidf``) or token vocabulary (``tokens``).  An image column's transformer is fitted on one sampled
-training row, as in memory (it records the decoding settings and the first image's size).
+training row, as in memory (it records the decoding settings and the first image's size), and so
+is a pretrained model's tokenizer (``data.text: pretrained``).
 ``data.reduce``'s PCA is fitted on the sampled training rows, once the columns are; with text
 augmentation the sampled training rows come with their copies.
 """
@@ -50,7 +51,8 @@ def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig,
         if sample is None or not len(sample):
             raise DataError("data.reduce: no sampled training rows to fit the PCA on", "add rows")
         return fit_reduction(columns, cfg, columns.transform(sample))
-    if any(c.kind == "image" for c in schema.features):  # pixels: the decoding settings and the first image's size
+    if any(c.kind == "image" for c in schema.features) or cfg.text == "pretrained":
+        # pixels: the decoding settings and the first image's size; a pretrained tokenizer learns nothing
         return build_preprocessor(schema, cfg).fit(sample.head(1))
     fills = {name: _category_fill(stats, name, cfg) for name in stats.categorical}
     preprocessor = build_preprocessor(schema, cfg)

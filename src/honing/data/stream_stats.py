@@ -11,9 +11,9 @@ without a target (dropped), a content fingerprint, and a uniform sample of at mo
 sample whatever the chunking) for the data audit, the monitoring reference profile and the
 statistics that cannot be streamed.
 
-:mod:`honing.data.stream_fit` turns them into a fitted preprocessor; text as token ids is refused
-(:func:`check_schema`).  An image column's files are checked to exist, chunk by chunk; its pixels are
-decoded only when batches are made.
+:mod:`honing.data.stream_fit` turns them into a fitted preprocessor (:func:`check_schema` checks
+first what the in-memory preprocessing would refuse).  An image column's files are checked to exist,
+chunk by chunk; its pixels are decoded only when batches are made.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import pandas as pd
 from honing.data.dataset import _label_key
 from honing.data.image_pixels import image_preprocessor
 from honing.data.image_sources import check_image_files
-from honing.data.preprocess import coerce_features
+from honing.data.preprocess import build_preprocessor, coerce_features
 from honing.data.schema import MAX_CLASSES, Schema
 from honing.data.streaming import Plan, uniform
-from honing.errors import DataError, RecipeError
+from honing.errors import DataError
 from honing.progress import SILENT, Progress
 from honing.recipe import DataConfig
 
@@ -87,14 +87,10 @@ class StreamStats:
 
 
 def check_schema(schema: Schema, cfg: DataConfig) -> None:
-    """RecipeError for feature columns that cannot be streamed (text as a pretrained model's token
-    ids; an image column beside other features, as in memory)."""
-    text = [c.name for c in schema.features if c.kind == "text"]
-    if text and cfg.text == "pretrained":
-        raise RecipeError(f"data.text: text columns ({', '.join(text[:3])}) cannot be streamed as pretrained "
-                          "token ids (fine-tuning a pretrained network does not stream)",
-                          "set data.text: tokens or tfidf (their vocabulary comes from the row sample), or "
-                          "data.streaming: false")
+    """The errors of feature columns an in-memory run would give after reading every row, before the
+    pass: a pretrained model's text column beside other features, an image column beside them."""
+    if cfg.text == "pretrained":
+        build_preprocessor(schema, cfg)  # one text column alone, and the tokenizer read
     images = [c.name for c in schema.features if c.kind == "image"]
     if images:
         image_preprocessor(images[0], schema.feature_names, cfg.image)  # the only feature, before the pass

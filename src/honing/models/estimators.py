@@ -178,13 +178,7 @@ class _NeuralBase(BaseEstimator):
         yv = self._target_tensor(y_val) if y_val is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            plan = None
-            if self.pretrained:
-                plan = finetune.prepare(self.pretrained, self.finetune, shape, n_outputs, cfg)
-                self.module_, trained = plan.module, plan.trainer_module()
-                self.net_, self.net_params_ = plan.start.net, plan.start.net_params
-            else:
-                self.module_ = trained = build_net(self.net, shape, n_outputs, params)
+            trained, plan = self._start(shape, n_outputs, cfg, params)
             if plan is not None and plan.cfg.mode == "features":  # embed once; the head trains on the cache
                 device = resolve_device(self.device)
                 Xt = finetune.head_data(plan, Xt, device)
@@ -197,6 +191,18 @@ class _NeuralBase(BaseEstimator):
                 finetune.finish(plan)
         self.baseline_loss_ = self._baseline_loss(y)
         return self
+
+    def _start(self, shape: tuple[int, ...], n_outputs: int, cfg: TrainConfig, params: dict[str, Any]
+               ) -> tuple[nn.Module, Any]:
+        """Set ``module_`` to the network to train; return what of it trains and the fine-tuning plan of
+        ``pretrained`` (:func:`honing.models.finetune.prepare`; None from random weights)."""
+        if not self.pretrained:
+            self.module_ = build_net(self.net, shape, n_outputs, params)
+            return self.module_, None
+        plan = finetune.prepare(self.pretrained, self.finetune, shape, n_outputs, cfg)
+        self.module_ = plan.module
+        self.net_, self.net_params_ = plan.start.net, plan.start.net_params
+        return plan.trainer_module(), plan
 
     def _train(self, trained: nn.Module, loss_fn: nn.Module, cfg: TrainConfig, seed: int, shape: tuple[int, ...],
                n_outputs: int, data: tuple, progress: Progress | None, callbacks: list, params: Any = None,
@@ -224,16 +230,18 @@ class _NeuralBase(BaseEstimator):
                     vocab_size: int | None = None) -> _NeuralBase:
         """``_fit`` for batch streams (:mod:`honing.data.stream_batches`): the same fitted attributes,
         from batches of ``n_features`` float inputs (token ids, of a tokenizer with ``vocab_size``
-        ids, for sequence nets); no pretrained networks or length buckets."""
+        ids, for sequence nets); a pretrained network fine-tunes as in ``_fit``, except in features
+        mode (its embeddings of every training row are held in memory); no length buckets."""
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        if self.pretrained:
-            raise ModelError("model.pretrained: fine-tuning a pretrained network does not stream",
-                             "set data.streaming: false")
+        if self._features_mode():
+            raise ModelError("model.finetune.mode: features holds the embeddings of every training row in memory, "
+                             "which a stream does not", "use finetune.mode: frozen (the same head, on embeddings "
+                             "made batch by batch)")
         self.__dict__.pop("weights_dtype_", None)
-        self.net_, self.source_shape_ = self.net, None
+        self.net_, self.source_shape_ = source_net(self.pretrained) if self.pretrained else (self.net, None)
         empty = np.zeros((0, n_features), dtype=np.float32)
         shape = self._input_shape(empty)
-        if self._tokens(shape) and not vocab_size:
+        if self._tokens(shape) and not vocab_size and not self.pretrained:
             raise ModelError(f"model.type: {self.net} reads token ids, and the data has no text column as tokens",
                              "set data.text: tokens (and data.types: {COLUMN: text} for a column read as "
                              "another kind), or use model.type: mlp")
@@ -246,9 +254,11 @@ class _NeuralBase(BaseEstimator):
             validation = None if validation is None else _Converted(validation, self, shape)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.module_ = build_net(self.net, shape, n_outputs, params)
-            self._train(self.module_, loss_fn, cfg, seed, shape, n_outputs, (train, None, validation, None),
-                        progress, list(callbacks or []))
+            trained, plan = self._start(shape, n_outputs, cfg, params)
+            self._train(trained, loss_fn, cfg, seed, shape, n_outputs, (train, None, validation, None), progress,
+                        [*(plan.callbacks if plan else []), *(callbacks or [])], params=plan.groups if plan else None)
+            if plan is not None:
+                finetune.finish(plan)
         self.n_features_in_ = n_features
         self.baseline_loss_ = baseline_loss
         return self
