@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import TrainConfig
-from honing.training import distributed, fsdp
+from honing.training import distributed, fsdp, norm_stats
 from honing.training.callbacks import Callback, EarlyStopping, History, ProgressBar, monitor_mode
 from honing.training.optim import Schedule, init_weights, l1_penalty, make_optimizer, make_schedule
 
@@ -156,6 +156,10 @@ class Trainer:
                 start = time.perf_counter()
                 loss, rows = self._train_epoch(X, y, epoch)
                 train_seconds = time.perf_counter() - start
+                if self._recalibrates(X):  # few batches: BatchNorm's running averages lag (norm_stats)
+                    size = self.batch_size
+                    norm_stats.recalibrate(self.model, (X[i: i + size] for i in range(0, len(X), size)),
+                                           self._autocast())
                 logs = {"epoch": epoch, "loss": loss, **self._validate(val)}
                 logs.update(lr=self.schedule.lr, seconds=time.perf_counter() - start,
                             samples_per_s=rows / max(train_seconds, 1e-9))
@@ -206,6 +210,12 @@ class Trainer:
         perm = distributed.shard_indices(len(X), perm).to(self.device)  # this rank's rows (all of them alone)
         size = self.batch_size
         return ((X[idx], y[idx]) for idx in (perm[i: i + size] for i in range(0, len(perm), size)))
+
+    def _recalibrates(self, X: Tensor | BatchStream) -> bool:
+        """Whether BatchNorm statistics are re-estimated after each epoch: in-memory rows on one
+        process, in fewer than :data:`~honing.training.norm_stats.FEW_BATCHES` batches."""
+        return not isinstance(X, BatchStream) and not distributed.is_distributed() and \
+            self._batches_per_epoch(X) < norm_stats.FEW_BATCHES
 
     def _batches_per_epoch(self, X: Tensor | BatchStream) -> int:
         if isinstance(X, BatchStream):
