@@ -137,8 +137,9 @@ def train_streaming(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress
             evaluation.targets["test"], evaluation.predictions["test"][0], evaluation.before.get("test"),
             evaluation.groups["test"], recipe, task, n_classes), progress)
     metrics = _metrics(resolved, stats, task, target, classes, model, evaluation, fit_seconds)
-    if recipe.model.pretrained and recipe.model.finetune.base_eval != "none":
-        metrics["base_model"] = _base_model(model, plan, stats, classes, recipe, progress)
+    if recipe.model.pretrained and recipe.model.finetune.base_eval != "none" and \
+            (base := _base_model(model, plan, stats, classes, recipe, progress)) is not None:
+        metrics["base_model"] = base
     metrics["streaming"] = {"rows_read": int(sum(stats.rows) + stats.no_target), "sample_rows": len(stats.sample),
                             "train_rows_per_epoch": int(stats.rows[0] * rows_per_row(plan.augment)),
                             "seconds": {"before_training": round(trained - started - fit_seconds, 3),
@@ -195,10 +196,10 @@ def _check_statistics(recipe: Recipe, plan: Plan, stats: StreamStats) -> int | N
 
 
 def _base_model(model: Any, plan: Plan, stats: StreamStats, classes: list | None, recipe: Recipe,
-                progress: Progress) -> dict[str, Any]:
+                progress: Progress) -> dict[str, Any] | None:
     """``model.finetune.base_eval`` on the row sample: the base model's metrics on the sampled
     validation and test rows (a linear probe fits on the sampled training rows, as many as it
-    reads in memory)."""
+    reads in memory); None, with a note, when the sample lacks them."""
     from honing.data.preprocess import pretrained_tokenizer
     from honing.evaluation import transfer
 
@@ -210,6 +211,10 @@ def _base_model(model: Any, plan: Plan, stats: StreamStats, classes: list | None
         if y is not None and len(y):
             data[split] = (X, y)
     held_out = {s: data[s] for s in ("validation", "test") if s in data}
+    if "train" not in data or not held_out:
+        progress.note("model.finetune.base_eval: the row sample has no training or no held-out rows; the base "
+                      "model is not scored")
+        return None
     with progress.step(f"evaluating the base model on the row sample ({len(stats.sample):,} rows)"):
         scores = transfer.base_model(model, data, held_out, plan.task, classes, recipe.model.finetune,
                                      pretrained_tokenizer(plan.preprocessor))
