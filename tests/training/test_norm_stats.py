@@ -62,7 +62,7 @@ def test_an_epoch_of_many_batches_keeps_the_momentum_averages(monkeypatch):
     calls = []
     monkeypatch.setattr(norm_stats, "recalibrate", lambda *args: calls.append(args))
     X, y = torch.randn(100, 3), torch.randn(100, 2)
-    for batch_size, expected in ((100, 1), (2, 0)):  # 1 batch an epoch: re-estimated; 50: not
+    for batch_size, expected in ((100, 1), (5, 0)):  # 1 batch an epoch: re-estimated; 20: not
         calls.clear()
         Trainer(_net(), nn.MSELoss(), TrainConfig(epochs=1, batch_size=batch_size, early_stopping=None)).fit(X, y)
         assert len(calls) == expected

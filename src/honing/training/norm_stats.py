@@ -17,9 +17,10 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-#: An epoch of fewer training batches than this re-estimates the statistics (momentum 0.1 leaves
-#: 0.9^50 ≈ 0.5% of the starting values after 50 batches).
-FEW_BATCHES = 50
+#: An epoch of fewer training batches than this re-estimates the statistics: momentum 0.1 averages
+#: over about 10 batches, so a shorter epoch mixes in the starting values and earlier epochs' weights
+#: (a longer one costs a forward pass for little: the plain averages are close by then).
+FEW_BATCHES = 20
 
 
 def trainable_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
