@@ -147,8 +147,8 @@ def test_a_streamed_run_augments_its_training_text(tmp_path):
     assert run.metrics["streaming"]["train_rows_per_epoch"] == 3 * run.metrics["rows"]["train"]
     assert any("rewrites of its text" in note for note in run.notes)
     assert run.metrics["test"]["accuracy"] > 0.95  # the test rows are the originals (never augmented)
-    bundle = honing.load(run.bundle_dir)  # synonyms seen only in the copies are in the vocabulary
-    assert list(bundle.predict(pd.DataFrame({"review": ["the film was so superb", "the film was so lousy"]}))) == \
+    bundle = honing.load(run.bundle_dir)  # synonyms (good: decent; bad: lousy) only the copies hold are known
+    assert list(bundle.predict(pd.DataFrame({"review": ["the film was so decent", "the film was so lousy"]}))) == \
         ["yes", "no"]
 
 

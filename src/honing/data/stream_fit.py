@@ -43,14 +43,19 @@ def fitted_preprocessor(stats: StreamStats, schema: Schema, cfg: DataConfig,
     if stats.sample is not None:
         rows = stats.sample_of("train")
         sample = coerce_features(augment(rows) if augment is not None and len(rows) else rows, schema)
-    if cfg.reduce:
-        from honing.data.reduce import check_reduce, fit_reduction
+    if not cfg.reduce:
+        return _fitted_columns(stats, schema, cfg, sample)
+    from honing.data.reduce import check_reduce, fit_reduction
 
-        check_reduce(schema, cfg)
-        columns = fitted_preprocessor(stats, schema, cfg.model_copy(update={"reduce": None}), augment)
-        if sample is None or not len(sample):
-            raise DataError("data.reduce: no sampled training rows to fit the PCA on", "add rows")
-        return fit_reduction(columns, cfg, columns.transform(sample))
+    check_reduce(schema, cfg)
+    if sample is None or not len(sample):
+        raise DataError("data.reduce: no sampled training rows to fit the PCA on", "add rows")
+    columns = _fitted_columns(stats, schema, cfg.model_copy(update={"reduce": None}), sample)
+    return fit_reduction(columns, cfg, columns.transform(sample))
+
+
+def _fitted_columns(stats: StreamStats, schema: Schema, cfg: DataConfig, sample: pd.DataFrame | None) -> Any:
+    """The ColumnTransformer of :func:`fitted_preprocessor`, from the statistics and the coerced sample."""
     if any(c.kind == "image" for c in schema.features) or cfg.text == "pretrained":
         # pixels: the decoding settings and the first image's size; a pretrained tokenizer learns nothing
         return build_preprocessor(schema, cfg).fit(sample.head(1))
