@@ -154,8 +154,7 @@ def _prepare(frame: pd.DataFrame, ignored: set) -> _Table:
         blank = s.str.strip().eq("").fillna(False) if isinstance(s.dtype, pd.StringDtype) \
             else s.map(lambda v: isinstance(v, str) and not v.strip())
         frame[col] = s.mask(blank.astype(bool))
-        present = frame[col].dropna()
-        if len(present) and looks_like_dates(as_text(present)):  # dates as a file gives them (strings)
+        if looks_like_dates(frame[col]):  # dates as a file gives them (strings)
             kinds[col] = "datetime"
     return _Table(frame, kinds, [c for c in frame.columns if _hashable(frame[c])])
 

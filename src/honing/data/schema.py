@@ -250,8 +250,11 @@ def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
 
 
 def looks_like_dates(values: pd.Series) -> bool:
-    """At least 90% of a sample parses as dates (values of 6+ characters with digits, not numbers)."""
-    sample = values.head(_DATE_SAMPLE)
+    """At least 90% of a sample parses as dates (values of 6+ characters with digits, not numbers);
+    only the first present values are read (as text)."""
+    sample = values.dropna().head(_DATE_SAMPLE).astype(str)
+    if sample.empty:
+        return False
     if sample.str.len().median() < 6 or not sample.str.contains(r"\d", regex=True).mean() >= 0.9:
         return False
     if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5:
