@@ -21,7 +21,8 @@ QUICK = {"bootstrap": 0, "explain": False}
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """digits 0–4 and 5–9 as CSV files, and an MLP trained on 0–4 (the pretrained source)."""
+    """digits 0–4 and 5–9 as CSV files, and an MLP trained on 0–4 (the pretrained source; its BatchNorm
+    statistics must survive frozen fine-tuning)."""
     root = tmp_path_factory.mktemp("digits")
     frame = load_builtin("digits").frame
     target = load_builtin("digits").target
@@ -29,7 +30,7 @@ def digits(tmp_path_factory):
     frame[frame[target] >= 5].to_csv(root / "high.csv", index=False)
     source = honing.train({"data": {"source": str(root / "low.csv"), "target": target, "task": "classification",
                                     "types": {c: "numeric" for c in frame.columns if c != target}},
-                           "model": {"type": "mlp", "params": {"hidden": [64, 32]}}, "train": {"epochs": 15},
+                           "model": {"type": "mlp", "params": {"hidden": [64, 32], "norm": "batch"}}, "train": {"epochs": 15},
                            "evaluate": QUICK}, out=root / "source")
     return root, target, source, {c: "numeric" for c in frame.columns if c != target}
 
@@ -50,7 +51,8 @@ def test_transfer_from_a_bundle_with_a_new_head(digits, tmp_path):
     before, after = load_file(source.bundle_dir / "model.safetensors"), load_file(run.bundle_dir / "model.safetensors")
     for key, tensor in before.items():
         if key.startswith("blocks."):
-            assert (after[key] == tensor).all(), key  # frozen: the pretrained blocks are unchanged
+            assert (after[key] == tensor).all(), key  # frozen: the pretrained blocks (and statistics) are unchanged
+    assert any("running_mean" in key for key in before)
     assert after["head.weight"].shape[0] == 5
     from honing.models.finetune import source_net
 

@@ -66,3 +66,29 @@ def test_an_epoch_of_many_batches_keeps_the_momentum_averages(monkeypatch):
         calls.clear()
         Trainer(_net(), nn.MSELoss(), TrainConfig(epochs=1, batch_size=batch_size, early_stopping=None)).fit(X, y)
         assert len(calls) == expected
+
+
+def test_a_frozen_batch_norm_keeps_its_pretrained_statistics_while_the_rest_trains():
+    """Fine-tuning with a frozen backbone: its BatchNorm normalises training batches with the running
+    statistics (by hand: (x - mean) / sqrt(var + eps) * weight + bias) and never updates them, with or
+    without the re-estimation of small epochs; a BatchNorm that trains still tracks its batches."""
+    from honing.recipe import TrainConfig
+    from honing.training.trainer import Trainer
+
+    X, y = torch.randn(100, 3) * 3 + 1, torch.randn(100, 2)
+    for batch_size in (100, 5):  # one batch an epoch (re-estimated) and twenty (momentum averages)
+        net = _net()
+        for p in [*net[0].parameters(), *net[1].parameters()]:
+            p.requires_grad_(False)
+        net[1].running_mean.fill_(0.5)
+        net[1].running_var.fill_(2.0)
+        seen = []
+        net[1].register_forward_hook(lambda m, args, out, seen=seen: seen.append((args[0].detach(), out.detach(), m.training)))
+        Trainer(net, nn.MSELoss(), TrainConfig(epochs=2, batch_size=batch_size, early_stopping=None)).fit(X, y)
+        assert (net[1].running_mean == 0.5).all() and (net[1].running_var == 2.0).all()
+        assert not (net[5].running_mean == 0).all()  # the trained layer tracked its inputs
+        inputs, outputs, training = seen[0]
+        assert not training
+        expected = (inputs - 0.5) / torch.sqrt(torch.tensor(2.0) + net[1].eps) * net[1].weight + net[1].bias
+        torch.testing.assert_close(outputs, expected)
+        assert net[1].training is False and net[0].weight.grad is None

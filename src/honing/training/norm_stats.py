@@ -7,6 +7,13 @@ have since changed: the network scores well in training mode and badly in eval m
 test, the bundle).  After such an epoch the trainer re-estimates them in one pass over the training
 rows with the epoch's final weights (as ``torch.optim.swa_utils.update_bn`` does after weight
 averaging), so eval mode uses the population statistics of the weights it runs with.
+
+A BatchNorm layer whose scale and shift are frozen (fine-tuning) is a fixed part of the pretrained
+backbone: :func:`hold_frozen` keeps it in eval mode while the rest trains, so it normalises with the
+statistics it was pretrained with and never drifts to the new task's batches (as Keras does for a
+frozen ``BatchNormalization``).  Otherwise a frozen backbone would feed the head batch statistics in
+training and drifted running averages at test time, and ``frozen`` and ``features`` fine-tuning
+would train different functions.
 """
 
 from __future__ import annotations
@@ -25,8 +32,24 @@ FEW_BATCHES = 20
 
 def trainable_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers that track running statistics and train (a frozen layer is left as it is)."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and m.track_running_stats and (not m.affine or m.weight.requires_grad)]
+    return [m for m in _norms(model) if m.track_running_stats and not _frozen(m)]
+
+
+def hold_frozen(model: nn.Module) -> int:
+    """Put ``model``'s frozen BatchNorm layers (scale and shift not trained) in eval mode, after
+    ``model.train()``; returns how many."""
+    frozen = [m for m in _norms(model) if _frozen(m)]
+    for norm in frozen:
+        norm.eval()
+    return len(frozen)
+
+
+def _norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _frozen(norm: nn.modules.batchnorm._BatchNorm) -> bool:
+    return norm.affine and not norm.weight.requires_grad
 
 
 @torch.no_grad()

@@ -175,6 +175,7 @@ class Trainer:
         """One pass over the shuffled rows (this rank's share of them); returns the mean training loss
         (without the L1 term), averaged across ranks, and the rows trained on (all ranks together)."""
         self.model.train()
+        norm_stats.hold_frozen(self.model)  # a frozen backbone keeps its pretrained statistics
         accumulate = self.cfg.accumulate
         batches = self._batches_per_epoch(X)  # exact for tensors; for a stream, an estimate
         total, n, batch = 0.0, 0, 0
