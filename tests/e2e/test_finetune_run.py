@@ -137,6 +137,21 @@ def test_pretrained_mistakes_are_one_line_errors(model, words, tmp_path, cli):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_bundle_without_a_supervised_network_is_refused_before_training(digits, tmp_path, cli):
+    """A char_lm bundle is a network, but not one with features in and a head out."""
+    root, target, source, types = digits
+    (tmp_path / "text.csv").write_text("text\n" + "a cat sees a dog.\n" * 40)
+    lm = honing.train({"data": {"source": str(tmp_path / "text.csv"), "target": "text", "task": "generation"},
+                       "model": {"type": "char_lm", "params": {"block_size": 8, "d_model": 8, "heads": 1, "layers": 1}},
+                       "train": {"epochs": 1}}, out=tmp_path / "lm", track=False)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**_recipe(root, "high.csv", target, types, source),
+                                    "model": {"pretrained": str(lm.bundle_dir)}}))
+    result = cli("train", path, "--out", tmp_path / "run")
+    assert_user_error(result, "model.pretrained", "generation model")
+    assert "preprocessing" not in result.err and not (tmp_path / "run").exists()
+
+
 def test_lora_needs_a_text_backbone(digits, tmp_path, cli):
     root, target, source, types = digits
     path = tmp_path / "recipe.yaml"

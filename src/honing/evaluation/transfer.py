@@ -50,18 +50,20 @@ def compare(estimator: Any, data: dict[str, tuple[np.ndarray, np.ndarray]], task
 
 
 def check_base_eval(pretrained: str, finetune: Any, task: str, classes: list | None) -> None:
-    """RecipeError, before any training, when ``base_eval: zero_shot`` cannot apply: it needs a text model
-    and named classes, or a bundle whose classes are this task's."""
+    """RecipeError, before any training, when the source bundle holds no supervised network, or when
+    ``base_eval: zero_shot`` cannot apply: it needs a text model and named classes, or a bundle whose
+    classes are this task's."""
     from honing.models.pretrained import bundle_meta
     from honing.pretrained_sources import resolve
 
+    source = resolve(pretrained)
+    meta = bundle_meta(source.path, pretrained) if source.kind == "bundle" else {}
     if finetune.base_eval != "zero_shot":
         return
-    source = resolve(pretrained)
     if source.kind == "huggingface":
         applies = task == "classification" and bool(classes) and all(isinstance(c, str) for c in classes)
     else:
-        source_classes = bundle_meta(source.path, pretrained).get("classes")
+        source_classes = meta.get("classes")
         applies = task == "classification" and bool(classes) and source_classes is not None and \
             sorted(map(str, source_classes)) == sorted(map(str, classes))
     if not applies:

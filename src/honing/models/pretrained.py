@@ -171,6 +171,10 @@ def bundle_meta(path: Path, name: str) -> dict[str, Any]:
     if manifest.get("model_format") != "torch" or not manifest.get("torch"):
         raise ModelError(f"model.pretrained: {name} holds a {manifest.get('model_format')} model, not a network",
                          "fine-tune from a bundle of a neural model (mlp, cnn, …)")
+    if manifest.get("task") not in ("classification", "regression"):  # a char_lm, vae, agent
+        raise ModelError(f"model.pretrained: {name} holds a {manifest.get('task')} model, not a classifier or "
+                         "regressor", "fine-tune from a bundle of a supervised neural model (mlp, cnn, rnn, "
+                         "transformer, text_encoder)")
     return manifest
 
 
