@@ -287,3 +287,17 @@ def test_mixup_checks_the_targets():
         aug(torch.randn(4, 2), torch.randn(4))
     with pytest.raises(ValueError, match="float"):
         aug(torch.arange(8).reshape(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_saturation_and_hue_on_gray_images_name_the_step():
+    """kornia's hue fails on one channel with its own message and its saturation does nothing: both
+    are refused on gray batches, naming the recipe step; brightness works on gray, and RGB takes all."""
+    steps = [{"name": "hflip"}, {"name": "color_jitter", "hue": 0.1, "p": 1.0}]
+    augment = batch_augmenter(steps, modality="image", n_classes=2, seed=0)
+    y = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(RecipeError, match=r"data\.augment\[1\].*1 channel"):
+        augment(torch.rand(4, 1, 8, 8), y)
+    assert augment(torch.rand(4, 3, 8, 8), y)[0].shape == (4, 3, 8, 8)
+    gray = batch_augmenter([{"name": "color_jitter", "brightness": 0.5, "p": 1.0}], modality="image", n_classes=2,
+                           seed=0)
+    assert gray(torch.rand(4, 1, 8, 8), y)[0].shape == (4, 1, 8, 8)

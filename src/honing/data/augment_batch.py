@@ -131,6 +131,10 @@ class BatchAugmenter:
         self.modality, self.n_classes, self.seed = modality, n_classes, seed
         kornia = [step for name, _, step in steps if modality == "image" and name != "mixup"]
         self.image = image_augmenter(kornia, seed=seed) if kornia else None
+        #: recipe indices of the colour steps that need RGB (image steps keep the recipe's indices:
+        #: no text step applies to images)
+        self.colour = [i for i, (name, params, _) in enumerate(steps)
+                       if name == "color_jitter" and (params["saturation"] or params["hue"])]
         self.noise = [params for name, params, _ in steps if modality == "tabular" and name == "gaussian_noise"]
         self.alpha = next((params["alpha"] for name, params, _ in steps if name == "mixup"), None)
         self.generator = torch.Generator().manual_seed(seed)
@@ -152,6 +156,10 @@ class BatchAugmenter:
         if not self.training:
             return xb, yb
         if self.image is not None:
+            if self.colour and xb.shape[-3] != 3:
+                raise RecipeError(f"data.augment[{self.colour[0]}]: saturation and hue need colour (3-channel) "
+                                  f"images, and these have {xb.shape[-3]} channel(s)",
+                                  "set saturation and hue to 0 (brightness and contrast work on any image)")
             xb = self.image(xb)
         for params in self.noise:
             xb = self._noise(xb, params["p"], params["std"])
