@@ -51,6 +51,32 @@ def test_cross_field_checks():
         load_recipe({"data": {"source": "x", "split": {"column": "a", "time": "b"}}})
 
 
+@pytest.mark.parametrize("bounds, words", [
+    ("{max_rmse: .nan}", "performance.max_rmse: must be a finite number"),
+    ("{max_rmse: -1}", "rmse is at least 0"),
+    ("{min_accuracy: 2}", "accuracy is between 0 and 1"),
+    ("{max_r2: 1.5}", "r2 is at most 1"),
+    ("{accuracy: 0.8}", "min_METRIC or max_METRIC"),
+])
+def test_monitor_bounds_that_always_or_never_breach_are_refused(bounds, words):
+    with pytest.raises(RecipeError, match=words):
+        load_recipe({"data": {"source": "x"}}, [f"monitor.performance={bounds}"])
+    fine = load_recipe({"data": {"source": "x"}}, ["monitor.performance={min_accuracy: 0.8, max_r2: -0.5}"])
+    assert fine.monitor.performance == {"min_accuracy": 0.8, "max_r2": -0.5}
+
+
+def test_monitor_metric_ranges_cover_every_metric():
+    from honing.evaluation.metrics import METRIC_NAMES
+    from honing.recipe.schema import METRIC_RANGES
+
+    assert set(METRIC_RANGES) == set(METRIC_NAMES["classification"]) | set(METRIC_NAMES["regression"])
+
+
+def test_a_reinforcement_recipe_refuses_a_data_source():
+    with pytest.raises(RecipeError, match="source is not read by task: reinforcement"):
+        load_recipe({"data": {"task": "reinforcement", "env": "CartPole-v1", "source": "x.csv"}})
+
+
 def test_missing_data_section_and_version():
     with pytest.raises(RecipeError, match="data: required"):
         load_recipe({"name": "x"})

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args
 
 import yaml
@@ -116,6 +117,8 @@ class DataConfig(_Section):
         if self.task == "reinforcement":
             if not self.env:
                 raise ValueError("env is required by task: reinforcement (a gymnasium environment id, e.g. env: CartPole-v1)")
+            if self.source is not None:
+                raise ValueError("source is not read by task: reinforcement (the agent learns in data.env); remove it")
         elif self.source is None:
             raise ValueError("source is required (a data file, folder or builtin:NAME); add `source:` to the recipe")
         return self
@@ -346,6 +349,16 @@ class DriftThresholds(_Section):
     missing_change: float | None = Field(0.1, gt=0, le=1, description="Drift when a feature's missing-value rate moves this much from training's (absolute). null = not checked.")
 
 
+#: What a monitored metric can be (``monitor.performance`` bounds outside it always or never breach):
+#: the classification scores are fractions, errors and losses are at least 0, r2 at most 1.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                     "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "pr_auc"), (0.0, 1.0)),
+    **dict.fromkeys(("log_loss", "mse", "rmse", "mae", "mape"), (0.0, math.inf)),
+    "r2": (-math.inf, 1.0),
+}
+
+
 class MonitorConfig(_Section):
     """Prediction log and monitoring of a served model (honing serve, honing monitor)."""
 
@@ -353,9 +366,24 @@ class MonitorConfig(_Section):
     window: str = Field("1d", pattern=r"^(all|[0-9]+[smhdw])$", description="Logged predictions judged by honing monitor: the last 30m, 12h, 1d, 2w …, or all.")
     min_rows: int = Field(100, ge=1, description="Fewest logged rows in the window for drift to be judged (fewer: reported, never a breach).")
     drift: DriftThresholds = Field(default_factory=DriftThresholds, description="Drift thresholds.")
-    performance: dict[str, float] = Field(default_factory=dict, description="Breach when a metric on the labelled feedback passes a bound: {min_accuracy: 0.8, max_rmse: 3.0, …} (min_/max_ + any metric of training's metrics).")
+    performance: dict[str, float] = Field(default_factory=dict, description="Breach when a metric on the labelled feedback passes a bound: {min_accuracy: 0.8, max_rmse: 3.0, …} (min_/max_ + any metric of training's metrics; a bound outside the metric's range, e.g. min_accuracy: 2, is refused).")
     latency_p99_ms: float | None = Field(None, gt=0, description="Breach when the 99th percentile of request latency (ms) exceeds this.")
     on_breach: str | None = Field(None, description="Command run when a check breaches (the retraining trigger), e.g. \"honing train recipe.yaml --set data.source=new.csv\"; run without a shell, its exit status logged.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MonitorConfig:
+        for key, bound in self.performance.items():
+            side, _, metric = key.partition("_")
+            if side not in ("min", "max") or not metric:
+                raise ValueError(f"performance.{key}: a bound is min_METRIC or max_METRIC, e.g. min_accuracy: 0.8")
+            if not math.isfinite(bound):
+                raise ValueError(f"performance.{key}: must be a finite number, got {bound}")
+            low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+            if not low <= bound <= high:
+                span = f"at least {low:g}" if high == math.inf else f"at most {high:g}" if low == -math.inf \
+                    else f"between {low:g} and {high:g}"
+                raise ValueError(f"performance.{key}: {metric} is {span}, so {bound:g} would always or never breach")
+        return self
 
 
 class Recipe(_Section):
