@@ -356,7 +356,19 @@ def test_unusable_sqlite_path_is_an_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(HoningError, match="cannot reach the MLflow store"):
-        mr.list_runs(f"sqlite:///{blocker / 'sub' / 'mlruns.db'}")
+        store.client(f"sqlite:///{blocker / 'sub' / 'mlruns.db'}")
+
+
+def test_commands_that_read_never_create_a_database(tmp_path):
+    """A mistyped --uri of `honing runs`, `runs compare` or `promote` is not a new empty store."""
+    typo = tmp_path / "typo.db"
+    assert mr.list_runs(f"sqlite:///{typo}") == []
+    for read in (lambda: mr.list_runs(f"sqlite:///{typo}", name="cancer"),
+                 lambda: mr.compare_runs(["a", "b"], f"sqlite:///{typo}"),
+                 lambda: mr.promote("cancer", 1, "production", f"sqlite:///{typo}")):
+        with pytest.raises(HoningError, match="no tracking database"):
+            read()
+    assert not typo.exists()
 
 
 def test_a_directory_that_is_no_run(tmp_path, uri):

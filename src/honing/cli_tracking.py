@@ -33,7 +33,9 @@ def runs(
 
     rows = api.runs(name, limit, uri)
     if not rows:
-        opts.console().print("no runs logged yet (train a recipe, or check --uri)")
+        from honing.mlflow_store import redact, tracking_uri
+
+        opts.console().print(f"no runs logged yet in {redact(tracking_uri(uri))} (train a recipe, or check --uri)")
         return
     metric_names = list(dict.fromkeys(k for row in rows for k in row.get("metrics", {})))[:3]
     table = Table("id", "name", "date", "model", *metric_names, "seconds", title="runs")
@@ -62,7 +64,7 @@ def runs_compare(
     result = api.compare_tracked(ids, uri)
     different = set(result["different"])
     for kind in ("metrics", "params"):
-        table = Table(kind, *[str(r)[:12] for r in result["runs"]], title=kind)
+        table = Table(kind, *[f"{r['name'] or ''} {r['id'][:8]}".strip() for r in result["runs"]], title=kind)
         for key, values in sorted(result[kind].items(), key=lambda kv: (kv[0] not in different, kv[0])):
             style = "bold yellow" if key in different else None
             table.add_row(key, *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in values], style=style)

@@ -155,10 +155,14 @@ def _is_store_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("requests", "urllib3", "sqlalchemy", "psycopg2", "sqlite3")
 
 
-def client(uri: str) -> MlflowClient:
-    """An MlflowClient on ``uri`` whose store answered, or a HoningError saying why not."""
+def client(uri: str, create: bool = True) -> MlflowClient:
+    """An MlflowClient on ``uri`` whose store answered, or a HoningError saying why not.  Without
+    ``create`` (commands that only read) a missing SQLite file is an error, not a new empty store."""
     _probe(uri)
     db = sqlite_path(uri)
+    if db is not None and not create and not db.is_file():
+        raise HoningError(f"no tracking database {db} (from {redact(uri)})",
+                          "check --uri (or tracking.uri), or train a recipe with tracking on to create it")
     if db is not None:
         try:
             db.resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +268,7 @@ def promote(name: str, version: int, alias: str, uri: str | None = None) -> None
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(uri)
-    mlflow = client(uri)
+    mlflow = client(uri, create=False)
     with quiet(), store_errors(uri, "setting the alias"):
         try:
             mlflow.get_registered_model(name)
@@ -321,7 +325,10 @@ def list_runs(uri: str | None = None, name: str | None = None, limit: int = 50) 
     from mlflow.entities import ViewType
 
     uri = tracking_uri(uri)
-    mlflow = client(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file() and name is None:
+        return []  # nothing logged there yet (and nothing created by looking)
+    mlflow = client(uri, create=False)
     with quiet(), store_errors(uri, "listing runs"):
         experiments = {e.experiment_id: e.name for e in mlflow.search_experiments(max_results=50000)}
         ids = list(experiments)
@@ -365,7 +372,7 @@ def compare_runs(run_ids: list[str], uri: str | None = None) -> dict[str, Any]:
     if not run_ids:
         raise HoningError("no run ids to compare", "give the ids `honing runs` lists")
     uri = tracking_uri(uri)
-    mlflow = client(uri)
+    mlflow = client(uri, create=False)
     runs = []
     with quiet(), store_errors(uri, "reading runs"):
         for run_id in run_ids:

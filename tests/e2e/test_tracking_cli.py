@@ -40,6 +40,7 @@ def test_train_logs_to_the_default_store_and_the_cli_reads_it(tracked, cli):
     assert listed.code == 0 and "logistic_regression" in listed.out and "decision_tree" in listed.out
     compared = cli("runs", "compare", rows[0]["id"], rows[1]["id"])
     assert compared.code == 0 and "model.type" in compared.out
+    assert rows[0]["id"][:8] in compared.out and "{'id'" not in compared.out  # a run per column, by name and id
 
     promoted = cli("promote", "cancer", "2", "--alias", "production")
     assert promoted.code == 0 and "version 2" in promoted.out
