@@ -118,6 +118,10 @@ def print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None =
     from rich.table import Table
 
     splits = list(by_split)
+    if not splits:  # data.split.validation and data.split.test both 0: every row trained
+        console().print(f"{title}: no validation or test rows, so no held-out metrics (raise data.split.test "
+                        "to measure the model)")
+        return
     table = Table("metric", *splits, *(["baseline (test)"] if baseline else []), title=title)
     first = by_split[splits[0]]
     for name, value in first.items():

@@ -177,3 +177,13 @@ def test_neural_model_on_the_wrong_kind_of_data(cli, houses_csv, tmp_path):
                       "token ids", "data.text: tokens")
     assert_user_error(cli("train", recipe, "--set", "model.type=cnn", "--set", "model.params.input_shape=[1, 3, 3]"),
                       "model.params.input_shape")
+
+
+def test_no_held_out_rows_trains_on_every_row_and_says_so(cli, houses_csv, tmp_path):
+    """data.split.validation and test both 0 (a final fit on every row): no metrics to print, a note."""
+    recipe = write_recipe(tmp_path / "r.yaml", houses_csv, target="price", split={"validation": 0, "test": 0})
+    result = cli("train", recipe, "--set", "model.type=ridge", "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert "no validation or test rows" in " ".join(result.out.split())
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["rows"]
+    assert rows["validation"] == rows["test"] == 0 and rows["train"] == len(pd.read_csv(houses_csv))
