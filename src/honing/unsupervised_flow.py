@@ -76,11 +76,13 @@ class UnsupervisedData:
 
     def fit_preprocessing(self, recipe: Recipe) -> None:
         from honing.data.preprocess import build_preprocessor, coerce_features
+        from honing.data.reduce import components_checked
 
         if not self.schema.features:
             raise DataError(f"{recipe.data.source}: no feature columns are left", "check data.drop and data.types")
         self.preprocessor = build_preprocessor(self.schema, recipe.data)
-        self.preprocessor.fit(coerce_features(self.splits["train"], self.schema))
+        with components_checked():
+            self.preprocessor.fit(coerce_features(self.splits["train"], self.schema))
         self.X = {s: self.transform(rows) for s, rows in self.splits.items() if len(rows)}
 
     def transform(self, rows: pd.DataFrame) -> np.ndarray:

@@ -79,6 +79,11 @@ def test_reduce_mistakes_are_recipe_errors(tmp_path):
         honing.train(_recipe(tmp_path, data={"source": "builtin:iris", "reduce": {"pca": 2.5}}), out=tmp_path / "a")
     with pytest.raises(RecipeError, match="data.reduce"):
         load_recipe({"data": {"source": "builtin:iris", "reduce": {"svd": 3}}})
+    for task, model in (("classification", {"type": "logistic_regression"}), ("clustering", {"type": "kmeans"})):
+        with pytest.raises(RecipeError, match=r"data\.reduce\.pca: n_components=9 .*=4"):  # iris: 4 features
+            honing.train(_recipe(tmp_path, data={"source": "builtin:iris", "task": task, "reduce": {"pca": 9}},
+                                 model=model), out=tmp_path / task)
+        assert not (tmp_path / task).exists()
     from honing.stream_flow import check_recipe
 
     check_recipe(load_recipe({"data": {"source": "x.parquet", "reduce": {"pca": 0.9}}, "model": {"type": "mlp"}}))

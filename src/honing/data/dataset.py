@@ -65,8 +65,11 @@ class Dataset:
     def prepared(self, cfg: DataConfig) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The preprocessing ``cfg`` describes, fitted on the training split only, and every
         non-empty split transformed by it into model inputs ``(X, y)``."""
+        from honing.data.reduce import components_checked
+
         preprocessor = build_preprocessor(self.schema, cfg)
-        preprocessor.fit(self.features("train"))
+        with components_checked():
+            preprocessor.fit(self.features("train"))
         return preprocessor, {s: (preprocessor.transform(self.features(s)), self.labels(s))
                               for s in SPLITS if len(self.splits[s])}
 

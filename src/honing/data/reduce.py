@@ -15,9 +15,11 @@ sample's training rows (:mod:`honing.data.stream_fit`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from honing.errors import RecipeError
+from honing.errors import RecipeError, first_line
 
 
 def check_reduce(schema: Any, cfg: Any) -> None:
@@ -48,5 +50,19 @@ def fit_reduction(columns: Any, cfg: Any, X: Any) -> Any:
     """The pipeline of :func:`with_reduction` around the *fitted* ``columns``, its PCA fitted on
     ``X`` (their output for the training rows; a streamed table's sampled rows)."""
     pipeline = with_reduction(columns, cfg)
-    pipeline.named_steps["reduce"].fit(X)
+    with components_checked():
+        pipeline.named_steps["reduce"].fit(X)
     return pipeline
+
+
+@contextlib.contextmanager
+def components_checked() -> Iterator[None]:
+    """Around fitting a preprocessor: more PCA components than the preprocessed training rows have
+    features (or rows) is a RecipeError naming data.reduce.pca, not scikit-learn's ValueError."""
+    try:
+        yield
+    except ValueError as exc:
+        if "n_components=" not in str(exc) or "must be between" not in str(exc):
+            raise
+        raise RecipeError(f"data.reduce.pca: {first_line(exc)}",
+                          "ask for fewer components, or for a variance fraction such as {pca: 0.95}") from None
