@@ -18,19 +18,19 @@ def starter_recipe(source: str, target: str | None, name: str | None = None) -> 
     """YAML text of a recipe for ``source`` that validates, with the inferred schema as comments."""
     if source.startswith("builtin:"):
         builtin = load_builtin(source.removeprefix("builtin:"))
-        frame, target, task = builtin.frame, target or builtin.target, builtin.task
+        frame, target = builtin.frame, target or builtin.target
     elif is_image_source(source):  # an image folder or array file: its labels are the target
         image = read_image_source(source)
         frame, target = image.frame, target or image.target
-        task = infer_task(frame[target].dropna())
     else:
         frame = read_table(source)
         if target is None:
             raise DataError(f"{source}: which column should the model predict?",
                             f"pass --target, one of: {', '.join(map(str, frame.columns[:10]))}")
-        if target not in frame.columns:
-            raise DataError(f"{source}: no target column '{target}'", did_you_mean(target, map(str, frame.columns)))
-        task = infer_task(frame[target].dropna())
+    if target not in frame.columns:
+        raise DataError(f"{source}: no target column '{target}'", did_you_mean(target, map(str, frame.columns)))
+    task = builtin.task if source.startswith("builtin:") and target == builtin.target else \
+        infer_task(frame[target].dropna())
     check_target(frame, target, task)
     schema = infer_schema(frame, target=target)
     name = name or _name_for(source)

@@ -187,3 +187,9 @@ def test_no_held_out_rows_trains_on_every_row_and_says_so(cli, houses_csv, tmp_p
     assert "no validation or test rows" in " ".join(result.out.split())
     rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["rows"]
     assert rows["validation"] == rows["test"] == 0 and rows["train"] == len(pd.read_csv(houses_csv))
+
+
+def test_init_with_a_wrong_target_on_a_builtin(cli, tmp_path):
+    assert_user_error(cli("init", "builtin:iris", "--target", "specis", "--out", tmp_path / "r.yaml"), "species")
+    assert cli("init", "builtin:iris", "--target", "petal width (cm)", "--out", tmp_path / "r.yaml").code == 0
+    assert "task: regression" in (tmp_path / "r.yaml").read_text()  # another column of a builtin: its own task

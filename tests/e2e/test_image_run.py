@@ -195,6 +195,8 @@ def test_init_on_images_writes_a_cnn_recipe_that_trains(cli, tmp_path):
     assert result.code == 0, result.err
     recipe = yaml.safe_load((tmp_path / "folder.yaml").read_text())
     assert recipe["data"]["target"] == "label" and recipe["model"]["type"] == "cnn"
+    assert_user_error(cli("init", folder, "--target", "lable", "--out", tmp_path / "typo.yaml"), "'lable'", "label")
+    assert not (tmp_path / "typo.yaml").exists()
     images, labels = _arrays()
     np.savez(tmp_path / "shades.npz", x=images, y=labels)
     assert cli("init", tmp_path / "shades.npz", "--out", tmp_path / "arrays.yaml").code == 0
