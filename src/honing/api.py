@@ -20,7 +20,7 @@ from honing.bundle import Bundle
 from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.data.dataset import Dataset, encode_target, load_dataset
 from honing.data.preprocess import extra_columns
-from honing.data.schema import Schema
+from honing.data.schema import Schema, check_target
 from honing.data.sources import read_table
 from honing.errors import DataError, HoningError
 from honing.evaluation.metrics import compute_metrics, confusion
@@ -288,9 +288,17 @@ def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> 
     target = bundle.manifest["target"]
     if target not in frame.columns:
         raise DataError(f"the data has no target column '{target}'", "evaluate needs labelled rows")
-    frame = frame[frame[target].notna()]
-    if frame.empty:
+    labelled = frame[frame[target].notna()]
+    if labelled.empty:
         raise DataError(f"every row has a missing '{target}'", "evaluate needs labelled rows")
+    if len(labelled) < len(frame):
+        progress.note(f"skipping {len(frame) - len(labelled)} of {len(frame)} rows without a '{target}' value")
+    frame = labelled
+    if bundle.task == "regression":  # what training refuses: text or infinite targets (nan metrics)
+        try:
+            check_target(frame, target, "regression")
+        except DataError as exc:
+            raise DataError(exc.what, "a regression model is scored on finite numbers: check the file") from None
     _note_extra_columns(frame, bundle, progress)
     y = encode_target(frame[target], bundle.task, bundle.classes)
     unknown = int((y < 0).sum()) if bundle.task == "classification" else 0

@@ -383,7 +383,7 @@ def main() -> None:
     """Entry point: run the app; user mistakes exit 2 with one line, bugs exit 1."""
     import warnings
 
-    from honing.errors import HoningError
+    from honing.errors import HoningError, shortened
 
     warnings.showwarning = _show_warning
     try:
@@ -391,7 +391,7 @@ def main() -> None:
     except HoningError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {shortened(str(exc))}", err=True)
         sys.exit(exc.exit_code)
 
 

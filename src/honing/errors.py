@@ -67,3 +67,13 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
         return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
     shown = ", ".join(choices[:12]) + (", …" if len(choices) > 12 else "")
     return f"choose one of: {shown}"
+
+
+def shortened(text: str, most: int = 600) -> str:
+    """``text`` on one line, its middle cut when longer than ``most`` characters (a message that
+    quotes a 100 KB cell stays readable)."""
+    text = " ".join(text.splitlines())
+    if len(text) <= most:
+        return text
+    half = (most - 3) // 2
+    return f"{text[:half]} … {text[-half:]}"

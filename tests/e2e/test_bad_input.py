@@ -193,3 +193,34 @@ def test_init_with_a_wrong_target_on_a_builtin(cli, tmp_path):
     assert_user_error(cli("init", "builtin:iris", "--target", "specis", "--out", tmp_path / "r.yaml"), "species")
     assert cli("init", "builtin:iris", "--target", "petal width (cm)", "--out", tmp_path / "r.yaml").code == 0
     assert "task: regression" in (tmp_path / "r.yaml").read_text()  # another column of a builtin: its own task
+
+
+def test_evaluate_refuses_regression_targets_that_training_would(cli, trained, houses_csv, tmp_path):
+    """Text or infinite values in a regression target gave nan metrics and exit 0; missing ones are
+    skipped with a note, and the metrics are those of the labelled rows (oracle: scikit-learn)."""
+    from sklearn.metrics import mean_absolute_error
+
+    import honing
+
+    frame = pd.read_csv(houses_csv)
+    for value, words in (("expensive", "not"), ("inf", "infinite")):
+        bad = frame.astype({"price": object})
+        bad.loc[5, "price"] = value
+        bad.to_csv(tmp_path / "bad.csv", index=False)
+        assert_user_error(cli("evaluate", trained / "bundle", tmp_path / "bad.csv"), "'price'", words)
+    gaps = frame.copy()
+    gaps.loc[:9, "price"] = None
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    result = cli("evaluate", trained / "bundle", tmp_path / "gaps.csv", "-o", tmp_path / "ev.json")
+    assert result.code == 0 and "skipping 10 of 300 rows without a 'price' value" in result.err
+    rows = frame.iloc[10:]
+    expected = mean_absolute_error(rows["price"], honing.load(trained / "bundle").predict(rows))
+    assert json.loads((tmp_path / "ev.json").read_text())["mae"] == pytest.approx(expected)
+
+
+def test_an_error_quoting_a_huge_cell_stays_short(cli, tmp_path):
+    long = "word " * 20000
+    pd.DataFrame({"x": [1, 2, 3], "text": [long] * 3}).to_csv(tmp_path / "long.csv", index=False)
+    result = cli("init", tmp_path / "long.csv", "--target", "text", "--out", tmp_path / "r.yaml")
+    assert_user_error(result, "single class 'word word")
+    assert len(result.err) < 700

@@ -46,7 +46,7 @@ import pandas as pd
 from pandas.api import types as pdt
 
 from honing.data.image_sources import looks_like_image_paths
-from honing.errors import DataError, did_you_mean
+from honing.errors import DataError, did_you_mean, shortened
 from honing.recipe import ColumnKind
 
 KINDS: tuple[str, ...] = get_args(ColumnKind)
@@ -346,7 +346,7 @@ def _check_classes(values: pd.Series, target: str) -> None:
     classes = values.unique()
     if len(classes) < 2:
         raise DataError(
-            f"target '{target}' has a single class '{_python_scalar(classes[0])}'; a classifier needs at least two",
+            f"target '{target}' has a single class '{shortened(str(classes[0]), 60)}'; a classifier needs at least two",
             "check data.target, or the rows in the data",
         )
     rows = len(values)
