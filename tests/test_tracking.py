@@ -14,7 +14,7 @@ def test_run_directory_appears_only_on_success(tmp_path):
         (tmp / "metrics.json").write_text("{}")
         raise RuntimeError("boom")
     assert not final.exists()
-    assert list((tmp_path / "runs").iterdir()) == []  # no temporary left behind
+    assert not (tmp_path / "runs").exists()  # no temporary left behind, nor the folder made for it
     with run_directory(final) as tmp:
         (tmp / "metrics.json").write_text("{}")
     assert (final / "metrics.json").exists()
@@ -38,6 +38,27 @@ def test_rerun_replaces_a_run_but_not_user_data(tmp_path):
 def test_default_run_dirs_are_unique_and_named():
     a, b = default_run_dir("titanic"), default_run_dir("titanic")
     assert a != b and a.parent.name == "titanic" and a.parent.parent.name == "runs"
+
+
+def test_a_user_mistake_keeps_no_checkpoints_an_interruption_does(tmp_path):
+    """Checkpoints are kept for --resume after a crash, not after a HoningError (bad data would stop
+    the resumed run again); the folders made for a removed run go too, the user's own stay."""
+    (tmp_path / "mine").mkdir()
+    for error, kept in ((HoningError("bad row"), False), (RuntimeError("killed"), True)):
+        final = tmp_path / "mine" / "runs" / "cnn" / "r1"
+        with pytest.raises(type(error)), run_directory(final) as tmp:
+            (tmp / "checkpoints").mkdir()
+            (tmp / "checkpoints" / "cnn.pt").write_bytes(b"weights")
+            raise error
+        assert (tmp_path / "mine" / "runs").exists() == kept and not final.exists()
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_default_runs_do_not_go_inside_a_run_of_the_same_name(tmp_path):
+    with run_directory(tmp_path / "runs" / "titanic") as tmp:  # honing train … --out runs/titanic
+        (tmp / "metrics.json").write_text("{}")
+    with pytest.raises(HoningError, match="is a run directory"):
+        default_run_dir("titanic", root=tmp_path / "runs")
 
 
 def test_write_json_handles_numpy(tmp_path):

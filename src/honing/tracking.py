@@ -33,8 +33,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """``runs/NAME/<timestamp>-<id>``; refused when ``runs/NAME`` is itself a run (an earlier
+    ``--out runs/NAME``), which would hold the new run and take it along when it is replaced."""
+    parent = Path(root) / name
+    if any((parent / marker).exists() for marker in RUN_MARKERS):
+        raise HoningError(f"{parent} is a run directory (written with --out), so runs of recipe '{name}' cannot "
+                          "go inside it", f"pass --out, or move {parent} elsewhere")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / name / f"{stamp}-{secrets.token_hex(3)}"
+    return parent / f"{stamp}-{secrets.token_hex(3)}"
 
 
 CHECKPOINTS = "checkpoints"
@@ -68,13 +74,15 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
     ``final`` may already hold an earlier run (it is replaced) but not other files: refusing to
     replace a directory that is not a honing run protects the user's own data.  If the block fails
     after a neural model wrote checkpoints or a study began, the partial directory is kept so that
-    ``honing train/tune --resume FINAL`` can continue; otherwise it is removed.  ``resume`` reuses it.
+    ``honing train/tune --resume FINAL`` can continue, unless a user mistake (a HoningError) stopped
+    it; otherwise it is removed, with the parent folders made for it.  ``resume`` reuses it.
     """
     final = Path(final)
     if final.exists() and not _replaceable(final):
         raise HoningError(f"--out {final}: exists and is not a honing run directory",
                           "choose a new or empty directory")
     tmp = partial_dir(final)
+    created = [p for p in (tmp.parent, *tmp.parent.parents) if not p.exists()]  # removed again on failure
     if not resume:
         shutil.rmtree(tmp, ignore_errors=True)  # a stale partial run of the same name
         try:
@@ -87,8 +95,13 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)
         _swap_into_place(tmp, final)
     except BaseException as exc:
-        if not any(any(tmp.glob(pattern)) for pattern in RESUMABLE):
+        # a user mistake (bad data, a bad setting) would stop a resumed run again: nothing to keep
+        mistake = isinstance(exc, HoningError) and not resume
+        if mistake or not any(any(tmp.glob(pattern)) for pattern in RESUMABLE):
             shutil.rmtree(tmp, ignore_errors=True)
+            for folder in created:  # runs/NAME/ made for this run, innermost first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         elif isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
             raise Interrupted(final) from None
         raise
