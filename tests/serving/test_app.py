@@ -455,7 +455,10 @@ def test_logged_to_sqlite_with_feedback(titanic, tmp_path):
     with client(titanic, PredictionLog(url)) as c:
         body = c.post("/v1/predict", json={"instances": instances(frame)}).json()
         answer = c.post("/v1/feedback", json={"request_id": body["request_id"], "labels": ["1", 0]})
+        # a row index SQLite cannot store is refused here, not queued to fail the writer's batch
+        huge = c.post("/v1/feedback", json={"request_id": "r2", "labels": [0], "rows": [2**63]})
     assert answer.status_code == 202 and answer.json() == {"request_id": body["request_id"], "labels": 2}
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"] == ["body", "rows", 0]
     logged = read_predictions(url)
     assert logged["request_id"].tolist() == [body["request_id"]] * 2
     assert logged["prediction"].tolist() == body["predictions"]
@@ -478,6 +481,21 @@ def test_feedback_validation_and_storage(titanic):
     assert unknown.json()["detail"][0]["loc"] == ["body", "labels", 0]
     for answer in (mismatch, bad_id, empty, junk):
         assert answer.status_code == 422, answer.text
+
+
+def test_feedback_rows_are_row_indices_of_a_request(titanic):
+    log = FakeLog()
+    with client(titanic, log, max_rows=5) as c:
+        answers = [c.post("/v1/feedback", json={"request_id": "r1", "labels": [1, 0], "rows": rows})
+                   for rows in ([2**63, 0], [0, -1], [4, 5], [4, 0])]
+        schema = c.get("/openapi.json").json()["components"]["schemas"]["Feedback"]
+    for answer, index, value in zip(answers, (0, 1, 1), (2**63, -1, 5), strict=False):
+        detail = answer.json()["detail"]
+        assert answer.status_code == 422 and detail[0]["loc"] == ["body", "rows", index], answer.text
+        assert detail[0]["msg"] == (f"{value} is not a row index of a request: send 0 to 4 (a request has at most "
+                                    "serve.max_rows = 5 rows)")
+    assert answers[3].status_code == 202 and log.feedback == [("r1", [1, 0], [4, 0])]
+    assert schema["properties"]["rows"]["anyOf"][0]["items"] == {"type": "integer", "minimum": 0, "maximum": 4}
 
 
 def test_feedback_without_a_log_or_with_a_full_one_is_503(titanic, housing):

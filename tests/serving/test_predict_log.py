@@ -206,14 +206,33 @@ def test_writes_are_batched_in_transactions_of_batch_size(db):
     assert log.written == 250 and len(commits) == 3
 
 
+def test_a_row_the_database_refuses_loses_no_other_row_of_its_batch(db, caplog):
+    path, url = db
+    log = PredictionLog(url)  # not started: close writes everything queued in one batch
+    log.submit([record("p", 0), record("p", 2**63), record("p", 2)])  # SQLite integers have 64 bits
+    log.add_feedback("r1", ["yes", "no"])
+    log.add_feedback("r2", ["lost"], rows=[2**63])
+    log.add_feedback("r3", ["kept"])
+    with caplog.at_level(logging.WARNING, logger="honing.serving"):
+        log.close()
+    assert (log.written, log.failed) == (5, 2)
+    assert sqlite_rows(path, "select request_id, row_index from honing_predictions") == [("p", 0), ("p", 2)]
+    assert sqlite_rows(path, "select request_id, row_index, label from honing_feedback") == [
+        ("r1", 0, '"yes"'), ("r1", 1, '"no"'), ("r3", 0, '"kept"')]
+    assert "too large" in caplog.text
+
+
 def test_a_failing_database_is_counted_and_logged_once_and_the_writer_keeps_going(db, caplog):
     path, url = db
     log = PredictionLog(url, flush_seconds=0.0).start()
+    statements = []
+    sa.event.listen(log._engine, "before_cursor_execute", lambda *args: statements.append(1))
     with sqlite3.connect(path) as connection:
         connection.execute("drop table honing_predictions")
     with caplog.at_level(logging.WARNING, logger="honing.serving"):
         assert log.submit([record("lost", i) for i in range(3)])
         wait_for(lambda: log.failed == 3)
+        assert len(statements) == 1  # the database's fault: not retried row by row
         assert log.submit([record("lost-too", 0)])
         wait_for(lambda: log.failed == 4)
     warnings = [r for r in caplog.records if r.name == "honing.serving"]

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from honing.errors import first_line
@@ -55,7 +56,8 @@ class PredictionLog:
 
     ``queue_size`` bounds the rows (predictions + feedback) waiting to be written; a submission that does
     not fit is dropped whole and counted in ``dropped``. The writer takes up to ``batch_size`` rows at a
-    time, waiting at most ``flush_seconds`` for a batch to fill, and writes each batch in one transaction.
+    time, waiting at most ``flush_seconds`` for a batch to fill, and writes each batch in one transaction
+    (row by row when the database refuses a row's value, so that one bad record loses no other).
     Small, frequent batches keep each burst of the writer's Python work (JSON, SQLAlchemy) short: it
     shares the interpreter lock with the requests, and 500-row batches raised the server's p99 latency
     under load (benchmarks/serving.py).
@@ -184,15 +186,23 @@ class PredictionLog:
                     self._fail(1, exc)
         for table, kind in ((PREDICTIONS, "prediction"), (FEEDBACK, "feedback")):
             for start in range(0, len(rows[kind]), self.batch_size):
-                chunk = rows[kind][start:start + self.batch_size]
-                try:
-                    with self._engine.begin() as connection:
-                        connection.execute(table.insert(), chunk)
-                except Exception as exc:  # noqa: BLE001 - database gone, table dropped, disk full …
-                    self._fail(len(chunk), exc)
-                else:
-                    self.written += len(chunk)
-                    self._failing = False
+                self._insert(table, rows[kind][start:start + self.batch_size])
+
+    def _insert(self, table: sa.Table, rows: list[dict]) -> None:
+        """Insert ``rows`` in one transaction; when a row is refused (a value the column cannot hold), the
+        rows are inserted one by one, so that only the bad ones are lost."""
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(table.insert(), rows)
+        except Exception as exc:  # noqa: BLE001 - database gone, table dropped, disk full, a bad value …
+            if len(rows) > 1 and not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+                for row in rows:  # not the database's state (that fails every row): some row's value
+                    self._insert(table, [row])
+            else:
+                self._fail(len(rows), exc)
+        else:
+            self.written += len(rows)
+            self._failing = False
 
     def _fail(self, count: int, exc: BaseException) -> None:
         self.failed += count

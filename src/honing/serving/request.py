@@ -16,7 +16,10 @@ ignored).  Values are checked by the feature's kind:
 * image: the image file's bytes (PNG, JPEG, …) as a base64 string, or a ``data:`` URL of them; the
   header must be an image Pillow can read (never a path: the server reads no file a client names);
 * ``null`` is a missing value (imputed like training) under ``serve.missing: accept``, a 422 under
-  ``reject``.
+  ``reject``, and always for the models that impute nothing (``RAW_TASKS``: generative models, agents).
+
+Some models need more than the kind (:func:`model_rules`): a char_lm texts of at least 2 characters,
+a tabular agent the ids of its states.
 
 Validation runs on the raw JSON bytes (pydantic's JSON mode); the values it returns are the JSON
 values as sent, which the bundle's own ``prepare`` then coerces exactly as training did.
@@ -82,6 +85,8 @@ _LISTED = 20  # known categories named in a message
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
 #: The largest magnitude of a numeric feature: larger numbers overflow preprocessing and models.
 MAGNITUDE = 1e18
+#: Tasks whose models take the values as sent: nothing imputes a missing one.
+RAW_TASKS = ("generation", "reinforcement")
 
 
 class RequestError(Exception):
@@ -135,15 +140,9 @@ def _scalar(value: Any) -> Any:
 Scalar = Annotated[Any, PlainValidator(_scalar), WithJsonSchema({"type": ["string", "number", "boolean"]})]
 
 
-def _not_null(value: Any) -> Any:
+def _not_null(value: Any, message: str) -> Any:
     if value is None:
-        raise PydanticCustomError("missing_value", "null is not allowed (serve.missing: reject)")
-    return value
-
-
-def _no_image(value: Any) -> Any:
-    if value is None:
-        raise PydanticCustomError("missing_value", "null: every instance needs its image (one cannot be imputed)")
+        raise PydanticCustomError("missing_value", message)
     return value
 
 
@@ -172,6 +171,33 @@ def _iso_datetime(value: str) -> str:
         raise PydanticCustomError("datetime", "{value} is not an ISO 8601 date or date-time (e.g. 2024-05-01 "
                                   "or 2024-05-01T13:45:00Z)", {"value": _shown(value)}) from None
     return value
+
+
+def _scorable_text(value: str) -> str:
+    if len(value) < 2:
+        raise PydanticCustomError("text_too_short", "a language model scores every character after the first: send "
+                                  "a text of at least 2 characters (this one has {length})", {"length": len(value)})
+    return value
+
+
+def _state_id(value: float, states: int) -> float:
+    if not (value.is_integer() and 0 <= value < states):
+        raise PydanticCustomError("state_id", "{value} is not a state id of this agent: send an integer in 0..{last}",
+                                  {"value": canonical(value), "last": states - 1})
+    return value
+
+
+def model_rules(bundle: Bundle, column: Column) -> tuple:
+    """What the bundle's model needs of ``column`` beyond its kind (annotations; empty when nothing): a
+    char_lm scores texts of at least 2 characters, a tabular agent takes the ids of its states."""
+    agent = bundle.manifest.get("torch") or {}
+    if bundle.manifest.get("model_type") == "char_lm" and column.kind == "text":
+        return (AfterValidator(_scorable_text), WithJsonSchema({"type": "string", "minLength": 2}))
+    if agent.get("kind") == "tabular" and column.name in agent.get("obs_columns", ()):
+        states = int(agent["n_states"])
+        return (AfterValidator(partial(_state_id, states=states)),
+                WithJsonSchema({"type": "integer", "minimum": 0, "maximum": states - 1}))
+    return ()
 
 
 def _is_boolean(column: Column, known: frozenset[str] | None) -> bool:
@@ -207,8 +233,10 @@ ImageValue = Annotated[StrictStr, AfterValidator(_image),
                                        "contentMediaType": "image/*"})]
 
 
-def _field(column: Column, known: frozenset[str] | None, serve: ServeConfig) -> Any:
-    """The annotated type of one feature's value."""
+def _field(column: Column, known: frozenset[str] | None, serve: ServeConfig, model: tuple = (),
+           imputes: bool = True) -> Any:
+    """The annotated type of one feature's value; ``model``: :func:`model_rules` of the column, ``imputes``:
+    whether the bundle imputes a missing value (else null is refused, whatever ``serve.missing`` says)."""
     kind, description = column.kind, column.kind
     if kind == "image":
         base: Any = ImageValue
@@ -231,13 +259,19 @@ def _field(column: Column, known: frozenset[str] | None, serve: ServeConfig) -> 
         if known is not None:  # rejected unless known: the spec lists the values
             base = Annotated[base, WithJsonSchema({"enum": sorted(known)})]
             description = "categorical: one of the values seen in training"
+    if model:
+        base = Annotated[base, *model]
     if kind == "image":  # a missing image cannot be imputed, whatever serve.missing says
-        kind_type: Any = Annotated[base, BeforeValidator(_no_image)]
-    elif serve.missing == "accept":
-        kind_type = base | None
+        refused: str | None = "null: every instance needs its image (one cannot be imputed)"
+    elif not imputes:
+        refused = f"null: this model imputes no missing value; send {description.partition(': ')[2]}"
+    else:
+        refused = None if serve.missing == "accept" else "null is not allowed (serve.missing: reject)"
+    if refused is None:
+        kind_type: Any = base | None
         description += "; null = missing (imputed like training)"
     else:
-        kind_type = Annotated[base, BeforeValidator(_not_null)]
+        kind_type = Annotated[base, BeforeValidator(partial(_not_null, message=refused))]
     return Annotated[kind_type, Field(title=column.name, description=description)]
 
 
@@ -252,7 +286,8 @@ class PredictRequests:
         self.columns = [c.name for c in features]
         known = {c.name: known_values(c, reference) if serve.unknown_categories == "reject" else None
                  for c in features}
-        fields = {c.name: _field(c, known[c.name], serve) for c in features}
+        imputes = bundle.manifest.get("task") not in RAW_TASKS
+        fields = {c.name: _field(c, known[c.name], serve, model_rules(bundle, c), imputes) for c in features}
         group = (bundle.decision.get("groups") or {}).get("column")
         if group and group not in fields:  # per-group decision thresholds need the group column too
             fields[group] = Annotated[Scalar | None, Field(title=group, description="the decision's group")]
@@ -341,7 +376,7 @@ def _grey_png(shape: tuple[int, int, int]) -> str:
 def feedback_model(bundle: Bundle, max_rows: int) -> type[BaseModel]:
     """The ``/v1/feedback`` body: a request id, one ground-truth label per row (a known class of a
     classifier, given as the class or its string; a finite number for a regressor) and the optional
-    row indices the labels belong to (default 0, 1, …)."""
+    row indices the labels belong to (default 0, 1, …; each below ``max_rows``, the most rows of a request)."""
     if bundle.is_classifier:
         classes = {canonical(c): c for c in bundle.classes or []}
         label: Any = Annotated[Scalar, AfterValidator(partial(_to_class, classes=classes)),
@@ -363,9 +398,18 @@ def feedback_model(bundle: Bundle, max_rows: int) -> type[BaseModel]:
         request_id=(str, Field(pattern=REQUEST_ID.pattern,
                                description="The request id of the prediction (its X-Request-ID header).")),
         labels=(list[label], Field(min_length=1, max_length=max_rows, description="One true label per row.")),
-        rows=(list[Annotated[int, Field(ge=0)]] | None,
+        rows=(list[Annotated[int, AfterValidator(partial(_row_index, max_rows=max_rows)),
+                             WithJsonSchema({"type": "integer", "minimum": 0, "maximum": max_rows - 1})]] | None,
               Field(None, description="The rows the labels belong to (default 0, 1, …).")),
     )
+
+
+def _row_index(value: int, max_rows: int) -> int:
+    if not 0 <= value < max_rows:
+        raise PydanticCustomError("row_index", "{value} is not a row index of a request: send 0 to {last} (a "
+                                  "request has at most serve.max_rows = {max_rows} rows)",
+                                  {"value": _shown(value), "last": max_rows - 1, "max_rows": max_rows})
+    return value
 
 
 def _to_class(value: Any, classes: dict[str, Any]) -> Any:
