@@ -55,6 +55,7 @@ def _options(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     _state.update(quiet=quiet, debug=debug)
+    _warned.clear()
 
 
 @app.command()
@@ -374,9 +375,15 @@ def _param_rows(params: list) -> list[str]:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line each (`warning: …`), not Python's two lines of source location."""
+    """Warnings as one line each (`warning: …`), not Python's two lines of source location, and each
+    once (a check that runs on every split, or every chunk, says the same thing again)."""
     text = " ".join(str(message).split())
-    typer.echo(f"warning: {text}", err=True)
+    if text not in _warned:
+        _warned.add(text)
+        typer.echo(f"warning: {text}", err=True)
+
+
+_warned: set[str] = set()
 
 
 def main() -> None:

@@ -167,6 +167,13 @@ def test_warnings_are_one_line(cli, trained, houses_csv, tmp_path):
     warnings = [line for line in result.err.splitlines() if line.startswith("warning: ")]
     assert any("area" in w and "105.2 m2" in w for w in warnings), result.err
     assert "warnings.warn" not in result.err
+    infinite = pd.read_csv(houses_csv)
+    infinite.loc[::10, "area"] = float("inf")
+    infinite.to_csv(tmp_path / "train.csv", index=False)  # training coerces each split more than once
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "train.csv", target="price")
+    result = cli("train", recipe, "--set", "model.type=ridge", "--out", tmp_path / "run")
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning: ")]
+    assert any("infinite" in w for w in warnings) and len(warnings) == len(set(warnings)), result.err
 
 
 def test_neural_model_on_the_wrong_kind_of_data(cli, houses_csv, tmp_path):
