@@ -237,6 +237,17 @@ def test_summary_and_to_dict_are_json_ready():
         result.scores("accurcy")
 
 
+def test_intervals_stay_inside_the_metric_range():
+    """Three tiny folds: the t interval of accuracy would start below 0 and of log loss too; r2 has no floor."""
+    scores = [0.0, 0.6, 0.0]
+    low, high = t_interval(scores)
+    assert low < 0  # what the t interval alone says
+    summary = CVResult([{"accuracy": s, "log_loss": s, "r2": s} for s in scores], 6, 3).summary()
+    assert summary["accuracy"]["low"] == 0.0 and summary["accuracy"]["high"] == pytest.approx(min(high, 1.0))
+    assert summary["log_loss"]["low"] == 0.0
+    assert summary["r2"]["low"] == pytest.approx(low)
+
+
 # ---------------------------------------------------------------------------------- compare
 
 

@@ -21,6 +21,7 @@ from honing.evaluation.intervals import _json_float, corrected_resampled_ttest, 
 from honing.evaluation.metrics import compute_metrics
 from honing.evaluation.scoring import predict_scores
 from honing.progress import SILENT, Progress
+from honing.recipe.schema import METRIC_RANGES
 
 _FOLDS_HINT = "lower evaluate.cv.folds (at least 2)"
 
@@ -110,14 +111,16 @@ class CVResult:
         return [float(fold.get(metric, math.nan)) for fold in self.metrics]
 
     def summary(self, confidence: float = 0.95) -> dict[str, dict]:
-        """metric -> ``{"mean", "std", "low", "high"}`` over folds (t interval of the mean; ``nan``
-        fold scores left out; None where undefined)."""
+        """metric -> ``{"mean", "std", "low", "high"}`` over folds (t interval of the mean, cut to the
+        metric's range; ``nan`` fold scores left out; None where undefined)."""
         names = list(dict.fromkeys(name for fold in self.metrics for name in fold))
         out = {}
         for name in names:
             x = np.asarray(self.scores(name), dtype=float)
             x = x[~np.isnan(x)]
             low, high = t_interval(x, confidence)
+            bottom, top = METRIC_RANGES.get(name, (-math.inf, math.inf))  # accuracy's interval stays in [0, 1]
+            low, high = max(low, bottom), min(high, top)  # (nan stays nan)
             out[name] = {
                 "mean": _json_float(x.mean()) if len(x) else None,
                 "std": _json_float(x.std(ddof=1)) if len(x) > 1 else None,
