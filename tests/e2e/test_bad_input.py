@@ -231,3 +231,10 @@ def test_an_error_quoting_a_huge_cell_stays_short(cli, tmp_path):
     result = cli("init", tmp_path / "long.csv", "--target", "text", "--out", tmp_path / "r.yaml")
     assert_user_error(result, "single class 'word word")
     assert len(result.err) < 700
+
+
+def test_too_few_rows_after_dropping_duplicates_says_so(cli, tmp_path):
+    pd.DataFrame({"a": [1, 2] * 20, "y": ["x", "z"] * 20}).to_csv(tmp_path / "same.csv", index=False)
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "same.csv", target="y")
+    assert_user_error(cli("train", recipe, "--out", tmp_path / "run"), "same.csv", "too few rows",
+                      "of 40 rows read: dropped 38 rows that duplicated", "data.clean.duplicates: keep")

@@ -162,9 +162,16 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if images:
         check_image_files(frame, images)
     split = cfg.split
-    splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
-                         stratify=split.stratify, group=split.group, time=split.time, seed=seed,
-                         column=split.column)
+    try:
+        splits = split_frame(frame, target=target, task=task, validation=split.validation, test=split.test,
+                             stratify=split.stratify, group=split.group, time=split.time, seed=seed,
+                             column=split.column)
+    except DataError as exc:
+        if cleaning:  # the rows that were read are not the rows that were split: say why
+            raise DataError(f"{cfg.source}: {exc.what} (of {len(raw)} rows read: {'; '.join(cleaning)})",
+                            exc.hint + ("; or keep duplicates with data.clean.duplicates: keep"
+                                        if any("duplicated" in note for note in cleaning) else "")) from None
+        raise
     classes = _classes(frame[target]) if task == "classification" else None
     if classes is not None:
         _check_train_classes(frame[target], splits["train"][target], target)
