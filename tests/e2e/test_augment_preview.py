@@ -139,6 +139,8 @@ def test_a_failed_drawing_leaves_nothing_behind(tmp_path, monkeypatch):
     ("builtin:digits", [{"name": "hflip", "p": 3}], {}, ["data.augment[0].p"]),
     ("builtin:digits", [{"name": "text"}], {}, ["data.augment[0].name", "text column"]),
     ("builtin:sst2", [{"name": "text", "swap": 2}], {}, ["data.augment[0].swap"]),
+    ("builtin:sst2", [{"name": "text", "copies": 0}], {}, ["data.augment[0].copies"]),  # as train refuses it
+    ("builtin:digits", [{"name": "color_jitter", "hue": 0.1}], {}, ["data.augment[0]", "3-channel"]),
 ])
 def test_mistakes_exit_2_and_write_nothing(cli, tmp_path, source, augment, extra, words):
     recipe = write_recipe(tmp_path / "r.yaml", source, augment, **extra)

@@ -26,7 +26,7 @@ from typing import Any
 
 from honing.data.augment import IMAGE_AUGMENTS, preview_grid
 from honing.data.augment_batch import batch_augmenter
-from honing.data.augment_text import augment_training_text
+from honing.data.augment_text import augment_training_text, check_text_step
 from honing.data.dataset import Dataset
 from honing.data.preprocess import coerce_features
 from honing.errors import HoningError, RecipeError
@@ -165,6 +165,7 @@ def _text_preview(recipe: Recipe, dataset: Dataset, train: Any, text_step: tuple
                   per_image: int, echo: Callable[[str], Any] | None) -> Path:
     """Each original sentence of the first text column and ``per_image`` augmented versions."""
     index, step = text_step
+    check_text_step(step, f"data.augment[{index}]")  # as training checks it (the preview sets its own copies)
     columns = [c.name for c in dataset.schema.features if c.kind == "text"]
     if not columns:
         raise RecipeError(f"data.augment[{index}].name: a text step needs a text column, and "
