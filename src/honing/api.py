@@ -102,12 +102,24 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
             f"{data} is larger than memory: the audit reads a uniform sample of {len(sample):,} rows"]
     else:
         with progress.step(f"loading {data}"):
-            dataset = load_dataset(cfg, seed)
+            try:
+                dataset = load_dataset(cfg, seed)
+            except DataError as exc:  # its hint names recipe keys, which the audit command has not
+                if "too few rows to split" not in exc.what:
+                    raise
+                raise DataError(exc.what, "add rows: the audit splits them as `honing train` does by default "
+                                "(15% validation, 15% test)") from None
         frame, splits, target, task, notes = dataset.raw, dataset.splits, dataset.target, dataset.task, dataset.notes
     if test is not None:
         test_frame = read_table(test)
         if target not in test_frame.columns:
             raise DataError(f"{test}: no target column '{target}'", "the test file needs the same columns")
+        missing = [str(c) for c in frame.columns if c not in test_frame.columns]
+        if missing:  # leakage and drift are checked on the shared columns only
+            note = (f"{test} lacks {len(missing)} column(s) of {data}: {', '.join(missing[:10])} (not compared; a "
+                    f"model trained on {data} needs them to predict)")
+            progress.note(note)
+            notes = [*notes, note]
         splits = {"train": frame, "test": test_frame}
     if sensitive is None:
         sensitive = guess_sensitive(list(frame.columns), exclude=(target,))
