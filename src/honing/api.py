@@ -153,8 +153,10 @@ def explain(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame, row: i
             samples: int = 200, seed: int = 0) -> dict[str, Any]:
     """Why the model predicts what it does for one row of ``data`` (by position): each feature's
     contribution against the other rows of ``data`` as background (see docs/evaluation.md)."""
-    from honing.evaluation.explain import FrameModel, local_explanation
+    from honing.evaluation.explain import FrameModel, check_explainable, local_explanation
 
+    bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+    check_explainable(bundle)
     bundle, frame = _open(bundle, data)
     if not -len(frame) <= row < len(frame):
         raise DataError(f"--row {row}: the data has {len(frame)} rows", f"choose a row from 0 to {len(frame) - 1}")
@@ -281,7 +283,13 @@ def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame | None
     if loaded.task == "reinforcement":
         from honing.rl_flow import evaluate_agent
 
+        if data is not None:
+            raise HoningError(f"{'DATA' if isinstance(data, pd.DataFrame) else data}: an agent is evaluated by playing "
+                              "episodes in its environment, not on data", "drop the data (--episodes N plays N episodes)")
         return evaluate_agent(loaded, episodes)
+    if episodes is not None:
+        raise HoningError(f"--episodes: only an agent (data.task: reinforcement) plays episodes; this is a "
+                          f"{loaded.task} bundle", "drop --episodes")
     if data is None:
         raise HoningError("evaluate needs labelled data (DATA)", "give a data file with the target column")
     bundle, frame = _open(loaded, data)
@@ -355,8 +363,10 @@ def compress(bundle: str | Path, overrides: list[str] | None = None, out: str | 
     ``overrides``) on its own data (or ``data``: the training data file when it moved) and write the
     smallest / fastest one within ``compress.max_metric_drop`` to ``out`` (default ``BUNDLE-compressed``);
     see docs/compression.md.  Returns a :class:`~honing.compression.compress.CompressResult`."""
-    from honing.compression.compress import compress_bundle, default_out
+    from honing.compression.compress import check_overrides, check_task, compress_bundle, default_out
 
+    check_task(bundle)
+    check_overrides(overrides or [])
     parent = load(bundle, backend="native")
     out = Path(out) if out is not None else default_out(Path(bundle).resolve())
     if out.resolve() == Path(bundle).resolve():
@@ -370,10 +380,12 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     """Convert the bundle's model to ONNX, check it against the native model on held-out rows (the
     bundle's validation split, or the rows of ``data``), add it to the bundle as ``model.onnx`` and, with
     ``out``, write it as a standalone file.  Returns an :class:`~honing.compression.export.ExportResult`."""
+    from honing.compression.compress import check_task
     from honing.compression.export import export_bundle, write_onnx_model
 
     if format != "onnx":
         raise HoningError(f"--format {format}: unknown export format", "use --format onnx")
+    check_task(bundle)
     parent = load(bundle, backend="native")
     if parent.manifest["model_format"] == "onnx":
         return write_onnx_model(parent, Path(out) if out is not None else None)
@@ -395,9 +407,6 @@ def _bundle_data(parent: Bundle, bundle: str | Path, data: str | Path | None, ov
                  progress: Progress) -> tuple[Recipe, Dataset]:
     """The bundle's recipe (with ``overrides``) and its data split as in training; ``data`` replaces
     ``data.source`` when the training data moved."""
-    if parent.task in UNSUPERVISED_TASKS:  # no labels to hold a compressed model to
-        raise HoningError(f"{bundle}: a {parent.task} bundle cannot be compressed or exported to ONNX yet",
-                          "compression and ONNX export are for classification and regression bundles")
     moved = [f"data.source={data}"] if data is not None else []
     recipe = load_recipe(copy.deepcopy(parent.recipe), [*moved, *(overrides or [])])
     try:

@@ -7,13 +7,16 @@ and :data:`COMPRESSION_COMMANDS`); heavy libraries are imported inside them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from honing import cli_options as opts
 from honing import cli_output as output
-from honing.cli_options import BREACH_EXIT_CODE, Overrides, Quiet, SettingOverrides
+from honing.cli_options import BREACH_EXIT_CODE, Quiet, SettingOverrides
+
+CompressOverrides = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="KEY=VALUE", help="Override a compress.* key, e.g. --set compress.prune.amount=0.5 (repeatable).")]
 
 
 def predict(
@@ -103,7 +106,7 @@ def compress(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where the compressed bundle goes (default BUNDLE-compressed).")] = None,
     max_drop: Annotated[float | None, typer.Option("--max-drop", help="Largest validation metric drop allowed (compress.max_metric_drop).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="The training data, when it is no longer where the bundle's recipe says.")] = None,
-    overrides: Overrides = None,
+    overrides: CompressOverrides = None,
     quiet: Quiet = False,
 ) -> None:
     """Make a model smaller and faster within a metric budget.
@@ -111,27 +114,18 @@ def compress(
     Tries the recipe's `compress:` options — or the default ladder: ONNX Runtime, int8, pruning 30/50/70 %,
     pruned + int8 — measures metric, size and latency of each on the validation split, and writes the
     smallest candidate whose metric drops by at most `compress.max_metric_drop` (default 0.01) as a new
-    bundle. Writes nothing, and exits 2, when none qualifies.
+    bundle. Writes nothing, and exits 2, when none qualifies. `--set` overrides `compress.*` keys only: the
+    model, its data and split are the bundle's own (`--data` when the data moved).
 
     Example: `honing compress runs/digits/bundle --set compress.prune.amount=0.5 --max-drop 0.005`
     """
     from honing import api
-    from honing.errors import CompressionError
 
     sets = [*(overrides or []), *([f"compress.max_metric_drop={max_drop}"] if max_drop is not None else [])]
     result = api.compress(bundle, sets, out=out, data=data, progress=opts.progress(quiet))
     output.print_compression(result)
     if result.bundle is None:
-        within = [m.name for m in result.measured[1:] if m.qualifies]
-        if within:
-            better = "smaller" if result.prefer == "size" else "faster"
-            raise CompressionError(f"no candidate within the budget is {better} than the original ({', '.join(within)} "
-                                   "qualified); nothing was written",
-                                   "unstructured pruning keeps the file size (zeros are stored): try structured "
-                                   "pruning or compress.quantize: [dynamic]")
-        raise CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
-                               "original; nothing was written",
-                               "allow a larger drop (--max-drop), or try other options (compress.prune, …)")
+        raise _nothing_written(result)
     console = opts.console()
     if result.test_before is not None:
         before, after = result.test_before[result.metric], result.scores["test"][result.metric]
@@ -141,6 +135,31 @@ def compress(
         console.print("sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))
     how = result.winner.details.get("description")
     console.print(f"chose [bold]{result.winner.name}[/]{f' — {how}' if how else ''}; bundle: [bold]{result.bundle}[/]")
+
+
+def _nothing_written(result: Any) -> Exception:
+    """The error of a compression that wrote nothing: no candidate could be built, none kept the metric,
+    or none that did beat the original."""
+    from honing.errors import CompressionError
+
+    candidates = result.measured[1:]
+    if not candidates:
+        return CompressionError("the compress: options name no candidate to try (an empty compress.quantize)",
+                                "list quantize modes, or set compress.prune or compress.distill")
+    if all(m.error for m in candidates):  # each was skipped, with its reason printed under the table
+        return CompressionError(f"no candidate could be tried ({', '.join(m.name for m in candidates)}: skipped "
+                                "for the reason printed above); nothing was written",
+                                "change the compress: options accordingly (compress.distill works for every model)")
+    within = [m.name for m in candidates if m.qualifies]
+    if within:
+        better = "smaller" if result.prefer == "size" else "faster"
+        return CompressionError(f"no candidate within the budget is {better} than the original ({', '.join(within)} "
+                                "qualified); nothing was written",
+                                "unstructured pruning keeps the file size (zeros are stored): try structured "
+                                "pruning or compress.quantize: [dynamic]")
+    return CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
+                            "original; nothing was written",
+                            "allow a larger drop (--max-drop), or try other options (compress.prune, …)")
 
 
 def export(

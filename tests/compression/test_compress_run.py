@@ -84,10 +84,15 @@ def test_configured_quantization_and_distillation_of_a_classic_model(logistic, t
     assert by_name["distilled + int8"].error is None and by_name["distilled + int8"].size_bytes > 0
 
 
-def test_pruning_a_classic_model_is_skipped_with_a_reason(logistic, tmp_path):
+def test_pruning_a_classic_model_is_skipped_with_a_reason(logistic, tmp_path, cli):
     result = honing.compress(logistic.bundle_dir, ["compress.prune={amount: 0.5}"], out=tmp_path / "c")
     pruned = next(m for m in result.measured if m.name.startswith("pruned"))
     assert "neural" in pruned.error
+    # the only candidate skipped: the error says none could be tried (not that none kept the metric), the reason once
+    shown = cli("compress", logistic.bundle_dir, "--out", tmp_path / "c", "--set", "compress.prune={amount: 0.5}")
+    assert_user_error(shown, "no candidate could be tried", "pruned 50%", "compress.distill")
+    assert " ".join((shown.out + shown.err).split()).count("pruning applies to neural models") == 1
+    assert not (tmp_path / "c").exists()
 
 
 def test_export_attaches_an_onnx_model_with_parity(mlp, tmp_path, cli):
@@ -119,6 +124,8 @@ def test_compress_mistakes(mlp, tmp_path, cli):
     assert_user_error(cli("compress", mlp.bundle_dir, "--out", mlp.bundle_dir), "--out", "the bundle being compressed")
     assert_user_error(cli("compress", mlp.bundle_dir, "--data", tmp_path / "gone.csv"), "gone.csv", "--data")
     assert_user_error(cli("compress", mlp.bundle_dir, "--set", "compress.prune.amount=2"), "compress.prune.amount")
+    for key in ("model.type=lightgbm", "seed=1", "data.source=other.csv"):  # the bundle's own: not compress's to change
+        assert_user_error(cli("compress", mlp.bundle_dir, "--set", key), f"--set {key}", "compress.* keys")
     bad = tmp_path / "r.yaml"
     bad.write_text(yaml.safe_dump({"data": {"source": "x.csv"}, "compress": {"quantize": ["int4"]}}))
     assert_user_error(cli("train", bad), "compress.quantize")

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from honing.bundle import Bundle, save_bundle
-from honing.bundle.manifest import _RESERVED
+from honing.bundle.manifest import _RESERVED, _open_manifest
 from honing.compression import ladder
 from honing.compression.gate import Gate, Measurement, Rows
 from honing.data.dataset import Dataset, encode_target
-from honing.errors import CompressionError, DataError, ModelError
+from honing.errors import CompressionError, DataError, ModelError, RecipeError
 from honing.progress import Progress
 from honing.recipe import Recipe
 
@@ -45,6 +45,9 @@ class CompressResult:
         return [m.to_dict() for m in self.measured]
 
 
+#: The tasks whose models compress and export: the gate and the ONNX parity check need labels or values.
+TASKS = ("classification", "regression")
+
 #: What the compressed bundle keeps of the parent's metrics: facts about the data and the task, and the
 #: dummy baseline; the parent model's own results (intervals, cross-validation, …) describe another model.
 KEPT_METRICS = ("task", "target", "model", "selection_metric", "classes", "rows", "baseline", "decision")
@@ -53,6 +56,27 @@ KEPT_METRICS = ("task", "target", "model", "selection_metric", "classes", "rows"
 def default_out(parent: Path) -> Path:
     """Where the compressed bundle goes unless told: beside the parent, ``<name>-compressed``."""
     return parent.parent / f"{parent.name}-compressed"
+
+
+def check_task(bundle: Path) -> None:
+    """Refuse, from its manifest and before any data is read, a bundle that compression and ONNX export
+    do not handle (a clustering, generative or reinforcement-learning one)."""
+    manifest = _open_manifest(Path(bundle))
+    if manifest["task"] not in TASKS:
+        raise CompressionError(f"{bundle}: a {manifest['task']} bundle ({manifest.get('model_type')}) cannot be "
+                               "compressed or exported to ONNX yet",
+                               "compression and ONNX export are for classification and regression bundles")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """``honing compress --set`` changes ``compress.*`` keys only: the model, its data, split and seed are the
+    bundle's own (``--data`` says where its data moved)."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key != "compress" and not key.startswith("compress."):
+            raise RecipeError(f"--set {item}: honing compress reads only compress.* keys (the model, data and seed "
+                              "are the bundle's own)",
+                              "e.g. --set compress.prune.amount=0.5; pass --data FILE if the training data moved")
 
 
 def encoded(parent: Bundle, frame: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags, Tags
 from sklearn.utils.metaestimators import available_if
 
+from honing.errors import ModelError
 from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.evaluation.scoring import predict_scores
 
@@ -154,6 +155,14 @@ def _float(value: Any) -> float | None:
 def _check_task(task: str) -> None:
     if task not in _TASKS:
         raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+
+
+def check_explainable(bundle: Any) -> None:
+    """A user's one-line error for a bundle whose answers are not a value or class probabilities to explain
+    (clustering, reduction, anomaly, generation, reinforcement)."""
+    if bundle.task not in _TASKS:
+        raise ModelError(f"{bundle.path}: a {bundle.task} bundle ({bundle.manifest.get('model_type')}) cannot be "
+                         "explained", "honing explain is for classification and regression bundles")
 
 
 def _metric_scorer(task: str, metric: str, n_classes: int | None) -> Callable[..., float]:

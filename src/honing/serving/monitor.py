@@ -112,6 +112,10 @@ def run(bundle: Bundle, config: MonitorConfig, *, now: float | None = None,
 
 def _drift(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, config: MonitorConfig) -> None:
     profile = bundle.manifest.get("reference")
+    if not profile and bundle.task in ("generation", "reinforcement"):  # text, images or observations: no profile
+        result.notes.append(f"a {bundle.task} bundle ({bundle.manifest.get('model_type')}) has no feature profile: "
+                            "feature and prediction drift do not apply to it")
+        return
     if not profile:
         result.notes.append("the bundle has no training reference profile (trained by an older honing): "
                             "drift is not measured; retrain to get one")
