@@ -100,6 +100,9 @@ def test_sampling_is_seeded_and_top_k_1_is_the_argmax():
     assert sampled == model.generate("the", 30, temperature=1.5, seed=7)
     assert sampled.startswith("the") and len(sampled) == 33
     assert sampled != model.generate("the", 30, temperature=1.5, seed=8)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):  # from Python as from the CLI
+        with pytest.raises(HoningError, match="finite number > 0"):
+            model.generate("the", 3, temperature=bad)
     ids = model.vocabulary.encode("the")
     with torch.no_grad():
         best = int(torch.argmax(model.module_(torch.tensor([ids]))[0, -1]))

@@ -171,8 +171,9 @@ class CharLanguageModel:
                  seed: int = 0) -> str:
         """``prompt`` followed by ``max_tokens`` sampled characters.  ``temperature`` divides the logits;
         ``top_k`` keeps the k most likely characters (top_k=1: greedy, deterministic)."""
-        if temperature <= 0:
-            raise HoningError(f"--temperature must be > 0 (got {temperature})", "use e.g. 0.8; --top-k 1 is greedy")
+        if not (math.isfinite(temperature) and temperature > 0):  # nan, inf: no distribution to sample
+            raise HoningError(f"--temperature must be a finite number > 0 (got {temperature})",
+                              "use e.g. 0.8; --top-k 1 is greedy")
         if top_k is not None and top_k < 1:
             raise HoningError(f"--top-k must be >= 1 (got {top_k})", "use --top-k 1 for greedy decoding")
         if max_tokens < 0:
