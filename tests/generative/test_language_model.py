@@ -117,7 +117,7 @@ def test_sampling_is_seeded_and_top_k_1_is_the_argmax():
 
 def test_sampling_and_parameter_mistakes_are_one_line_errors():
     model = _model("abc")
-    with pytest.raises(HoningError, match="--temperature must be > 0"):
+    with pytest.raises(HoningError, match="--temperature must be a finite number > 0"):
         model.generate("a", 5, temperature=0)
     with pytest.raises(HoningError, match="--top-k must be >= 1"):
         model.generate("a", 5, top_k=0)
