@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from honing.data.builtin import load_builtin
-from honing.data.schema import KINDS, Column, Schema, check_target, infer_schema, infer_task
+from honing.data.schema import KINDS, Column, Schema, check_target, infer_kind, infer_schema, infer_task
 from honing.errors import DataError
 
 N = 40
@@ -325,3 +325,12 @@ def test_builtin_targets_pass(name):
     if name != "wine_quality":  # 6 integer grades read as classes; its builtin task is regression
         assert infer_task(y) == builtin.task
     check_target(builtin.frame, builtin.target, infer_task(y))
+
+
+def test_numbers_with_a_decimal_comma_are_categories_with_a_note():
+    """A European CSV's 36,59: not numbers to pandas; the note says what to do (plain categories: none)."""
+    rng = np.random.default_rng(0)
+    commas = pd.Series([f"{v:.2f}".replace(".", ",") for v in rng.uniform(10, 90, 25)] * 2)
+    kind, note = infer_kind(commas, "income")
+    assert kind == "categorical" and "comma" in note and commas.iloc[0] in note
+    assert infer_kind(pd.Series(["a,b", "c,d"] * 25), "pair") == ("categorical", "")

@@ -240,6 +240,12 @@ def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
     ratio = unique / len(values)
     if looks_like_dates(values):
         return "datetime", ""
+    sample = values.head(_DATE_SAMPLE)
+    if sample.str.fullmatch(r"\s*[+-]?\d[\d.]*,\d+\s*").mean() >= 0.9:  # 36,59 or 1.234,5: a decimal comma
+        kind = "identifier" if ratio > 0.95 and len(values) >= _MIN_ID_ROWS else "categorical"
+        return kind, (f"looks like numbers written with a comma (e.g. '{sample.iloc[0].strip()}'), read as "
+                      f"{'an identifier' if kind == 'identifier' else 'categories'} — write them with a decimal "
+                      "point (36.59) to use them as numbers")
     has_space = values.str.contains(r"\s", regex=True)
     if ratio > 0.95 and len(values) >= _MIN_ID_ROWS and not has_space.any():
         return "identifier", f"looks like an identifier ({unique} unique values in {rows} rows)"
