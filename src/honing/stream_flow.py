@@ -31,7 +31,14 @@ from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.stream_batches import RowStream
 from honing.data.stream_fit import fitted_preprocessor
-from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, StreamStats, check_schema, collect
+from honing.data.stream_stats import (
+    SAMPLE_ROWS,
+    SPLIT_COLUMN,
+    StreamStats,
+    check_image_sizes,
+    check_schema,
+    collect,
+)
 from honing.data.streaming import FOLDER, SPLITS, Plan, TableFile, check_split
 from honing.data.text import token_vocab_size
 from honing.errors import DataError, RecipeError, did_you_mean
@@ -181,9 +188,10 @@ def streamed_sample(recipe: Recipe, progress: Progress) -> tuple[Plan, StreamSta
 
 
 def _check_statistics(recipe: Recipe, plan: Plan, stats: StreamStats) -> int | None:
-    """RecipeError for what the statistics show cannot apply (``evaluate.calibrate`` / ``threshold``,
-    ``audit.mitigate``, ``model.finetune.base_eval: zero_shot``), before training; the number of
-    classes (None for regression)."""
+    """DataError for images of several sizes that ``data.image`` does not resize; RecipeError for what the
+    statistics show cannot apply (``evaluate.calibrate`` / ``threshold``, ``audit.mitigate``,
+    ``model.finetune.base_eval: zero_shot``), before training; the number of classes (None for regression)."""
+    check_image_sizes(stats, recipe.data.image)
     n_classes = len(stats.classes) if plan.task == "classification" else None
     check_evaluate(recipe.evaluate, plan.task, n_classes, stats.rows[1])
     fairness_check.check_mitigation(recipe, plan.task, n_classes, stats.sample_of("train"), stats.rows[1])

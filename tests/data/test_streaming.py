@@ -15,7 +15,7 @@ from honing.data.stream_stats import SAMPLE_ROWS, SPLIT_COLUMN, check_schema, co
 from honing.data.streaming import Plan, TableFile, check_split, split_codes, streams
 from honing.data.text import token_vocab_size
 from honing.errors import DataError, RecipeError
-from honing.recipe import DataConfig, SplitConfig, load_recipe
+from honing.recipe import DataConfig, ReadConfig, SplitConfig, load_recipe
 
 
 def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -83,6 +83,29 @@ def test_shards_read_every_row_once(kind, tmp_path):
         assert rows["cat"].fillna("-").tolist() == frame["cat"].fillna("-").tolist()
 
 
+def test_read_options_are_checked(tmp_path):
+    """data.read.encoding and data.read.delimiter are one-line errors naming the key; a file not in its
+    encoding names the file, in its first MiB or after it; a UTF-16 file longer than the first MiB
+    reads whole."""
+    frame = _frame(60_000)[["rid", "num", "y"]]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match="data.read.encoding: unknown encoding 'bogus'"):
+        TableFile.open(tmp_path / "t.csv", ReadConfig(encoding="bogus"))
+    with pytest.raises(RecipeError, match="data.read.delimiter: 'ab' is not one character"):
+        TableFile.open(tmp_path / "t.csv", ReadConfig(delimiter="ab"))
+    with pytest.raises(DataError, match="t.csv' is not valid utf-16"):
+        TableFile.open(tmp_path / "t.csv", ReadConfig(encoding="utf-16"))
+    (tmp_path / "late.csv").write_bytes((tmp_path / "t.csv").read_bytes() + "9,é,p\n".encode("latin-1"))
+    with pytest.raises(DataError, match="late.csv' is not valid ascii"):  # (its first MiB is ASCII)
+        late = TableFile.open(tmp_path / "late.csv", ReadConfig(encoding="ascii"))
+        list(late.frames(late.columns, 10_000))
+    frame.to_csv(tmp_path / "u16.csv", index=False, encoding="utf-16")
+    assert (tmp_path / "u16.csv").stat().st_size > (1 << 20)
+    wide = TableFile.open(tmp_path / "u16.csv", ReadConfig(encoding="utf-16"))
+    rows = pd.concat(chunk for _, chunk in wide.frames(wide.columns, 20_000))
+    assert wide.columns == ["rid", "num", "y"] and rows["rid"].tolist() == frame["rid"].tolist()
+
+
 # --------------------------------------------------------------------------- shuffling and batches
 
 
@@ -145,6 +168,25 @@ def test_every_training_row_once_per_epoch_in_a_new_order(table, workers):
     validation = np.concatenate([xb[:, rid].numpy() for xb, _ in
                                  RowStream(plan, ("validation",), rows=1, batch_size=50, workers=workers).batches(0)])
     assert np.array_equal(np.sort(validation.astype(int)), np.flatnonzero(plan.splits(0, len(frame)) == 1))
+
+
+class _Refusing:
+    """A preprocessor that meets a user mistake (as an image that cannot be decoded would)."""
+
+    def transform(self, X):
+        raise DataError("cannot decode image z.png: image file is truncated", "remove it")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_mistake_in_a_reader_process_is_raised_as_itself(table, workers):
+    frame, file = table
+    plan = _plan(frame, file)
+    plan.preprocessor, plan.labels = _Refusing(), {"p": 0, "q": 1, "r": 2}
+    stream = RowStream(plan, ("train",), rows=len(frame), batch_size=64, workers=workers, shuffle=True)
+    with pytest.raises(DataError) as caught:
+        list(stream.batches(1))
+    assert type(caught.value) is DataError and (caught.value.what, caught.value.hint) == (
+        "cannot decode image z.png: image file is truncated", "remove it")  # not the worker's traceback
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -363,3 +405,35 @@ def test_a_class_without_training_rows_is_a_data_error(tmp_path):
     frame.to_parquet(tmp_path / "t.parquet", index=False)
     with pytest.raises(DataError, match="class 'rare'.*none is in the training split"):
         collect(_plan(frame, TableFile.open(tmp_path / "t.parquet")))
+
+
+@pytest.mark.parametrize("value", ["bad", "inf"])
+def test_a_regression_target_that_is_not_a_finite_number_is_a_data_error(tmp_path, value):
+    """Found in the chunk that holds it, however far from the rows the schema was inferred on."""
+    frame = _frame(3000)[["rid", "num", "small"]].assign(y=np.arange(3000) / 7)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    text = (tmp_path / "t.csv").read_text().splitlines()
+    text[2501] = text[2501].rsplit(",", 1)[0] + f",{value}"  # row 2500 (line 1 is the header)
+    (tmp_path / "t.csv").write_text("\n".join(text) + "\n")
+    schema = infer_schema(frame, target="y", overrides={"rid": "numeric"})
+    plan = Plan(TableFile.open(tmp_path / "t.csv"), schema, "y", "regression", 7, 0.15, 0.15, 256)
+    with pytest.raises(DataError, match=f"target 'y' is '{value}' in row 2500, not a finite number"):
+        collect(plan)
+
+
+def test_an_empty_validation_or_test_split_is_a_data_error_when_the_split_asks_for_it(tmp_path):
+    """As in memory: a small file whose random split leaves a split empty is refused, naming its key."""
+    codes = {s: split_codes(np.arange(8, dtype=np.uint64), s, 0.15, 0.15) for s in range(1000)}
+    frame = _frame(8)
+    frame["y"] = ["p", "q"] * 4
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    none = _plan(frame, TableFile.open(tmp_path / "t.parquet"), seed=next(s for s, c in codes.items() if not c.any()))
+    with pytest.raises(DataError, match=r"its 8 rows .* empty validation split \(data.split.validation: 0.15"):
+        collect(none)
+    no_test = _plan(frame, none.table, seed=next(s for s, c in codes.items() if 1 in c and 2 not in c and c.sum() < 3))
+    with pytest.raises(DataError, match=r"its 8 rows .* empty test split \(data.split.test: 0.15"):
+        collect(no_test)
+    none.validation = none.test = 0.0  # asked for none: every row trains
+    assert collect(none).rows == [8, 0, 0]
+    none.validation, none.merge_validation = 0.15, True  # a refit on train + validation
+    assert collect(none).rows == [8, 0, 0]

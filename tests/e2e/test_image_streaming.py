@@ -3,7 +3,9 @@ batch) or a table of image paths, trained as a cnn like the in-memory run, with 
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -111,6 +113,28 @@ def test_image_streaming_mistakes_are_one_line_errors(colours, tmp_path, cli):
     assert not (tmp_path / "run1").exists()
     (tmp_path / "r.yaml").write_text(json.dumps(_recipe(tmp_path / "missing.csv", target="colour")))
     assert_user_error(cli("train", tmp_path / "r.yaml", "--out", tmp_path / "run2"), "size", "data.drop")
+
+
+def _png(height: int = 8, width: int = 8) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3)).astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("bad.png", b"notanimage", ("bad.png", "not an image")),
+    ("odd.png", _png(9, 7), ("odd.png", "9x7", "data.image.size")),
+    ("cut.png", _png()[:150], ("cut.png", "truncated"))])  # (the header is whole)
+def test_a_bad_image_is_a_one_line_error_and_leaves_no_run(colours, tmp_path, cli, name, content, words):
+    """Not an image, or another size: found by the statistics pass (from the headers), before training.
+    Damaged after its header: found when a reader process decodes it, and said in one line as well."""
+    folder = shutil.copytree(colours, tmp_path / "colours")
+    (folder / "red" / name).write_bytes(content)
+    (tmp_path / "r.yaml").write_text(json.dumps(_recipe(folder, workers=1)))
+    result = cli("train", tmp_path / "r.yaml", "--out", tmp_path / "run")
+    assert_user_error(result, *words)
+    assert ("fitting preprocessing" in result.err) == (name == "cut.png")  # the others: before training
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
 
 
 def test_streaming_auto_streams_a_folder_larger_than_the_threshold(colours, monkeypatch, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 import honing
 from conftest import assert_user_error
+from honing.data.streaming import split_codes
 from honing.train_flow import train
 
 pytestmark = pytest.mark.slow
@@ -260,6 +261,27 @@ def test_a_non_neural_model_type_is_refused(files, tmp_path, cli):
                           "--set", "data.split.group=city"), "data.split.group")
     assert_user_error(cli("train", recipe, "--out", tmp_path / "r", "--set", "model.type=mlp",
                           "--set", "evaluate.cv={folds: 3}"), "evaluate.cv", "data.streaming")
+    assert not (tmp_path / "r").exists()
+
+
+def test_streamed_data_mistakes_are_one_line_errors(files, tmp_path, cli):
+    """Read options, a regression target that is not a number past the rows the schema is inferred on,
+    and a file too small to leave a validation row: each refused before training."""
+    frame, _ = files
+    reg = _table(52_000).astype({"x5": object})
+    reg.loc[51_000, "x5"] = "bad"
+    reg.to_csv(tmp_path / "reg.csv", index=False)
+    frame.head(6).to_csv(tmp_path / "tiny.csv", index=False)
+    seed = next(s for s in range(1000) if not split_codes(np.arange(6, dtype=np.uint64), s, 0.15, 0.15).any())
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"data: {{source: {tmp_path / 'reg.csv'}, target: x5, streaming: true, chunk_rows: 10000}}\n"
+                      "model: {type: mlp}\ntracking: false\n")
+    run = ("train", recipe, "--out", tmp_path / "r", "--set")
+    assert_user_error(cli(*run, "data.read.encoding=bogus"), "data.read.encoding", "bogus")
+    assert_user_error(cli(*run, "data.read.delimiter=ab"), "data.read.delimiter", "'ab'")
+    assert_user_error(cli(*run, "data.task=regression"), "target 'x5'", "'bad'", "row 51000")
+    assert_user_error(cli(*run, f"data.source={tmp_path / 'tiny.csv'}", "--set", "data.target=label", "--set",
+                          f"seed={seed}"), "tiny.csv", "6 rows", "data.split.validation")
     assert not (tmp_path / "r").exists()
 
 

@@ -5,6 +5,7 @@ file (for the delimiter and the encoding), and record batches cut into tables of
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,14 @@ NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 HEAD_BYTES = 1 << 20
 
 
-def text_head(path: Path) -> tuple[str, str]:
-    """The first MiB of a text file, decoded (to its last full line), and the encoding to read it with."""
+def text_head(path: Path, encoding: str | None = None) -> tuple[str, str]:
+    """The first MiB of a text file, decoded (to its last full line), and the encoding to read it with:
+    ``encoding`` (``data.read.encoding``) when given, else the one sniffed."""
     with path.open("rb") as fh:
         raw = fh.read(HEAD_BYTES)
         more = bool(fh.read(1))
+    if encoding:
+        return _head_as(raw, more, path, encoding), encoding
     if more and b"\n" in raw:
         raw = raw[: raw.rindex(b"\n") + 1]
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -32,10 +36,30 @@ def text_head(path: Path) -> tuple[str, str]:
     if b"\x00" in raw:
         raise DataError(f"data file '{path}' is not a text table (it contains binary data)",
                         "give a CSV/TSV/Parquet/JSONL file")
-    for encoding in TEXT_ENCODINGS:
+    for sniffed in TEXT_ENCODINGS:
         with contextlib.suppress(UnicodeDecodeError):
-            return raw.decode(encoding), "utf8" if encoding.startswith("utf-8") else encoding
+            return raw.decode(sniffed), "utf8" if sniffed.startswith("utf-8") else sniffed
     raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _head_as(raw: bytes, more: bool, path: Path, encoding: str) -> str:
+    """``raw`` decoded as ``encoding`` (to its last full line when the file goes on): DataError naming
+    data.read.encoding when it is no text encoding, or the file when its bytes are not in it."""
+    try:
+        if not getattr(codecs.lookup(encoding), "_is_text_encoding", True):  # a bytes codec, e.g. base64
+            raise LookupError(encoding)
+        text = codecs.getincrementaldecoder(encoding)().decode(raw, final=not more)
+    except LookupError:
+        raise DataError(f"data.read.encoding: unknown encoding '{encoding}'", "e.g. utf-8, cp1252, latin-1") from None
+    except UnicodeError as exc:
+        raise not_encoded(path, encoding, f"byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else exc) from None
+    return text[: text.rindex("\n") + 1] if more and "\n" in text else text
+
+
+def not_encoded(path: Path, encoding: str, detail: object) -> DataError:
+    """The error for a text file whose bytes are not in the encoding it is read with."""
+    return DataError(f"data file '{path}' is not valid {encoding} ({detail})",
+                     "set data.read.encoding to the file's encoding, or leave it out to sniff it")
 
 
 def rechunk(batches, rows: int) -> Iterator[pa.Table]:

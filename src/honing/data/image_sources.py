@@ -216,9 +216,11 @@ def read_image_dataset(cfg: Any) -> ImageSource:
     return image
 
 
-def check_image_files(frame: pd.DataFrame, columns: Iterable[str]) -> None:
-    """DataError when an image column has a missing value or names a file that does not exist."""
-    from honing.data.images import check_image_paths
+def check_image_files(frame: pd.DataFrame, columns: Iterable[str], sizes: dict | None = None) -> None:
+    """DataError when an image column has a missing value or names a file that does not exist.  With
+    ``sizes``, every image's header is read too (DataError naming a file that is not an image), and
+    each ``(height, width)`` not in ``sizes`` is added with its file."""
+    from honing.data.images import ImageTensors, check_image_paths
 
     for column in columns:
         values = frame[column]
@@ -227,7 +229,10 @@ def check_image_files(frame: pd.DataFrame, columns: Iterable[str]) -> None:
             count = int(blank.sum())
             raise DataError(f"image column '{column}': {count} row{'s' if count != 1 else ''} without an image "
                             f"path (e.g. row {values.index[blank.to_numpy()][0]!r})", "fill in the paths, or drop those rows")
-        check_image_paths(values.astype(str).str.strip())
+        paths = values.astype(str).str.strip()
+        check_image_paths(paths)
+        for path in paths if sizes is not None else ():
+            sizes.setdefault(ImageTensors([path]).shape[1:], path)  # (the header alone: nothing decoded)
 
 
 def peek_image_shape(first: pd.DataFrame, image: Any) -> tuple[int, int, int]:

@@ -8,13 +8,16 @@ the shards are split among the ranks too), so every row is read by exactly one p
 Training rows pass through a :class:`ShuffleBuffer` of ``data.shuffle_buffer`` rows and at most
 :data:`SHUFFLE_BYTES` (shared out among the processes), and Parquet row groups are read in a new order every epoch; both are seeded by the
 recipe's seed and the epoch, so a run is reproducible.  Batches hold ``train.batch_size`` rows
-(``batch_size / N`` per rank of N), except the last one of each process.
+(``batch_size / N`` per rank of N), except the last one of each process.  A user mistake met in a
+reader process (a :class:`~honing.errors.HoningError`: an image that cannot be decoded, a chunk that
+cannot be read) is raised in the training process as itself, one line.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from honing.data.streaming import Plan, split_index
+from honing.errors import HoningError
 from honing.training import distributed
 
 Arrays = tuple[np.ndarray, ...]
@@ -139,7 +143,17 @@ class RowBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.rank * workers + worker, self.world * workers
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...] | _Mistake]:
+        """The batches; in a reader process, a user mistake ends them as a :class:`_Mistake` (a DataLoader
+        would raise it again as its type with the worker's traceback for a message)."""
+        try:
+            yield from self._batches()
+        except HoningError as exc:
+            if get_worker_info() is None:
+                raise
+            yield _Mistake(type(exc), exc.what, exc.hint)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
         shard, shards = self.shard()
         seed = self.plan.seed % (1 << 32)
         groups = len(self.plan.table.group_rows)
@@ -161,6 +175,23 @@ class RowBatches(IterableDataset):
         for arrays in buffer.drain() if buffer is not None else ():
             yield from map(_tensors, batcher.push(arrays))
         yield from map(_tensors, batcher.flush())
+
+
+@dataclass
+class _Mistake:
+    """A reader process's :class:`~honing.errors.HoningError`, passed to the training process as a batch."""
+
+    error: type[HoningError]
+    what: str
+    hint: str | None
+
+
+def _raising(batches: Iterator[Any]) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The batches of reader processes, a :class:`_Mistake` raised as the error it was."""
+    for batch in batches:
+        if isinstance(batch, _Mistake):
+            raise batch.error(batch.what, batch.hint)
+        yield batch
 
 
 def _tensors(arrays: Arrays) -> tuple[Any, ...]:
@@ -207,7 +238,8 @@ class RowStream:
         if self.workers == 0:
             return iter(dataset)
         release_free_memory()  # the reader processes start from this process's memory
-        return iter(DataLoader(dataset, batch_size=None, num_workers=self.workers, multiprocessing_context="fork"))
+        return _raising(iter(DataLoader(dataset, batch_size=None, num_workers=self.workers,
+                                        multiprocessing_context="fork")))
 
 
 def release_free_memory() -> None:

@@ -12,8 +12,10 @@ sample whatever the chunking) for the data audit, the monitoring reference profi
 statistics that cannot be streamed.
 
 :mod:`honing.data.stream_fit` turns them into a fitted preprocessor (:func:`check_schema` checks
-first what the in-memory preprocessing would refuse).  An image column's files are checked to exist,
-chunk by chunk; its pixels are decoded only when batches are made.
+first what the in-memory preprocessing would refuse).  An image column's files are checked to exist and
+to be images (their headers are read, and their sizes kept for :func:`check_image_sizes`), chunk by
+chunk; its pixels are decoded only when batches are made.  A regression target must be a finite number
+in every row that has one, as in memory.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from honing.data.schema import MAX_CLASSES, Schema
 from honing.data.streaming import Plan, uniform
 from honing.errors import DataError
 from honing.progress import SILENT, Progress
-from honing.recipe import DataConfig
+from honing.recipe import DataConfig, ImageConfig
 
 SAMPLE_ROWS = 20_000
 #: Most distinct values of a categorical column counted while streaming.
@@ -65,6 +67,7 @@ class StreamStats:
     y_m2: float = 0.0
     sample: pd.DataFrame | None = None  # raw rows, with their split in SPLIT_COLUMN
     fingerprint: str = ""
+    image_sizes: dict[tuple[int, int], str] = field(default_factory=dict)  # (height, width) → its first image
 
     @property
     def classes(self) -> list:
@@ -114,10 +117,10 @@ def collect(plan: Plan, progress: Progress = SILENT) -> StreamStats:
         codes = plan.splits(first, len(frame))
         present = frame[plan.target].notna().to_numpy()
         stats.no_target += int((~present).sum())
-        _sample(stats, frame[present], np.arange(first, first + len(frame))[present], codes[present], plan.seed)
-        frame, codes = frame[present], codes[present]
-        check_image_files(frame, images)  # a missing file stops the run here, not in a reader process
-        _targets(stats, frame[plan.target], codes, plan.task)
+        frame, codes, rows = frame[present], codes[present], np.arange(first, first + len(frame))[present]
+        _sample(stats, frame, rows, codes, plan.seed)
+        check_image_files(frame, images, stats.image_sizes)  # a bad file stops the run here, before training
+        _targets(stats, frame[plan.target], codes, plan.task, rows)
         train = frame[codes == 0]
         if len(train):
             features = coerce_features(train, schema)
@@ -142,7 +145,8 @@ def _sample(stats: StreamStats, frame: pd.DataFrame, rows: np.ndarray, codes: np
     stats.sample = held.sort_values("__key__", kind="stable").reset_index(drop=True)
 
 
-def _targets(stats: StreamStats, y: pd.Series, codes: np.ndarray, task: str) -> None:
+def _targets(stats: StreamStats, y: pd.Series, codes: np.ndarray, task: str, rows: np.ndarray) -> None:
+    """Count the chunk's labels, or merge its training targets' moments (``rows``: their row numbers)."""
     if task == "classification":
         for split in range(3):
             values = y[codes == split]
@@ -156,8 +160,7 @@ def _targets(stats: StreamStats, y: pd.Series, codes: np.ndarray, task: str) -> 
             raise DataError(f"target '{y.name}' has more than {MAX_CLASSES} distinct values — too many classes to learn",
                             "set data.task: regression for a number, or choose another data.target")
     else:
-        values = pd.to_numeric(y[codes == 0], errors="coerce").to_numpy(dtype=np.float64)
-        values = values[~np.isnan(values)]
+        values = _finite_targets(y, rows)[codes == 0]
         if len(values):
             n, mean = len(values), float(values.mean())
             m2 = float(((values - mean) ** 2).sum())
@@ -167,6 +170,20 @@ def _targets(stats: StreamStats, y: pd.Series, codes: np.ndarray, task: str) -> 
             stats.y_n = total
     for split in range(3):
         stats.rows[split] += int((codes == split).sum())
+
+
+def _finite_targets(y: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """A regression target's values as numbers; DataError naming the first row (``rows``: their numbers,
+    from 0 as in memory) whose value is not a finite number."""
+    values = pd.to_numeric(y, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        at = int(np.argmax(bad))
+        value = " ".join(str(y.iloc[at]).split())[:40]
+        raise DataError(f"target '{y.name}' is '{value}' in row {rows[at]}, not a finite number; "
+                        "regression needs one in every row", "fix or remove those rows (an empty target drops a "
+                        "row), or set data.task: classification if the target is really a label")
+    return values
 
 
 def _numbers(stats: StreamStats, X: np.ndarray) -> None:
@@ -199,11 +216,29 @@ def _categories(stats: StreamStats, features: pd.DataFrame) -> None:
                             "a category", f"set data.types.{name}: identifier (dropped), or data.drop: [{name}]")
 
 
+def check_image_sizes(stats: StreamStats, image: ImageConfig) -> None:
+    """DataError when the images have more than one size and ``data.image.size`` does not resize them
+    (``image`` is ``data.image``), as in memory."""
+    if image.size is None and len(stats.image_sizes) > 1:
+        ((height, width), first), ((h, w), other) = list(stats.image_sizes.items())[:2]
+        raise DataError(f"image {other} is {h}x{w} (height x width) but {first} is {height}x{width}",
+                        f"set data.image.size (e.g. [{height}, {width}]) to resize every image to one size")
+
+
 def _check(stats: StreamStats, plan: Plan) -> None:
-    """DataError when the training split is empty, or a class has no training row."""
+    """DataError when the training split is empty, the validation or test split is empty though the
+    recipe asks for it, or a class has no training row."""
+    path, rows = plan.table.path, sum(stats.rows)
     if stats.rows[0] < 2:
-        raise DataError(f"data file '{plan.table.path}': {stats.rows[0]} training rows with a target after the split",
+        raise DataError(f"data file '{path}': {stats.rows[0]} training rows with a target after the split",
                         "add rows, or lower data.split.validation and data.split.test")
+    asked = {"validation": 0.0 if plan.merge_validation else plan.validation, "test": plan.test}
+    for (name, fraction), count in zip(asked.items(), stats.rows[1:]):
+        if fraction > 0 and not count:  # as in memory (split_sizes)
+            raise DataError(f"data file '{path}': too few rows to split: its {rows} rows with a target give an empty "
+                            f"{name} split (data.split.{name}: {fraction:g}; streaming splits rows at random by their "
+                            "row number)", f"add rows, raise data.split.{name} or set it to 0, or set "
+                            "data.streaming: false")
     if plan.task == "classification":
         if len(stats.labels) < 2:
             raise DataError(f"target '{plan.target}' has a single class; a classifier needs at least two",

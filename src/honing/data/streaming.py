@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from honing.data.csv_chunks import NA_VALUES, rechunk, text_head
+from honing.data.csv_chunks import NA_VALUES, not_encoded, rechunk, text_head
 from honing.data.dataset import _label_key
 from honing.data.image_pixels import uncached
 from honing.data.image_sources import is_array_file, read_image_source, resolve_image_columns
@@ -177,10 +177,14 @@ class TableFile:
             check_unique_columns(names, path)
             groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
             return cls(path, fmt, names, int(meta.num_rows), groups)
+        read = read or ReadConfig()
+        if read.delimiter and len(read.delimiter) != 1:
+            raise RecipeError(f"data.read.delimiter: {read.delimiter!r} is not one character, and a streamed file is "
+                              "read with a one-character delimiter", "set data.read.delimiter to one character "
+                              "(e.g. ';'), or data.streaming: false")
         table = cls(path, fmt, [])
-        head, encoding = text_head(path)
-        table.encoding = (read.encoding if read and read.encoding else encoding)
-        table.delimiter = read.delimiter if read and read.delimiter else "\t" if fmt == ".tsv" else sniff_delimiter(head)
+        head, table.encoding = text_head(path, read.encoding)
+        table.delimiter = read.delimiter or ("\t" if fmt == ".tsv" else sniff_delimiter(head))
         table.columns = next(csv.reader(io.StringIO(head), delimiter=table.delimiter), [])
         check_unique_columns(table.columns, path)
         first = next(table._csv_tables(table.columns, 10_000), None)
@@ -248,7 +252,7 @@ class TableFile:
         import pyarrow.csv as pacsv
 
         block = int(min(max(chunk_rows * 8 * max(len(self.columns), 1), 1 << 20), 64 << 20))
-        with _arrow_errors(self.path):
+        with _arrow_errors(self.path, self.encoding):
             reader = pacsv.open_csv(
                 self.path, read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=block, use_threads=False),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
@@ -291,10 +295,13 @@ def _converted(table: pa.Table, numbers: dict[str, str]) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def _arrow_errors(path: Path) -> Iterator[None]:
-    """pyarrow's reading errors as a DataError naming the file."""
+def _arrow_errors(path: Path, encoding: str | None = None) -> Iterator[None]:
+    """pyarrow's reading errors (and decoding errors, a text file's ``encoding`` given) as a DataError
+    naming the file."""
     try:
         yield
+    except UnicodeError as exc:
+        raise not_encoded(path, encoding, getattr(exc, "reason", exc)) from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowIOError) as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160].replace(str(path), "the file")
         raise DataError(f"data file '{path}' cannot be read as a table ({detail})", "check the file") from None
