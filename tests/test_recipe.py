@@ -136,3 +136,9 @@ def test_every_key_is_documented():
 
     for key in keys(Recipe):
         assert f"`{key}`" in text
+
+
+def test_a_delimiter_is_one_character():
+    with pytest.raises(RecipeError, match=r"data\.read\.delimiter: .*at most 1 character"):
+        load_recipe({"data": {"source": "x", "read": {"delimiter": "ab"}}})
+    assert load_recipe({"data": {"source": "x", "read": {"delimiter": "\t"}}}).data.read.delimiter == "\t"

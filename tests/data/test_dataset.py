@@ -122,3 +122,16 @@ def test_zero_fractions_give_usable_empty_splits(tmp_path):
     for name in ("validation", "test"):
         assert list(dataset.splits[name].columns) == ["x", "colour", "label"]
         assert dataset.features(name).shape == (0, 2) and dataset.labels(name).shape == (0,)
+
+
+def test_a_target_kind_at_odds_with_the_task_is_refused(tmp_path):
+    """data.types on the target was ignored (the task decides): a numeric kind on yes/no labels."""
+    from honing.errors import RecipeError
+    from honing.recipe import DataConfig
+
+    frame = pd.DataFrame({"x": range(40), "y": ["yes", "no"] * 20})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(RecipeError, match=r"data\.types\.y: .*classification.* 'numeric' — set data.task: regression"):
+        load_dataset(DataConfig(source=str(tmp_path / "d.csv"), target="y", types={"y": "numeric"}), 0)
+    agreed = load_dataset(DataConfig(source=str(tmp_path / "d.csv"), target="y", types={"y": "categorical"}), 0)
+    assert agreed.task == "classification"

@@ -151,6 +151,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         task = infer_task(frame[target])
         notes.append(f"task inferred from target '{target}': {task} (set data.task to override)")
     check_target(frame, target, task)
+    _check_target_kind(cfg.types.get(target), target, task)
     raw = frame
     frame, cleaning = clean_rows(frame, target, cfg.clean.duplicates)
     notes += cleaning
@@ -180,6 +181,15 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     return Dataset(task=task, target=target, schema=schema, splits=splits, classes=classes,
                    fingerprint=fingerprint(frame), n_rows=len(frame), notes=notes, raw=raw,
                    image_shape=image_shape)
+
+
+def _check_target_kind(kind: str | None, target: str, task: str) -> None:
+    """RecipeError for ``data.types.TARGET`` at odds with the task (which alone says how the target is
+    predicted): a numeric kind on a classification target was silently ignored."""
+    wants = {"numeric": "regression", "categorical": "classification", "boolean": "classification"}.get(kind or "")
+    if kind is not None and task in ("classification", "regression") and wants != task:
+        raise RecipeError(f"data.types.{target}: the target is predicted as data.task ({task}), not by its kind "
+                          f"'{kind}'", f"set data.task: {wants}" if wants else f"remove data.types.{target}")
 
 
 def _read_with_target(cfg: DataConfig) -> tuple[pd.DataFrame, str, str, dict[str, str], tuple | None]:

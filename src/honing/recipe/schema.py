@@ -23,7 +23,7 @@ class _Section(BaseModel):
 class ReadConfig(_Section):
     """How a file is read (normally sniffed)."""
 
-    delimiter: str | None = Field(None, description="CSV delimiter; sniffed when omitted.")
+    delimiter: str | None = Field(None, min_length=1, max_length=1, description="CSV delimiter (one character); sniffed when omitted.")
     encoding: str | None = Field(None, description="Text encoding; sniffed (utf-8, utf-8-sig, cp1252, latin-1) when omitted.")
 
 
