@@ -41,10 +41,12 @@ def test_default_run_dirs_are_unique_and_named():
 
 
 def test_a_user_mistake_keeps_no_checkpoints_an_interruption_does(tmp_path):
-    """Checkpoints are kept for --resume after a crash, not after a HoningError (bad data would stop
+    """Checkpoints are kept for --resume after a crash or a full disk, not after bad data (it would stop
     the resumed run again); the folders made for a removed run go too, the user's own stay."""
     (tmp_path / "mine").mkdir()
-    for error, kept in ((HoningError("bad row"), False), (RuntimeError("killed"), True)):
+    from honing.errors import DataError
+
+    for error, kept in ((DataError("bad row"), False), (HoningError("cannot write"), True), (RuntimeError("killed"), True)):
         final = tmp_path / "mine" / "runs" / "cnn" / "r1"
         with pytest.raises(type(error)), run_directory(final) as tmp:
             (tmp / "checkpoints").mkdir()
@@ -52,6 +54,10 @@ def test_a_user_mistake_keeps_no_checkpoints_an_interruption_does(tmp_path):
             raise error
         assert (tmp_path / "mine" / "runs").exists() == kept and not final.exists()
     assert (tmp_path / "mine").is_dir()
+    with pytest.raises(DataError), run_directory(tmp_path / "study") as tmp:  # a tuning study's trials stand
+        (tmp / "study.json").write_text("{}")
+        raise DataError("bad row")
+    assert (tmp_path / ".study.partial" / "study.json").is_file()
 
 
 def test_default_runs_do_not_go_inside_a_run_of_the_same_name(tmp_path):

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from honing.errors import HoningError
+from honing.errors import DataError, HoningError, ModelError, RecipeError
 
 RUN_MARKERS = ("recipe.yaml", "metrics.json")
+#: What stops a run for good: resuming it (same recipe, same data) would stop on it again.
+INPUT_MISTAKES = (DataError, RecipeError, ModelError)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -74,8 +76,9 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
     ``final`` may already hold an earlier run (it is replaced) but not other files: refusing to
     replace a directory that is not a honing run protects the user's own data.  If the block fails
     after a neural model wrote checkpoints or a study began, the partial directory is kept so that
-    ``honing train/tune --resume FINAL`` can continue, unless a user mistake (a HoningError) stopped
-    it; otherwise it is removed, with the parent folders made for it.  ``resume`` reuses it.
+    ``honing train/tune --resume FINAL`` can continue, unless bad data or a bad setting stopped a
+    training (:data:`INPUT_MISTAKES`); otherwise it is removed, with the parent folders made for it.
+    ``resume`` reuses it.
     """
     final = Path(final)
     if final.exists() and not _replaceable(final):
@@ -95,8 +98,9 @@ def run_directory(final: Path, resume: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)
         _swap_into_place(tmp, final)
     except BaseException as exc:
-        # a user mistake (bad data, a bad setting) would stop a resumed run again: nothing to keep
-        mistake = isinstance(exc, HoningError) and not resume
+        # bad data or a bad setting would stop a resumed training again: its checkpoints are not kept
+        # (a tuning study is: its finished trials stand)
+        mistake = isinstance(exc, INPUT_MISTAKES) and not resume and not (tmp / "study.json").exists()
         if mistake or not any(any(tmp.glob(pattern)) for pattern in RESUMABLE):
             shutil.rmtree(tmp, ignore_errors=True)
             for folder in created:  # runs/NAME/ made for this run, innermost first
