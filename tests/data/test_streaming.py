@@ -84,15 +84,13 @@ def test_shards_read_every_row_once(kind, tmp_path):
 
 
 def test_read_options_are_checked(tmp_path):
-    """data.read.encoding and data.read.delimiter are one-line errors naming the key; a file not in its
+    """data.read.encoding is a one-line error naming the key (the delimiter: tests/test_recipe.py); a file not in its
     encoding names the file, in its first MiB or after it; a UTF-16 file longer than the first MiB
     reads whole."""
     frame = _frame(60_000)[["rid", "num", "y"]]
     frame.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(DataError, match="data.read.encoding: unknown encoding 'bogus'"):
         TableFile.open(tmp_path / "t.csv", ReadConfig(encoding="bogus"))
-    with pytest.raises(RecipeError, match="data.read.delimiter: 'ab' is not one character"):
-        TableFile.open(tmp_path / "t.csv", ReadConfig(delimiter="ab"))
     with pytest.raises(DataError, match="t.csv' is not valid utf-16"):
         TableFile.open(tmp_path / "t.csv", ReadConfig(encoding="utf-16"))
     (tmp_path / "late.csv").write_bytes((tmp_path / "t.csv").read_bytes() + "9,é,p\n".encode("latin-1"))

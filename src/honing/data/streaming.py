@@ -177,11 +177,7 @@ class TableFile:
             check_unique_columns(names, path)
             groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
             return cls(path, fmt, names, int(meta.num_rows), groups)
-        read = read or ReadConfig()
-        if read.delimiter and len(read.delimiter) != 1:
-            raise RecipeError(f"data.read.delimiter: {read.delimiter!r} is not one character, and a streamed file is "
-                              "read with a one-character delimiter", "set data.read.delimiter to one character "
-                              "(e.g. ';'), or data.streaming: false")
+        read = read or ReadConfig()  # (its delimiter is one character: the recipe schema checks it)
         table = cls(path, fmt, [])
         head, table.encoding = text_head(path, read.encoding)
         table.delimiter = read.delimiter or ("\t" if fmt == ".tsv" else sniff_delimiter(head))
