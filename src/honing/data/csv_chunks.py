@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from honing.data.sources import TEXT_ENCODINGS
+from honing.data.sources import TEXT_ENCODINGS, not_encoded, unknown_encoding
 from honing.errors import DataError
 
 #: Cells read as missing, as :func:`pandas.read_csv` does by default.
@@ -50,16 +50,10 @@ def _head_as(raw: bytes, more: bool, path: Path, encoding: str) -> str:
             raise LookupError(encoding)
         text = codecs.getincrementaldecoder(encoding)().decode(raw, final=not more)
     except LookupError:
-        raise DataError(f"data.read.encoding: unknown encoding '{encoding}'", "e.g. utf-8, cp1252, latin-1") from None
+        raise unknown_encoding(encoding) from None
     except UnicodeError as exc:
         raise not_encoded(path, encoding, f"byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else exc) from None
     return text[: text.rindex("\n") + 1] if more and "\n" in text else text
-
-
-def not_encoded(path: Path, encoding: str, detail: object) -> DataError:
-    """The error for a text file whose bytes are not in the encoding it is read with."""
-    return DataError(f"data file '{path}' is not valid {encoding} ({detail})",
-                     "set data.read.encoding to the file's encoding, or leave it out to sniff it")
 
 
 def rechunk(batches, rows: int) -> Iterator[pa.Table]:

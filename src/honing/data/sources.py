@@ -150,18 +150,26 @@ def _read_bytes(path: Path, compression: str | None) -> bytes:
         raise DataError(f"data file '{path}' is not valid {compression} data", "check the file, or rename it") from None
 
 
+def unknown_encoding(encoding: str) -> DataError:
+    """The error for a ``data.read.encoding`` that names no text encoding."""
+    return DataError(f"data.read.encoding: unknown encoding '{encoding}'", "e.g. utf-8, cp1252, latin-1")
+
+
+def not_encoded(path: Path, encoding: str, detail: object) -> DataError:
+    """The error for a text file whose bytes are not in the encoding it is read with."""
+    return DataError(f"data file '{path}' is not valid {encoding} ({detail})",
+                     "set data.read.encoding to the file's encoding, or leave it out to sniff it")
+
+
 def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
     """Decode with the given encoding, or the first of :data:`TEXT_ENCODINGS` that works."""
     if encoding:
         try:
             return raw.decode(encoding)
         except LookupError:
-            raise DataError(f"data.read.encoding: unknown encoding '{encoding}'", "e.g. utf-8, cp1252, latin-1") from None
+            raise unknown_encoding(encoding) from None
         except UnicodeDecodeError as exc:
-            raise DataError(
-                f"data file '{path}' is not valid {encoding} (byte {exc.start})",
-                "set data.read.encoding to the file's encoding, or leave it out to sniff it",
-            ) from None
+            raise not_encoded(path, encoding, f"byte {exc.start}") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
     if b"\x00" in raw[:_SAMPLE_CHARS]:

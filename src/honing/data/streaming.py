@@ -35,13 +35,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from honing.data.csv_chunks import NA_VALUES, not_encoded, rechunk, text_head
+from honing.data.csv_chunks import NA_VALUES, rechunk, text_head
 from honing.data.dataset import _label_key
 from honing.data.image_pixels import uncached
 from honing.data.image_sources import is_array_file, read_image_source, resolve_image_columns
 from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema
-from honing.data.sources import BUILTIN_PREFIX, check_file, check_unique_columns, format_of, sniff_delimiter
+from honing.data.sources import (
+    BUILTIN_PREFIX,
+    check_file,
+    check_unique_columns,
+    format_of,
+    not_encoded,
+    sniff_delimiter,
+)
 from honing.errors import DataError, HoningError, RecipeError
 from honing.recipe import DataConfig, ReadConfig, SplitConfig
 
