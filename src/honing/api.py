@@ -365,9 +365,9 @@ def compress(bundle: str | Path, overrides: list[str] | None = None, out: str | 
     see docs/compression.md.  Returns a :class:`~honing.compression.compress.CompressResult`."""
     from honing.compression.compress import check_overrides, check_task, compress_bundle, default_out
 
-    check_task(bundle)
     check_overrides(overrides or [])
     parent = load(bundle, backend="native")
+    check_task(parent)
     out = Path(out) if out is not None else default_out(Path(bundle).resolve())
     if out.resolve() == Path(bundle).resolve():
         raise HoningError(f"--out {out}: that is the bundle being compressed", "write the compressed bundle elsewhere")
@@ -385,8 +385,8 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
 
     if format != "onnx":
         raise HoningError(f"--format {format}: unknown export format", "use --format onnx")
-    check_task(bundle)
     parent = load(bundle, backend="native")
+    check_task(parent)
     if parent.manifest["model_format"] == "onnx":
         return write_onnx_model(parent, Path(out) if out is not None else None)
     if data is not None and not _is_builtin(data):

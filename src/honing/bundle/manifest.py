@@ -35,8 +35,9 @@ MODEL_TORCH = "model.safetensors"
 MODEL_ONNX = "model.onnx"
 MODEL_FILES = {"skops": MODEL_SKOPS, "lightgbm": MODEL_LIGHTGBM, "torch": MODEL_TORCH, "onnx": MODEL_ONNX}
 #: Tasks without a target whose bundles predict cluster ids, embeddings or anomaly scores.
+SUPERVISED_TASKS = ("classification", "regression")
 UNSUPERVISED_TASKS = ("clustering", "reduction", "anomaly")
-TASKS = ("classification", "regression", *UNSUPERVISED_TASKS, "reinforcement", "generation")
+TASKS = (*SUPERVISED_TASKS, *UNSUPERVISED_TASKS, "reinforcement", "generation")
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "skops")
 _RESERVED = frozenset(  # manifest keys that ``extra`` may not override
     ("format_version", "honing_version", "created", "task", "features", "classes", "model_type", "files",

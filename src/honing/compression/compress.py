@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from honing.bundle import Bundle, save_bundle
-from honing.bundle.manifest import _RESERVED, _open_manifest
+from honing.bundle.manifest import _RESERVED, SUPERVISED_TASKS
 from honing.compression import ladder
 from honing.compression.gate import Gate, Measurement, Rows
 from honing.data.dataset import Dataset, encode_target
@@ -45,9 +45,6 @@ class CompressResult:
         return [m.to_dict() for m in self.measured]
 
 
-#: The tasks whose models compress and export: the gate and the ONNX parity check need labels or values.
-TASKS = ("classification", "regression")
-
 #: What the compressed bundle keeps of the parent's metrics: facts about the data and the task, and the
 #: dummy baseline; the parent model's own results (intervals, cross-validation, …) describe another model.
 KEPT_METRICS = ("task", "target", "model", "selection_metric", "classes", "rows", "baseline", "decision")
@@ -58,12 +55,12 @@ def default_out(parent: Path) -> Path:
     return parent.parent / f"{parent.name}-compressed"
 
 
-def check_task(bundle: Path) -> None:
-    """Refuse, from its manifest and before any data is read, a bundle that compression and ONNX export
-    do not handle (a clustering, generative or reinforcement-learning one)."""
-    manifest = _open_manifest(Path(bundle))
-    if manifest["task"] not in TASKS:
-        raise CompressionError(f"{bundle}: a {manifest['task']} bundle ({manifest.get('model_type')}) cannot be "
+def check_task(bundle: Bundle) -> None:
+    """Refuse, before any data is read, a bundle that compression and ONNX export do not handle (a
+    clustering, generative or reinforcement-learning one: the gate and the ONNX parity check need labels
+    or values)."""
+    if bundle.task not in SUPERVISED_TASKS:
+        raise CompressionError(f"{bundle.path}: a {bundle.task} bundle ({bundle.manifest.get('model_type')}) cannot be "
                                "compressed or exported to ONNX yet",
                                "compression and ONNX export are for classification and regression bundles")
 

@@ -187,7 +187,7 @@ def _check_target_kind(kind: str | None, target: str, task: str) -> None:
     """RecipeError for ``data.types.TARGET`` at odds with the task (which alone says how the target is
     predicted): a numeric kind on a classification target was silently ignored."""
     wants = {"numeric": "regression", "categorical": "classification", "boolean": "classification"}.get(kind or "")
-    if kind is not None and task in ("classification", "regression") and wants != task:
+    if kind is not None and wants != task:  # (task: classification or regression, as check_target made sure)
         raise RecipeError(f"data.types.{target}: the target is predicted as data.task ({task}), not by its kind "
                           f"'{kind}'", f"set data.task: {wants}" if wants else f"remove data.types.{target}")
 

@@ -34,7 +34,7 @@ from honing.data.image_sources import check_image_files
 from honing.data.preprocess import build_preprocessor, coerce_features
 from honing.data.schema import MAX_CLASSES, Schema
 from honing.data.streaming import Plan, uniform
-from honing.errors import DataError
+from honing.errors import DataError, shortened
 from honing.progress import SILENT, Progress
 from honing.recipe import DataConfig, ImageConfig
 
@@ -179,7 +179,7 @@ def _finite_targets(y: pd.Series, rows: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         at = int(np.argmax(bad))
-        value = " ".join(str(y.iloc[at]).split())[:40]
+        value = shortened(str(y.iloc[at]), 40)
         raise DataError(f"target '{y.name}' is '{value}' in row {rows[at]}, not a finite number; "
                         "regression needs one in every row", "fix or remove those rows (an empty target drops a "
                         "row), or set data.task: classification if the target is really a label")

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from honing.bundle.manifest import SUPERVISED_TASKS
 from honing.errors import ModelError, RecipeError
 from honing.pretrained_sources import Source, resolve
 from honing.training.callbacks import Callback
@@ -171,7 +172,7 @@ def bundle_meta(path: Path, name: str) -> dict[str, Any]:
     if manifest.get("model_format") != "torch" or not manifest.get("torch"):
         raise ModelError(f"model.pretrained: {name} holds a {manifest.get('model_format')} model, not a network",
                          "fine-tune from a bundle of a neural model (mlp, cnn, …)")
-    if manifest.get("task") not in ("classification", "regression"):  # a char_lm, vae, agent
+    if manifest.get("task") not in SUPERVISED_TASKS:  # a char_lm, vae, agent
         raise ModelError(f"model.pretrained: {name} holds a {manifest.get('task')} model, not a classifier or "
                          "regressor", "fine-tune from a bundle of a supervised neural model (mlp, cnn, rnn, "
                          "transformer, text_encoder)")

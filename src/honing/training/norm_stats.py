@@ -35,13 +35,12 @@ def trainable_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in _norms(model) if m.track_running_stats and not _frozen(m)]
 
 
-def hold_frozen(model: nn.Module) -> int:
+def hold_frozen(model: nn.Module) -> None:
     """Put ``model``'s frozen BatchNorm layers (scale and shift not trained) in eval mode, after
-    ``model.train()``; returns how many."""
-    frozen = [m for m in _norms(model) if _frozen(m)]
-    for norm in frozen:
-        norm.eval()
-    return len(frozen)
+    ``model.train()``."""
+    for norm in _norms(model):
+        if _frozen(norm):
+            norm.eval()
 
 
 def _norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
