@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -30,6 +31,11 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity (not JSON, though Python writes them by default)."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name} in {text[:200]}"))
 
 
 def assert_user_error(result: CliResult, *words: str) -> None:

@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
+from conftest import strict_json
 from honing.bundle import (
     FORMAT_VERSION,
     Bundle,
@@ -336,13 +337,22 @@ def test_manifest_checksum_round_trips_awkward_values(tmp_path, logistic):
                 recipe={"tuple": (1, 2.5), "none": None, "flag": True}, extra={"note": "café ✓"})
     assert verify_bundle(path) == []
     loaded = load_bundle(path)
-    assert math.isnan(loaded.metrics["nan"]) and math.isnan(loaded.metrics["np_nan"])
-    assert loaded.metrics["inf"] == math.inf and loaded.metrics["neg_inf"] == -math.inf
+    assert strict_json((path / "manifest.json").read_text())["metrics"]["nan"] is None  # strict JSON: no NaN
+    assert [loaded.metrics[k] for k in ("nan", "np_nan", "inf", "neg_inf")] == [None] * 4
+    assert loaded.metrics["array"] == [0.1, None]
     assert loaded.metrics["third"] == 1 / 3 and loaded.metrics["f32"] == float(np.float32(0.1))
     assert math.copysign(1, loaded.metrics["neg_zero"]) == -1 and loaded.metrics["tiny"] == 5e-324
     assert loaded.features == features and loaded.recipe["tuple"] == [1, 2.5]
     manifest = read_manifest(path)
     assert manifest["manifest_sha256"] == canonical_sha256(manifest)
+
+
+def test_older_manifest_with_nan_still_verifies_and_loads(saved):
+    """Bundles saved before manifests were strict JSON hold bare NaN / Infinity; their checksum holds."""
+    rewrite_manifest(saved, metrics={"roc_auc": float("nan"), "ratio": float("inf")})
+    assert "NaN" in (saved / "manifest.json").read_text()
+    assert verify_bundle(saved) == []
+    assert math.isnan(load_bundle(saved).metrics["roc_auc"])
 
 
 @pytest.mark.parametrize(

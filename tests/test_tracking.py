@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import strict_json
 from honing.errors import HoningError
 from honing.tracking import default_run_dir, run_directory, write_json
 
@@ -67,11 +68,14 @@ def test_default_runs_do_not_go_inside_a_run_of_the_same_name(tmp_path):
         default_run_dir("titanic", root=tmp_path / "runs")
 
 
-def test_write_json_handles_numpy(tmp_path):
+def test_write_json_handles_numpy_and_writes_strict_json(tmp_path):
     import numpy as np
 
-    path = write_json(tmp_path / "m.json", {"a": np.float64(0.5), "b": np.arange(3)})
-    assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2]}
+    path = write_json(tmp_path / "m.json", {"a": np.float64(0.5), "b": np.arange(3), "c": tmp_path})
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": str(tmp_path)}
+    undefined = {"auc": float("nan"), "ratio": np.float32("inf"), "folds": [np.nan, -np.inf, 0.25]}
+    path = write_json(tmp_path / "n.json", undefined)
+    assert strict_json(path.read_text()) == {"auc": None, "ratio": None, "folds": [None, None, 0.25]}
 
 
 def test_atomic_write_refuses_directories_and_bad_parents(tmp_path):

@@ -28,21 +28,29 @@ def compare(
     from rich.table import Table
 
     from honing import api
+    from honing.cli_output import num
 
     result = api.compare(run_a, run_b, metric)
     name, test = result["metric"], result["comparison"]
     table = Table("run", "model", f"{name} mean ± std", "95% interval", "p vs baseline", title=f"cross-validated {name}")
     for run, model, summary, p in zip(result["runs"], result["models"], result["summary"], result["vs_baseline"],
                                       strict=True):
-        table.add_row(run, model, f"{summary['mean']:.4f} ± {summary['std']:.4f}",
-                      f"{summary['low']:.4f}–{summary['high']:.4f}", f"{p:.3g}")
-    base = result["baseline"]
-    table.add_row("baseline", "dummy", f"{base['mean']:.4f} ± {base['std']:.4f}", f"{base['low']:.4f}–{base['high']:.4f}", "")
+        table.add_row(run, model, *_cv_cells(summary), num(p, ".3g"))
+    table.add_row("baseline", "dummy", *_cv_cells(result["baseline"]), "")
     console = opts.console()
     console.print(table)
     verdict = {"a": f"{run_a} is better", "b": f"{run_b} is better", "tie": "no significant difference"}[test["better"]]
-    console.print(f"difference {test['mean_difference']:+.4f}; corrected paired t-test p = {test['p_value']:.3g}, "
-                  f"Wilcoxon p = {test['wilcoxon_p_value']:.3g}: {verdict} (at p < 0.05)")
+    console.print(f"difference {num(test['mean_difference'], '+.4f')}; corrected paired t-test p = "
+                  f"{num(test['p_value'], '.3g')}, Wilcoxon p = {num(test['wilcoxon_p_value'], '.3g')}: {verdict} "
+                  "(at p < 0.05)")
+
+
+def _cv_cells(summary: dict) -> tuple[str, str]:
+    """"mean ± std" and "low–high" of a cross-validation summary ("—" for an undefined number)."""
+    from honing.cli_output import num
+
+    return (f"{num(summary['mean'], '.4f')} ± {num(summary['std'], '.4f')}",
+            f"{num(summary['low'], '.4f')}–{num(summary['high'], '.4f')}")
 
 
 def explain(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -98,15 +99,20 @@ def evaluation_lines(metrics: dict) -> list[str]:
     if intervals and metric in intervals["test"] and metric in metrics.get("test", {}):
         low, high = intervals["test"][metric]
         level = f"{intervals['confidence']:.0%}"
-        lines.append(f"test {metric}: {metrics['test'][metric]:.4f} ({level} bootstrap interval {low:.4f}–{high:.4f})")
+        if low is not None and high is not None:  # None: undefined on the test rows (noted under the table)
+            lines.append(f"test {metric}: {metrics['test'][metric]:.4f} ({level} bootstrap interval {low:.4f}–"
+                         f"{high:.4f})")
     cv = metrics.get("cv")
     if cv:
         model, base = cv["model"]["summary"].get(metric, {}), cv["baseline"]["summary"].get(metric, {})
         test = cv["comparison"]
-        if model and base:
-            lines.append(f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric} {model['mean']:.4f} "
-                         f"± {model['std']:.4f} (interval {model['low']:.4f}–{model['high']:.4f}); baseline "
-                         f"{base['mean']:.4f}; corrected paired t-test p = {test['p_value']:.3g}")
+        head = f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric}"
+        if model and model["mean"] is None:
+            lines.append(f"{head} is undefined in every fold{_needs(metric)}")
+        elif model and base:
+            lines.append(f"{head} {num(model['mean'], '.4f')} ± {num(model['std'], '.4f')} (interval "
+                         f"{num(model['low'], '.4f')}–{num(model['high'], '.4f')}); baseline "
+                         f"{num(base['mean'], '.4f')}; corrected paired t-test p = {num(test['p_value'], '.3g')}")
     decision = metrics.get("decision")
     if decision:
         lines.append(f"decision threshold ({decision['method']}): {decision['threshold']:.3f} on "
@@ -115,31 +121,51 @@ def evaluation_lines(metrics: dict) -> list[str]:
 
 
 def print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None = None) -> None:
+    """A table of each split's scores: "—" where a column has no such score, ``nan`` where it is
+    undefined on those rows, with a note saying what the metric needs."""
     from rich.table import Table
 
-    splits = list(by_split)
-    if not splits:  # data.split.validation and data.split.test both 0: every row trained
+    if not by_split:  # data.split.validation and data.split.test both 0: every row trained
         console().print(f"{title}: no validation or test rows, so no held-out metrics (raise data.split.test "
                         "to measure the model)")
         return
-    table = Table("metric", *splits, *(["baseline (test)"] if baseline else []), title=title)
-    first = by_split[splits[0]]
-    for name, value in first.items():
+    columns = {**by_split, **({"baseline (test)": baseline} if baseline else {})}
+    table = Table("metric", *columns, title=title)
+    undefined: dict[str, list[str]] = {}
+    for name, value in next(iter(by_split.values())).items():
         if not isinstance(value, float):
             continue
-        cells = [f"{by_split[s].get(name, float('nan')):.4f}" for s in splits]
-        if baseline:
-            cells.append(f"{baseline.get(name, float('nan')):.4f}")
-        table.add_row(name, *cells)
+        values = [scores.get(name) for scores in columns.values()]
+        table.add_row(name, *(num(v, ".4f") for v in values))
+        where = [column for column, v in zip(columns, values, strict=True) if v is not None and math.isnan(v)]
+        if where:
+            undefined[name] = where
     console().print(table)
+    if undefined:
+        console().print(undefined_note(undefined))
+
+
+def undefined_note(undefined: dict[str, list[str]]) -> str:
+    """One line naming each metric that is ``nan`` (undefined), where, and what it needs."""
+    parts = [f"{name} on {', '.join(where)}{_needs(name)}" for name, where in undefined.items()]
+    return "[dim]nan = undefined on those rows: " + "; ".join(parts) + "[/]"
+
+
+def num(value: Any, form: str = ".3f") -> str:
+    """A number in ``form``; "—" for None (what metrics.json holds for an undefined number)."""
+    return "—" if value is None else format(value, form)
+
+
+def _needs(metric: str) -> str:
+    """" (it needs …)": what ``metric`` needs to be defined, when known."""
+    from honing.evaluation.metrics import NEEDS
+
+    return f" (it needs {NEEDS[metric]})" if metric in NEEDS else ""
 
 
 def print_monitor(result: Any) -> None:
     """Drift per feature, then the other checks, then the verdict."""
     from rich.table import Table
-
-    def num(value: Any, form: str = ".3f") -> str:
-        return "—" if value is None else format(value, form)
 
     out = console()
     model = result.model

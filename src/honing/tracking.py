@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from honing.errors import DataError, HoningError, ModelError, RecipeError
+from honing.json_data import jsonable
 
 RUN_MARKERS = ("recipe.yaml", "metrics.json")
 #: What stops a run for good: resuming it (same recipe, same data) would stop on it again.
@@ -147,17 +148,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
+    """``obj`` as strict JSON (:func:`honing.json_data.jsonable`: an undefined number is ``null``)."""
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
     return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

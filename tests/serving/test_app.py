@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import honing
+from conftest import strict_json
 from honing.data.preprocess import coerce_features
 from honing.data.schema import Column, Schema
 from honing.errors import ServingError
@@ -383,6 +385,21 @@ def test_model_card(titanic):
     assert card["fingerprint"] == {"manifest_sha256": manifest["manifest_sha256"],
                                    "data": manifest["data_fingerprint"]}
 
+
+def test_model_card_is_strict_json_for_an_older_bundle_with_nan_metrics(titanic, tmp_path):
+    """Bundles saved before manifests were strict JSON may hold NaN metrics: the card says null."""
+    from honing.bundle.manifest import manifest_checksum
+
+    path = tmp_path / "old"
+    shutil.copytree(titanic.path, path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["metrics"] = {**manifest["metrics"], "test": {"roc_auc": float("nan"), "accuracy": 0.8}}
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with client(honing.load(path)) as c:
+        response = c.get("/v1/model")
+    assert response.status_code == 200
+    assert strict_json(response.text)["metrics"]["test"] == {"roc_auc": None, "accuracy": 0.8}
 
 def test_metrics_count_what_was_sent(titanic):
     frame = raw_rows("titanic", TITANIC_FEATURES, 6, start=20)

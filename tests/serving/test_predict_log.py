@@ -4,7 +4,6 @@ database, two writer processes, and bad URLs. Read back with plain sqlite3 where
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import multiprocessing
 import sqlite3
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from conftest import strict_json
 from honing.errors import MonitorError
 from honing.serving.log_store import log_event, read_events, read_predictions
 from honing.serving.predict_log import PredictionLog
@@ -25,11 +25,6 @@ def record(request_id: str, row: int, *, ts: float = 1000.0, version: str = "v1"
     return {"request_id": request_id, "row": row, "timestamp": ts, "model_name": "titanic",
             "model_version": version, "features": features or {"Age": 30.0 + row, "Sex": "male"},
             "prediction": row % 2, "probability": 0.5 + row / 100, "latency_ms": 4.25}
-
-
-def strict_json(text: str):
-    """json.loads that refuses NaN / Infinity (not JSON, though Python writes them by default)."""
-    return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name} in {text}"))
 
 
 def sqlite_rows(path, query: str) -> list[tuple]:

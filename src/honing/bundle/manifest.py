@@ -15,10 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from honing.bundle.onnx_model import meta_problem as onnx_meta_problem
 from honing.errors import BundleError
+from honing.json_data import jsonable
 
 FORMAT_VERSION = 1
 #: Upgrade steps: ``UPGRADES[n](manifest, path)`` turns a format-``n`` manifest into format ``n+1``.
@@ -117,18 +116,12 @@ def new_manifest(
 def sign_manifest(manifest: dict) -> dict:
     """``manifest`` as a reader will parse it back, with its ``manifest_sha256`` added.
 
-    Signs what a reader will parse back (tuples → lists, numpy → Python, …), not the dict given.
+    Signs what a reader will parse back (tuples → lists, numpy → Python, NaN → null, …), not the dict
+    given; strict JSON, so any JSON parser reads manifest.json.
     """
-    manifest = json.loads(json.dumps(manifest, default=_json_default))
+    manifest = json.loads(json.dumps(jsonable(manifest), allow_nan=False))
     manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
     return manifest
-
-
-def _json_default(obj: Any) -> Any:
-    """Turn numpy scalars and arrays into JSON values."""
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} cannot be written to manifest.json")
 
 
 def _version(distribution: str, default: str) -> str:

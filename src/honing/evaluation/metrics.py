@@ -41,6 +41,16 @@ LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "mape", "log_loss"})
 
 _AUTO = {"classification": "accuracy", "regression": "r2"}
 
+#: What a metric needs to be defined; without it the metric is ``nan`` (shown with this reason).
+NEEDS = {
+    "r2": "at least 2 rows",
+    "roc_auc": "rows of every class",
+    "pr_auc": "rows of every class",
+    "silhouette": "at least 2 clusters and more rows than clusters",
+    "davies_bouldin": "at least 2 clusters and more rows than clusters",
+    "calinski_harabasz": "at least 2 clusters and more rows than clusters",
+}
+
 
 def _safe(fn: Callable[[], Any]) -> float:
     """``float(fn())``, or ``nan`` when the metric is undefined (raises or warns it is)."""

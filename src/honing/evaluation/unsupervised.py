@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ def cluster_metrics(X: np.ndarray, labels: np.ndarray, truth: np.ndarray | None 
         out["silhouette_sampled"] = sampled
         out["davies_bouldin"] = float(metrics.davies_bouldin_score(Xc, lc))
         out["calinski_harabasz"] = float(metrics.calinski_harabasz_score(Xc, lc))
+    else:  # undefined (metrics.NEEDS says why, where they are shown)
+        out.update(silhouette=math.nan, davies_bouldin=math.nan, calinski_harabasz=math.nan)
     if truth is not None:
         out["adjusted_rand"] = float(metrics.adjusted_rand_score(truth, labels))
         out["nmi"] = float(metrics.normalized_mutual_info_score(truth, labels))

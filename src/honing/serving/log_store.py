@@ -3,7 +3,7 @@
 ``monitor.log`` is a SQLAlchemy URL: ``sqlite:///predictions.db`` (the default, relative to the working
 directory) or any server such as ``postgresql://user@host/db``. Three tables (SQLAlchemy Core), prefixed so
 they can share a database: ``honing_predictions``, ``honing_feedback`` and ``honing_events``; JSON values
-are stored as text (:func:`dumps`), so the same tables work on SQLite and PostgreSQL.
+are stored as text (:func:`honing.json_data.dumps`), so the same tables work on SQLite and PostgreSQL.
 
 :func:`open_engine` connects (SQLite in WAL mode, shared by several processes; the tables created when
 missing), and every failure is a one-line :class:`~honing.errors.MonitorError` naming ``monitor.log``
@@ -15,23 +15,19 @@ with the password masked (:func:`masked`). :func:`read_predictions`, :func:`log_
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable
-from datetime import date, datetime
-from datetime import time as clock_time
-from decimal import Decimal
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from honing.errors import MonitorError, first_line
+from honing.json_data import dumps
 
 KEY = "monitor.log"
 URL_HINT = "use a SQLAlchemy URL such as sqlite:///predictions.db or postgresql://user@host/db"
@@ -189,44 +185,6 @@ def _hide(text: str, url: URL) -> str:
 
 
 # --- JSON ------------------------------------------------------------------------------------------
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: numpy scalars and arrays unwrapped, NaN / infinities / NA → None,
-    dates as ISO strings, anything else unknown as its ``str``."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
-        return int(value)
-    if isinstance(value, (float, np.floating, Decimal)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, np.ndarray, pd.Series)):
-        return [jsonable(item) for item in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (datetime, date, clock_time)):
-        return value.isoformat()
-    if isinstance(value, np.datetime64):
-        return None if np.isnat(value) else str(value)
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text of :func:`jsonable` ``(value)`` (plain JSON data, what validated requests hold,
-    is encoded as it is: the walk through :func:`jsonable` is only for what JSON cannot take)."""
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)

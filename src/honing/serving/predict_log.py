@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from honing.errors import first_line
-from honing.serving.log_store import FEEDBACK, PREDICTIONS, dumps, masked, open_engine
+from honing.json_data import dumps
+from honing.serving.log_store import FEEDBACK, PREDICTIONS, masked, open_engine
 
 logger = logging.getLogger("honing.serving")
 
