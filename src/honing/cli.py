@@ -354,6 +354,9 @@ def reference_markdown() -> str:
              "<!-- generated from src/honing/cli.py by `make docs`; a test checks it is current -->", "",
              (group.help or "").strip(), "", "Global options (before the command):", ""]
     lines += _param_rows(group.params)
+    lines += ["", "Exit codes: `0` done; `2` a mistake in what was given (recipe, data, bundle, an option or "
+              "argument), told in one `error:` line that names it and says what to do; `1` a bug, with its "
+              "traceback; `130` interrupted (Ctrl-C). `--debug` shows the traceback of a mistake too."]
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
         usage = " ".join(["honing", name, "[OPTIONS]"] + [p.name.upper() for p in command.params
@@ -394,12 +397,27 @@ def main() -> None:
 
     warnings.showwarning = _show_warning
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own errors come here, to be printed as one line
     except HoningError as exc:
         if _state["debug"]:
             raise
         typer.echo(f"error: {shortened(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except typer.exceptions.TyperException as exc:  # a usage mistake: a bad option value, a missing argument, …
+        if type(exc).__name__ != "NoArgsIsHelpError":  # `honing` alone has printed the help
+            typer.echo(f"error: {usage_error(exc)}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_error(exc: Exception) -> str:
+    """A click error as one line: its message, and the command's --help to read."""
+    ctx = getattr(exc, "ctx", None)
+    message = " ".join((exc.format_message() if hasattr(exc, "format_message") else str(exc)).split()).rstrip(".")
+    return f"{message} — see `{ctx.command_path} --help`" if ctx is not None else message
 
 
 if __name__ == "__main__":

@@ -238,3 +238,22 @@ def test_too_few_rows_after_dropping_duplicates_says_so(cli, tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "same.csv", target="y")
     assert_user_error(cli("train", recipe, "--out", tmp_path / "run"), "same.csv", "too few rows",
                       "of 40 rows read: dropped 38 rows that duplicated", "data.clean.duplicates: keep")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("predict", "b", "d.csv", "--chunk-rows", "0"), ["'--chunk-rows'", "greater than or equal to 1",
+                                                      "honing predict --help"]),
+    (("predict",), ["Missing argument 'bundle'", "honing predict --help"]),
+    (("trian",), ["No such command 'trian'", "Did you mean 'train'", "honing --help"]),
+    (("train", "--bogus"), ["No such option: --bogus", "honing train --help"]),
+    (("runs", "--limit", "x"), ["'--limit'", "valid integer", "honing runs --help"]),
+], ids=["below-min", "missing-argument", "unknown-command", "unknown-option", "not-a-number"])
+def test_usage_mistakes_are_one_line_too(cli, args, words):
+    """Typer's own errors (bad option values, missing arguments, typos) in the same one-line style."""
+    out = cli(*args)
+    assert_user_error(out, *words)
+    assert "╭" not in out.err and "Usage:" not in out.err  # not Typer's boxed usage message
+
+
+def test_help_and_version_still_exit_0(cli):
+    assert cli("train", "--help").code == 0 and cli("--version").code == 0
