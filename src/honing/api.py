@@ -22,7 +22,7 @@ from honing.data.dataset import Dataset, encode_target, load_dataset
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema, check_target
 from honing.data.sources import read_table
-from honing.errors import DataError, HoningError
+from honing.errors import DataError, HoningError, SplitError
 from honing.evaluation.metrics import compute_metrics, confusion
 from honing.loading import TRUSTED_TYPES, load_predictor
 from honing.progress import SILENT, Progress
@@ -104,9 +104,7 @@ def audit(data: str | Path, target: str | None = None, *, sensitive: list[str] |
         with progress.step(f"loading {data}"):
             try:
                 dataset = load_dataset(cfg, seed)
-            except DataError as exc:  # its hint names recipe keys, which the audit command has not
-                if "too few rows to split" not in exc.what:
-                    raise
+            except SplitError as exc:  # its hint names recipe keys, which the audit command has not
                 raise DataError(exc.what, "add rows: the audit splits them as `honing train` does by default "
                                 "(15% validation, 15% test)") from None
         frame, splits, target, task, notes = dataset.raw, dataset.splits, dataset.target, dataset.task, dataset.notes

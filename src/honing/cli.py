@@ -354,9 +354,9 @@ def reference_markdown() -> str:
              "<!-- generated from src/honing/cli.py by `make docs`; a test checks it is current -->", "",
              (group.help or "").strip(), "", "Global options (before the command):", ""]
     lines += _param_rows(group.params)
-    lines += ["", "Exit codes: `0` done; `2` a mistake in what was given (recipe, data, bundle, an option or "
+    lines += ["", ("Exit codes: `0` done; `2` a mistake in what was given (recipe, data, bundle, an option or "
               "argument), told in one `error:` line that names it and says what to do; `1` a bug, with its "
-              "traceback; `130` interrupted (Ctrl-C). `--debug` shows the traceback of a mistake too."]
+              "traceback; `130` interrupted (Ctrl-C). `--debug` shows the traceback of a mistake too.")]
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
         usage = " ".join(["honing", name, "[OPTIONS]"] + [p.name.upper() for p in command.params

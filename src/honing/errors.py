@@ -33,6 +33,10 @@ class DataError(HoningError):
     """The data cannot be read or does not fit the recipe (missing column, empty file, …)."""
 
 
+class SplitError(DataError):
+    """Too few rows (or groups) to make the splits asked for."""
+
+
 class ModelError(HoningError):
     """A model type or its parameters are invalid for the task."""
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from honing.data.split import split_frame
-from honing.errors import DataError
+from honing.errors import DataError, SplitError
 
 
 def _frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -146,9 +146,10 @@ def test_unknown_columns(key, kwargs):
 
 
 def test_too_few_rows():
-    with pytest.raises(DataError, match="empty test split"):
+    """A SplitError (a DataError), which the audit command recognises to give its own hint."""
+    with pytest.raises(SplitError, match="empty test split"):
         _split(_frame(3), validation=0.0, test=0.1)
-    with pytest.raises(DataError, match="leave 1 for training"):
+    with pytest.raises(SplitError, match="leave 1 for training"):
         _split(_frame(3), validation=0.3, test=0.3, stratify=False)
 
 

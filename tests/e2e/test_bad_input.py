@@ -238,6 +238,9 @@ def test_too_few_rows_after_dropping_duplicates_says_so(cli, tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "same.csv", target="y")
     assert_user_error(cli("train", recipe, "--out", tmp_path / "run"), "same.csv", "too few rows",
                       "of 40 rows read: dropped 38 rows that duplicated", "data.clean.duplicates: keep")
+    # the audit has no recipe keys to name: its own hint, for the same error (a SplitError)
+    assert_user_error(cli("audit", tmp_path / "same.csv", "--target", "y"), "too few rows", "of 40 rows read",
+                      "the audit splits them")
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -35,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from honing.audit.findings import Finding
 from honing.audit.splits import as_float, as_text, distribution_shift, finding, row_hashes, split_leakage
+from honing.bundle.manifest import SUPERVISED_TASKS
 from honing.data.image_sources import looks_like_image_paths
 from honing.data.schema import looks_like_dates
 
@@ -43,7 +44,6 @@ CHECKS: tuple[str, ...] = (
     "identifier_column", "high_cardinality", "outliers", "class_imbalance", "target_leakage",
     "split_leakage", "distribution_shift", "mixed_types",
 )
-TASKS: tuple[str, ...] = ("classification", "regression")
 _ID_WORDS = {"id", "uuid", "guid", "uid", "key"}
 _MIN_LEAKAGE_ROWS = 30  # fewer labelled rows: no leakage check
 _EXAMPLES = 5
@@ -117,8 +117,8 @@ def check_quality(frame: pd.DataFrame, target: str | None, task: str | None = No
     "train".  ``ignore``: columns to skip entirely (dropped by the user).  ``seed`` fixes the rows
     sampled and the folds of the leakage check.
     """
-    if task not in (None, *TASKS):
-        raise ValueError(f"task must be one of {TASKS} or None, not {task!r}")
+    if task not in (None, *SUPERVISED_TASKS):
+        raise ValueError(f"task must be one of {SUPERVISED_TASKS} or None, not {task!r}")
     ignored = set(ignore)
     t = _prepare(frame, ignored)
     if t.frame.empty:

@@ -33,6 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 
+from honing.bundle.manifest import SUPERVISED_TASKS
 from honing.errors import CompressionError
 from honing.models.estimators import HEALTH_GRAD_EVERY, NeuralClassifier, NeuralRegressor
 from honing.models.nets import build_net
@@ -105,7 +106,7 @@ def distill(teacher: Any, X_train: np.ndarray, y_train: np.ndarray, *, task: str
 
 
 def _check(student: Mapping[str, Any], temperature: float, alpha: float, epochs: int, task: str) -> dict:
-    if task not in ("classification", "regression"):
+    if task not in SUPERVISED_TASKS:
         raise CompressionError(f"distillation applies to classification and regression, not {task}",
                                "remove compress.distill")
     if not isinstance(student, Mapping) or not student.get("type"):

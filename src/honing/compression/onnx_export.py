@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from honing.bundle import LightGBMModel, OnnxModel
+from honing.bundle.manifest import SUPERVISED_TASKS
 from honing.errors import CompressionError, first_line
 
 #: The default-domain opset asked for (the oldest the torch exporter writes; ONNX Runtime runs it since
@@ -54,7 +55,6 @@ DEFAULT_OPSET = 18
 #: The ai.onnx.ml opset of scikit-learn graphs (3: tree thresholds may be float64 tensors).
 ML_OPSET = 3
 INPUT = "X"
-_TASKS = ("classification", "regression")
 _HINT = "keep the native model, or train one of the types honing exports (neural nets, scikit-learn, LightGBM)"
 _LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch._export", "torch.fx", "onnxscript", "onnx_ir",
             "skl2onnx", "onnxmltools")
@@ -72,8 +72,8 @@ def export_onnx(model: Any, task: str, sample: np.ndarray, *, opset: int | None 
     against the native one on them (:func:`check_parity`), the largest difference going into
     ``meta["parity"]``.  Unsupported models raise :class:`CompressionError`.
     """
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS}, not {task!r}")
+    if task not in SUPERVISED_TASKS:
+        raise ValueError(f"task must be one of {SUPERVISED_TASKS}, not {task!r}")
     if isinstance(model, OnnxModel):
         return model
     sample = _check_sample(model, sample)

@@ -169,7 +169,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
                              column=split.column)
     except DataError as exc:
         if cleaning:  # the rows that were read are not the rows that were split: say why
-            raise DataError(f"{cfg.source}: {exc.what} (of {len(raw)} rows read: {'; '.join(cleaning)})",
+            raise type(exc)(f"{cfg.source}: {exc.what} (of {len(raw)} rows read: {'; '.join(cleaning)})",
                             exc.hint + ("; or keep duplicates with data.clean.duplicates: keep"
                                         if any("duplicated" in note for note in cleaning) else "")) from None
         raise

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
-from honing.errors import DataError, did_you_mean
+from honing.errors import DataError, SplitError, did_you_mean
 
 SPLITS = ("train", "validation", "test")
 
@@ -96,12 +96,12 @@ def split_sizes(rows: int, validation: float, test: float) -> tuple[int, int]:
     n_val, n_test = int(rows * validation + 0.5), int(rows * test + 0.5)
     for name, fraction, count in (("validation", validation, n_val), ("test", test, n_test)):
         if fraction > 0 and count == 0:
-            raise DataError(
+            raise SplitError(
                 f"too few rows to split: {rows} rows give an empty {name} split ({fraction:g})",
                 f"add rows, raise data.split.{name}, or set it to 0",
             )
     if rows - n_val - n_test < 2:
-        raise DataError(
+        raise SplitError(
             f"too few rows to split: {rows} rows leave {rows - n_val - n_test} for training",
             "add rows, or lower data.split.validation and data.split.test",
         )
@@ -202,7 +202,7 @@ def _group_split(df: pd.DataFrame, groups: pd.Series, n_val: int, n_test: int, s
     chosen = [order[k_test + k_val :], order[k_test : k_test + k_val], order[:k_test]]
     parts = [np.flatnonzero(np.isin(codes, g)) for g in chosen]
     if len(parts[0]) < 2:
-        raise DataError(
+        raise SplitError(
             f"too few rows to split by group '{groups.name}': {len(parts[0])} row(s) left for training",
             "lower data.split.validation and data.split.test, or add groups",
         )

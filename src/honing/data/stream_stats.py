@@ -34,7 +34,7 @@ from honing.data.image_sources import check_image_files
 from honing.data.preprocess import build_preprocessor, coerce_features
 from honing.data.schema import MAX_CLASSES, Schema
 from honing.data.streaming import Plan, uniform
-from honing.errors import DataError, shortened
+from honing.errors import DataError, SplitError, shortened
 from honing.progress import SILENT, Progress
 from honing.recipe import DataConfig, ImageConfig
 
@@ -235,7 +235,7 @@ def _check(stats: StreamStats, plan: Plan) -> None:
     asked = {"validation": 0.0 if plan.merge_validation else plan.validation, "test": plan.test}
     for (name, fraction), count in zip(asked.items(), stats.rows[1:]):
         if fraction > 0 and not count:  # as in memory (split_sizes)
-            raise DataError(f"data file '{path}': too few rows to split: its {rows} rows with a target give an empty "
+            raise SplitError(f"data file '{path}': too few rows to split: its {rows} rows with a target give an empty "
                             f"{name} split (data.split.{name}: {fraction:g}; streaming splits rows at random by their "
                             "row number)", f"add rows, raise data.split.{name} or set it to 0, or set "
                             "data.streaming: false")

@@ -34,11 +34,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags, Tags
 from sklearn.utils.metaestimators import available_if
 
+from honing.bundle.manifest import SUPERVISED_TASKS
 from honing.errors import ModelError
 from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.evaluation.scoring import predict_scores
 
-_TASKS = ("classification", "regression")
 _TOP_CATEGORIES = 20
 
 
@@ -153,14 +153,14 @@ def _float(value: Any) -> float | None:
 
 
 def _check_task(task: str) -> None:
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    if task not in SUPERVISED_TASKS:
+        raise ValueError(f"task must be one of {SUPERVISED_TASKS}, got {task!r}")
 
 
 def check_explainable(bundle: Any) -> None:
     """A user's one-line error for a bundle whose answers are not a value or class probabilities to explain
     (clustering, reduction, anomaly, generation, reinforcement)."""
-    if bundle.task not in _TASKS:
+    if bundle.task not in SUPERVISED_TASKS:
         raise ModelError(f"{bundle.path}: a {bundle.task} bundle ({bundle.manifest.get('model_type')}) cannot be "
                          "explained", "honing explain is for classification and regression bundles")
 
