@@ -636,3 +636,16 @@ def test_a_failing_request_in_a_batch_fails_alone():
     ok1, bad, ok2 = asyncio.run(main())
     assert ok1.predictions == [2] and ok2.predictions == [4, 6]
     assert isinstance(bad, ValueError)
+
+
+def test_a_boolean_target_keys_its_probabilities_as_its_predictions_are_written(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=120)
+    pd.DataFrame({"x": x, "y": x + 0.5 * rng.normal(size=120) > 0}).to_csv(tmp_path / "bool.csv", index=False)
+    bundle = honing.load(train(tmp_path, "bool", {"source": str(tmp_path / "bool.csv"), "target": "y"},
+                               "logistic_regression"))
+    with client(bundle) as c:
+        body = c.post("/v1/predict", json={"instances": [{"x": 2.0}, {"x": -2.0}]}).json()
+    assert body["predictions"] == [True, False]
+    assert [sorted(p) for p in body["probabilities"]] == [["false", "true"]] * 2
+    assert body["probabilities"][0]["true"] == pytest.approx(bundle.predict_proba(pd.DataFrame({"x": [2.0]}))["True"][0])

@@ -276,3 +276,20 @@ def test_a_bad_row_late_in_the_file_leaves_nothing(titanic, long_rows, existing,
     assert "rows.csv" in err.value.what and err.value.hint
     assert len(calls) >= 3  # chunks were predicted and written before the bad row was reached
     _unchanged(existing)
+
+
+def test_a_boolean_target_names_its_probability_columns_as_its_predictions_are_written(tmp_path):
+    """CSV writes the predictions true/false, so the columns are proba_false/proba_true (not proba_False)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=120)
+    frame = pd.DataFrame({"x": x, "y": x + 0.5 * rng.normal(size=120) > 0})
+    frame.to_csv(tmp_path / "bool.csv", index=False)
+    run = honing.train({"name": "bool", "data": {"source": str(tmp_path / "bool.csv"), "target": "y"},
+                        "model": {"type": "logistic_regression"}, "evaluate": {"explain": False, "bootstrap": 0}},
+                       out=tmp_path / "run", track=False)
+    bundle = honing.load(run.bundle_dir)
+    assert bundle.classes == [False, True] and bundle.class_texts == ["false", "true"]
+    predict_file(bundle, tmp_path / "bool.csv", tmp_path / "out.csv")
+    header, first = (tmp_path / "out.csv").read_text().splitlines()[:2]
+    assert header == "prediction,proba_false,proba_true"
+    assert first.split(",")[0] == str(bool(bundle.predict(frame.head(1))[0])).lower()

@@ -87,6 +87,12 @@ class Bundle:
         """True for classification bundles."""
         return self.task == "classification"
 
+    @property
+    def class_texts(self) -> list[str]:
+        """The classes as text outputs name them (``proba_<class>`` columns, the REST probabilities' keys):
+        ``true``/``false`` for booleans, as the predictions themselves are written in CSV and JSON."""
+        return [("true" if c else "false") if isinstance(c, bool) else str(c) for c in self.classes or []]
+
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Preprocess a feature frame into the model's numeric array (dense)."""
         if self.task == "generation":  # texts (char_lm) or pixel rows (vae), scored by the model itself

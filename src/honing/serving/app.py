@@ -212,7 +212,7 @@ class Service:
         self.metrics = ServingMetrics(name=self.name, version=self.version, backend=bundle.backend,
                                       model_type=str(bundle.manifest.get("model_type")))
         self.batcher = MicroBatcher(scorer(bundle, self.requests.columns))
-        self.class_names = [str(c) for c in bundle.classes] if bundle.is_classifier else None
+        self.class_names = bundle.class_texts if bundle.is_classifier else None
         self.ready = False
 
     async def warm_up(self) -> None:

@@ -47,7 +47,7 @@ Chunk = tuple[pd.DataFrame, list]  # rows to predict, and the arrow arrays of th
 
 def proba_names(bundle: Bundle) -> list[str]:
     """The output's probability columns, ``proba_<class>`` per class (none for a regressor)."""
-    return [f"proba_{c}" for c in bundle.classes] if bundle.is_classifier else []
+    return [f"proba_{c}" for c in bundle.class_texts] if bundle.is_classifier else []
 
 
 def checked_keep(bundle: Bundle, keep: list[str] | None, columns, where: str) -> list[str]:
