@@ -295,3 +295,35 @@ def test_a_trial_whose_worker_died_before_its_first_beat_goes_stale(kind, tmp_pa
     assert trials[alive.number].state == TrialState.RUNNING
     (retry,) = [t for t in trials.values() if t.user_attrs.get("retry_of") == dead.number]
     assert retry.state == TrialState.WAITING and _point(retry) == {"x": 0.25}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage:UserWarning")
+def test_a_stale_trial_whose_failer_died_before_queueing_its_retry_is_retried_later(tmp_path):
+    """Failing a stale trial and queueing its retry are two writes: a worker killed between them
+    leaves no retry.  Once the grace period has passed since the fail, the next worker queues it, once."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    failer = heartbeat.HeartbeatStorage(url, heartbeat_interval=1, grace_period=1)  # dies before its callback
+    study = optuna.create_study(study_name="orphan", storage=failer)
+    dead = study.ask()  # its worker dies: no more beats
+    dead.suggest_float("x", 0, 1)
+    time.sleep(1.3)
+    heartbeat.fail_stale(study)
+    (failed,) = study.get_trials()
+    assert failed.state == TrialState.FAIL and failed.user_attrs["interrupted"] == "heartbeat"
+    assert heartbeat.requeue_orphans(study, settle=60) == 0  # failed just now: its failer may still queue it
+    time.sleep(1.1)
+
+    storage = heartbeat.HeartbeatStorage(url, heartbeat_interval=1, grace_period=1,
+                                        heartbeat_stale_trial_callback=heartbeat.requeue_stale)
+    worker = optuna.load_study(study_name="orphan", storage=storage)
+    seen: list[float] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append(trial.suggest_float("x", 0, 1))
+        return seen[-1]
+
+    studies.run_trials(worker, objective, 1, None)
+    assert seen == [failed.params["x"]]  # the retry ran first, with the dead trial's parameters
+    retries = [t for t in worker.get_trials() if t.user_attrs.get("retry_of") == failed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert heartbeat.requeue_orphans(worker, settle=0) == 0  # its retry exists: never queued twice

@@ -3,7 +3,8 @@
 A running trial beats every ``tune.heartbeat`` seconds; one silent for :func:`grace` seconds (its
 worker died, or stalled) is marked ``interrupted: "heartbeat"`` and failed by the first worker to
 look (:func:`fail_stale`; Optuna also looks before each trial), which queues its parameters again
-(:func:`requeue_stale`; once, since only one worker's FAIL lands).  A running trial that never beat
+(:func:`requeue_stale`; once, since only one worker's FAIL lands; should that worker die between the
+two writes, :func:`requeue_orphans` queues it later).  A running trial that never beat
 (its worker died between creating it and beating) is stale once it started longer than that ago.  A
 stalled worker that comes back finds its trial :func:`lost`: its result is refused and it goes on
 with the next trial.
@@ -93,6 +94,24 @@ def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     whose FAIL of it landed: queue its parameters again (it was marked interrupted just before)."""
     if trial.user_attrs.get("interrupted"):
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def requeue_orphans(study: optuna.Study, settle: float | None = None) -> int:
+    """Queue again each trial failed for its silence whose retry was never queued, ``settle`` seconds
+    (default: the grace period) after it was failed: the worker that failed it died before queueing it
+    (two writes, not one).  The wait, far longer than that worker's gap between the two writes, keeps
+    live workers from queueing a retry twice.  Returns how many were queued."""
+    if settle is None:
+        storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps it in a cache
+        settle = getattr(storage, "grace_period", None) or 0
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    failed_before = datetime.now() - timedelta(seconds=settle)  # datetime_complete: the failer's clock
+    orphans = [t for t in trials if t.user_attrs.get("interrupted") == "heartbeat" and t.state == TrialState.FAIL
+               and t.number not in retried and t.datetime_complete is not None and t.datetime_complete < failed_before]
+    for trial in orphans:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return len(orphans)
 
 
 def lost(study: optuna.Study, trial_id: int) -> bool:

@@ -36,7 +36,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from honing.errors import HoningError, RecipeError
 from honing.recipe import Recipe, TuneConfig
-from honing.tuning.heartbeat import HEARTBEAT, HeartbeatStorage, fail_stale, grace, lost, requeue_stale
+from honing.tuning.heartbeat import (
+    HEARTBEAT,
+    HeartbeatStorage,
+    fail_stale,
+    grace,
+    lost,
+    requeue_orphans,
+    requeue_stale,
+)
 from honing.tuning.space import Dimension, grid_size
 
 JOURNAL = "study.journal"
@@ -245,6 +253,8 @@ def run_trials(study: optuna.Study, objective: Callable, limit: int | None, dead
                 time.sleep(POLL if deadline is None else max(0.0, min(POLL, deadline - time.time())))
                 fail_stale(study)
                 continue
+        if beating:  # a stale trial's retry its failer died before queueing
+            requeue_orphans(study)
         ran: list[int] = []
         try:
             study.optimize(_guarded(objective, ran), n_trials=1, catch=(Exception,), callbacks=callbacks)
