@@ -165,7 +165,7 @@ def test_overfits_a_tiny_batch(case):
     shape, params, make_x = CLASSIFY_CASES[case]
     net = build_net(case.split("_")[0], shape, 4, params)
     x, y = make_x(), torch.randint(0, 4, (32,))
-    _fit(net, x, y, nn.functional.cross_entropy)
+    _fit(net, x, y, nn.functional.cross_entropy, steps=400)  # 200 left cls pooling 31/32 on some CPUs
     assert _accuracy(net, x, y) == 1.0
 
 
