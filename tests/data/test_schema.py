@@ -334,3 +334,12 @@ def test_numbers_with_a_decimal_comma_are_categories_with_a_note():
     kind, note = infer_kind(commas, "income")
     assert kind == "categorical" and "comma" in note and commas.iloc[0] in note
     assert infer_kind(pd.Series(["a,b", "c,d"] * 25), "pair") == ("categorical", "")
+
+
+def test_integers_with_leading_zeros_are_codes_with_a_note():
+    """What the reader keeps as text (zip codes): categories, and the note names the key to make them numbers."""
+    zips = pd.Series(["02134", "10001", "94110", "00501"] * 10)
+    kind, note = infer_kind(zips, "zip")
+    assert kind == "categorical" and "'02134'" in note and "data.types: {zip: numeric}" in note
+    assert infer_kind(pd.Series(["a1", "b2"] * 20), "plain") == ("categorical", "")
+

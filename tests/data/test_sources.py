@@ -45,6 +45,27 @@ def test_quoted_fields_with_commas(tmp_path):
     assert read_table(path)["name"].tolist() == ["Smith, John", "Doe, Jane"]
 
 
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_integers_written_with_leading_zeros_stay_text(tmp_path, sep):
+    """Zip codes and labels like 01 / 002 keep their zeros, in memory and streamed; other numbers do
+    not change (0, 10, 0.5, 05.5 are numbers)."""
+    from honing.data.streaming import TableFile
+
+    lines = ["zip,code,label,count,ratio,odd", '02134,"007",01,0,0.5,05.5', "10001,12,002,10,1.5,6",
+             ",-05,01,3,,7", "94110,4,10,4,2,8"]
+    (tmp_path / "t.csv").write_text("\n".join(line.replace(",", sep) for line in lines) + "\n")
+    frame = read_table(tmp_path / "t.csv")
+    assert frame["zip"].tolist()[:2] == ["02134", "10001"] and pd.isna(frame["zip"][2])
+    assert frame["code"].tolist() == ["007", "12", "-05", "4"]  # one padded value: the whole column is codes
+    assert frame["label"].tolist() == ["01", "002", "01", "10"]
+    for name in ("count", "ratio", "odd"):
+        assert pd.api.types.is_numeric_dtype(frame[name]), name
+    table = TableFile.open(tmp_path / "t.csv")
+    assert table.numbers == {"count": "int", "ratio": "float", "odd": "float"}
+    (_, streamed), = table.frames(table.columns, 10)
+    pd.testing.assert_frame_equal(streamed, frame, check_dtype=False)
+
+
 def test_single_column_csv(tmp_path):
     path = tmp_path / "one.csv"
     path.write_text("x\n1\n2\n3\n", encoding="utf-8")

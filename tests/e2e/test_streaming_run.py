@@ -96,6 +96,30 @@ def test_a_streamed_bundle_predicts_a_parquet_file_in_chunks(files, tmp_path):
     np.testing.assert_allclose(out[["proba_no", "proba_yes"]].to_numpy(), bundle.predict_proba(frame).to_numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_labels_and_codes_written_with_leading_zeros_keep_them(tmp_path, streaming):
+    """Class labels 01 / 002 / 10 and zip codes stay text (as written) through training and prediction."""
+    from honing.serving.batch import predict_file
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=600)
+    frame = pd.DataFrame({"x": x, "zip": rng.choice(["02134", "00501", "94110"], 600),
+                          "label": np.where(x < -0.5, "01", np.where(x < 0.5, "002", "10"))})
+    frame.to_csv(tmp_path / "z.csv", index=False)
+    run = train({**RECIPE, "train": {"epochs": 40, "batch_size": 64},
+                 "data": {"source": str(tmp_path / "z.csv"), "target": "label", "streaming": streaming}},
+                out=tmp_path / "run", track=False)
+    bundle = honing.load(run.bundle_dir)
+    assert bundle.classes == ["002", "01", "10"]
+    zip_column = next(c for c in bundle.features["columns"] if c["name"] == "zip")
+    assert zip_column["kind"] == "categorical" and "00501" in zip_column["categories"]
+    predict_file(bundle, tmp_path / "z.csv", tmp_path / "p.csv")
+    written = pd.read_csv(tmp_path / "p.csv", dtype=str)
+    assert set(written["prediction"]) == {"01", "002", "10"} and list(written.columns)[1:] == [
+        "proba_002", "proba_01", "proba_10"]
+    assert (written["prediction"] == frame["label"]).mean() > 0.8
+
+
 def test_a_streamed_regression_run(tmp_path):
     rng = np.random.default_rng(1)
     n = 20_000

@@ -46,6 +46,7 @@ import pandas as pd
 from pandas.api import types as pdt
 
 from honing.data.image_sources import looks_like_image_paths
+from honing.data.sources import ZERO_PADDED
 from honing.errors import DataError, did_you_mean, shortened
 from honing.recipe import ColumnKind
 
@@ -195,7 +196,7 @@ def infer_kind(s: pd.Series, name: str = "") -> tuple[str, str]:
         if _looks_like_numeric_id(nonnull, name, len(s)):
             return "identifier", f"looks like an identifier ({nonnull.nunique()} unique values in {len(s)} rows)"
         return "numeric", ""
-    return _infer_text_kind(nonnull.astype(str), len(s))
+    return _infer_text_kind(nonnull.astype(str), len(s), name)
 
 
 def _is_boolean_pair(nonnull: pd.Series) -> bool:
@@ -232,7 +233,7 @@ def _looks_like_numeric_id(nonnull: pd.Series, name: str, rows: int) -> bool:
     return rows >= _MIN_ID_ROWS and (bool((steps == 1).all()) or bool((steps == -1).all()))
 
 
-def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
+def _infer_text_kind(values: pd.Series, rows: int, name: str = "") -> tuple[str, str]:
     """Kind of a string column: image, datetime, identifier, text or categorical."""
     if looks_like_image_paths(values):
         return "image", ""
@@ -246,6 +247,12 @@ def _infer_text_kind(values: pd.Series, rows: int) -> tuple[str, str]:
         return kind, (f"looks like numbers written with a comma (e.g. '{sample.iloc[0].strip()}'), read as "
                       f"{'an identifier' if kind == 'identifier' else 'categories'} — write them with a decimal "
                       "point (36.59) to use them as numbers")
+    padded = sample[sample.str.fullmatch(ZERO_PADDED)]
+    if len(padded) and sample.str.fullmatch(r"\s*[+-]?\d+\s*").all():  # read as text by the reader
+        kind = "identifier" if ratio > 0.95 and len(values) >= _MIN_ID_ROWS else "categorical"
+        return kind, (f"integers written with leading zeros (e.g. '{padded.iloc[0].strip()}'), read as "
+                      f"{'an identifier' if kind == 'identifier' else 'categories'} that keep their zeros — set "
+                      f"data.types: {{{name or 'COLUMN'}: numeric}} to use them as numbers")
     has_space = values.str.contains(r"\s", regex=True)
     if ratio > 0.95 and len(values) >= _MIN_ID_ROWS and not has_space.any():
         return "identifier", f"looks like an identifier ({unique} unique values in {rows} rows)"

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import lzma
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +43,9 @@ COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.deco
 TEXT_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 DELIMITERS = ",;\t|"
 _SAMPLE_CHARS = 64_000
+#: An integer written with leading zeros (``007``, ``02134``, ``-05``): a code, not a quantity. A text
+#: table's column holding one is read as text, so the codes keep their zeros (zip codes, ids, class labels).
+ZERO_PADDED = r"\s*[+-]?0\d+\s*"
 _FORMATS_HINT = (
     "supported formats: "
     + ", ".join(SUPPORTED_FORMATS)
@@ -222,7 +226,17 @@ def _read_csv(text: str, path: Path, sep: str) -> pd.DataFrame:
             f"check the file; the delimiter used was {sep!r} (set data.read.delimiter to change it)",
         ) from None
     check_unique_columns(_raw_header(text, sep), path)
-    return df
+    return _zero_padded_as_text(df, text, sep)
+
+
+def _zero_padded_as_text(df: pd.DataFrame, text: str, sep: str) -> pd.DataFrame:
+    """``df`` with its number columns that hold a :data:`ZERO_PADDED` integer read again as text."""
+    numbers = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    if not numbers or not re.search(rf'(?:^|[\n{re.escape(sep)}])"?[ \t]*[+-]?0\d', text):  # (a quick look first)
+        return df
+    raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, usecols=numbers)
+    padded = [c for c in numbers if raw[c].str.fullmatch(ZERO_PADDED).any()]
+    return df.assign(**{c: raw[c] for c in padded}) if padded else df
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -43,6 +43,7 @@ from honing.data.preprocess import coerce_features
 from honing.data.schema import Schema
 from honing.data.sources import (
     BUILTIN_PREFIX,
+    ZERO_PADDED,
     check_file,
     check_unique_columns,
     format_of,
@@ -269,10 +270,13 @@ class TableFile:
 
 
 def _number_columns(table: pa.Table) -> dict[str, str]:
-    """The columns of a CSV chunk (all text) that hold numbers only: int, else float."""
+    """The columns of a CSV chunk (all text) that hold numbers only: int, else float (a column with
+    an integer written with leading zeros stays text, as in memory: :data:`~honing.data.sources.ZERO_PADDED`)."""
+    import pyarrow.compute as pc
+
     out = {}
     for name, column in zip(table.column_names, table.columns):
-        if column.null_count == len(column):
+        if column.null_count == len(column) or pc.any(pc.match_substring_regex(column, f"^{ZERO_PADDED}$")).as_py():
             continue
         for kind, type_ in (("int", pa.int64()), ("float", pa.float64())):
             try:
