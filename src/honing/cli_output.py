@@ -142,10 +142,10 @@ def print_metrics(by_split: dict[str, dict], title: str, baseline: dict | None =
             undefined[name] = where
     console().print(table)
     if undefined:
-        console().print(undefined_note(undefined))
+        console().print(_undefined_note(undefined))
 
 
-def undefined_note(undefined: dict[str, list[str]]) -> str:
+def _undefined_note(undefined: dict[str, list[str]]) -> str:
     """One line naming each metric that is ``nan`` (undefined), where, and what it needs."""
     parts = [f"{name} on {', '.join(where)}{_needs(name)}" for name, where in undefined.items()]
     return "[dim]nan = undefined on those rows: " + "; ".join(parts) + "[/]"
