@@ -306,12 +306,12 @@ def test_a_stale_trial_whose_failer_died_before_queueing_its_retry_is_retried_la
     study = optuna.create_study(study_name="orphan", storage=failer)
     dead = study.ask()  # its worker dies: no more beats
     dead.suggest_float("x", 0, 1)
-    time.sleep(1.3)
+    time.sleep(2.2)  # past the 1 s grace at SQLite's one-second clock
     heartbeat.fail_stale(study)
     (failed,) = study.get_trials()
     assert failed.state == TrialState.FAIL and failed.user_attrs["interrupted"] == "heartbeat"
     assert heartbeat.requeue_orphans(study, settle=60) == 0  # failed just now: its failer may still queue it
-    time.sleep(1.1)
+    time.sleep(1.5)
 
     storage = heartbeat.HeartbeatStorage(url, heartbeat_interval=1, grace_period=1,
                                         heartbeat_stale_trial_callback=heartbeat.requeue_stale)
