@@ -333,8 +333,10 @@ def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> 
 
 def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
           backend: str = "auto") -> tuple[Bundle, pd.DataFrame]:
+    from honing.serving.batch_read import read_whole
+
     bundle = bundle if isinstance(bundle, Bundle) else load(bundle, backend)
-    return bundle, data if isinstance(data, pd.DataFrame) else read_table(data)
+    return bundle, data if isinstance(data, pd.DataFrame) else read_whole(bundle, data)
 
 
 @contextmanager

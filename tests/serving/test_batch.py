@@ -293,3 +293,27 @@ def test_a_boolean_target_names_its_probability_columns_as_its_predictions_are_w
     header, first = (tmp_path / "out.csv").read_text().splitlines()[:2]
     assert header == "prediction,proba_false,proba_true"
     assert first.split(",")[0] == str(bool(bundle.predict(frame.head(1))[0])).lower()
+
+
+def test_categories_trained_on_text_read_alike_from_a_file_in_every_entry_point(tmp_path):
+    """A category column of "1.0", "2.5", "XL": a file holding only "1.0" and "2.5" is read as text by
+    honing.predict / evaluate (read whole) as by the streamed CLI reader, not as the numbers 1 and 2.5."""
+    rng = np.random.default_rng(0)
+    size, x = rng.choice(["1.0", "2.5", "XL"], 300), rng.normal(size=300)
+    frame = pd.DataFrame({"x": x, "size": size, "y": np.where((size == "1.0") | (x > 1), "yes", "no")})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    run = honing.train({"data": {"source": str(tmp_path / "train.csv"), "target": "y"},
+                        "model": {"type": "logistic_regression"}, "evaluate": {"bootstrap": 0, "explain": False}},
+                       out=tmp_path / "run", track=False)
+    bundle = honing.load(run.bundle_dir)
+    rows = frame[frame["size"] != "XL"].head(60).reset_index(drop=True)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    expected = bundle.predict(rows).tolist()
+    assert honing.predict(bundle, tmp_path / "rows.csv")["prediction"].tolist() == expected
+    predict_file(bundle, tmp_path / "rows.csv", tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["prediction"].tolist() == expected
+    import gzip  # a compressed CSV is read whole
+    (tmp_path / "rows.csv.gz").write_bytes(gzip.compress((tmp_path / "rows.csv").read_bytes()))
+    predict_file(bundle, tmp_path / "rows.csv.gz", tmp_path / "out2.csv")
+    assert pd.read_csv(tmp_path / "out2.csv")["prediction"].tolist() == expected
+    assert honing.evaluate(bundle, tmp_path / "rows.csv")["accuracy"] == honing.evaluate(bundle, rows)["accuracy"]

@@ -55,11 +55,12 @@ _FORMATS_HINT = (
 
 def read_table(
     source: str | Path, *, delimiter: str | None = None, encoding: str | None = None,
-    image_columns: Iterable[str] = (),
+    image_columns: Iterable[str] = (), text_columns: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Read ``source`` (a path or ``builtin:NAME``) into a DataFrame.
 
-    ``delimiter`` and ``encoding`` apply to text formats; when omitted they are sniffed.  An image
+    ``delimiter`` and ``encoding`` apply to text formats; when omitted they are sniffed; a text format's
+    ``text_columns`` are read as text, not parsed as numbers (a model's categories trained on text).  An image
     folder or array file is read by :func:`honing.data.image_sources.read_image_source`.  In a
     table, relative paths in columns of image paths (those that look like them, and
     ``image_columns``) are made absolute against the table's folder.
@@ -83,7 +84,7 @@ def read_table(
             df = _read_json_array(text, path)
         else:
             sep = delimiter or ("\t" if fmt == ".tsv" else sniff_delimiter(text))
-            df = _read_csv(text, path, sep)
+            df = _read_csv(text, path, sep, text_columns)
     check_unique_columns(df.columns, path)
     if len(df) == 0:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row")
@@ -211,12 +212,12 @@ def _consistent_delimiter(sample: str) -> str:
     return best
 
 
-def _read_csv(text: str, path: Path, sep: str) -> pd.DataFrame:
-    """Parse delimited text; parser failures become DataError."""
+def _read_csv(text: str, path: Path, sep: str, text_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Parse delimited text (``text_columns`` as text); parser failures become DataError."""
     if not text.strip():
         raise DataError(f"data file '{path}' has no rows (it is blank)", "the file must have a header and at least one row")
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep)
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=dict.fromkeys(text_columns, str) or None)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file '{path}' has no rows", "the file must have a header and at least one row") from None
     except (pd.errors.ParserError, ValueError) as exc:

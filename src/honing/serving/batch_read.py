@@ -108,9 +108,21 @@ def _needed_columns(bundle: Bundle, columns: list[str], keep: list[str], data: s
     return list(dict.fromkeys([*names, *([group] if group else []), *keep]))
 
 
+def read_whole(bundle: Bundle, data: str | Path) -> pd.DataFrame:
+    """A file read whole for ``bundle`` as the streamed readers read it: the columns of categories
+    trained on text stay text (a CSV's 1.0 is the category "1.0", not the number 1)."""
+    return read_table(data, text_columns=text_trained(bundle))
+
+
+def text_trained(bundle: Bundle) -> list[str]:
+    """The categorical and boolean features trained on text (not on numbers)."""
+    return [c.name for c in Schema.from_dict(bundle.features).features
+            if c.kind in ("categorical", "boolean") and not _numeric(c.dtype)]
+
+
 def _whole_source(bundle: Bundle, data: str | Path, keep: list[str], chunk_rows: int) -> Source:
     """A file read whole (JSON, compressed text, builtin:NAME …), predicted in chunks."""
-    frame = read_table(data)
+    frame = read_whole(bundle, data)
     columns = [str(c) for c in frame.columns]
     _needed_columns(bundle, columns, keep, data)
     kept = pa.table({k: _arrow_column(frame[k]) for k in keep})
