@@ -66,6 +66,16 @@ def test_integers_written_with_leading_zeros_stay_text(tmp_path, sep):
     pd.testing.assert_frame_equal(streamed, frame, check_dtype=False)
 
 
+def test_parquet_index_columns_are_data(tmp_path):
+    """df.set_index([...]).to_parquet(): the named index levels are columns (they were silently lost);
+    an unnamed index is only row labels."""
+    frame = pd.DataFrame({"cust": ["a", "b", "c"], "color": ["red", "blue", "red"], "x": [1.0, 2.0, 3.0]})
+    frame.set_index(["cust", "color"]).to_parquet(tmp_path / "named.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "named.parquet"), frame)
+    frame.set_index(pd.Index([7, 8, 9])).to_parquet(tmp_path / "unnamed.parquet")
+    assert list(read_table(tmp_path / "unnamed.parquet").columns) == ["cust", "color", "x"]
+
+
 def test_single_column_csv(tmp_path):
     path = tmp_path / "one.csv"
     path.write_text("x\n1\n2\n3\n", encoding="utf-8")

@@ -241,14 +241,17 @@ def _zero_padded_as_text(df: pd.DataFrame, text: str, sep: str) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """Read a Parquet file; an invalid file becomes DataError."""
+    """Read a Parquet file (the named index columns a pandas writer kept, as columns: data like any
+    other, as the streamed reader sees them); an invalid file becomes DataError."""
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
         check_unique_columns(_parquet_names(path), path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.replace(f" '{path}'", "").replace(str(path), "the file")
         raise DataError(f"data file '{path}' is not a valid Parquet file ({first})", "check the file") from None
+    named = [name for name in frame.index.names if name is not None]
+    return frame.reset_index(level=named) if named else frame
 
 
 def _parquet_names(path: Path) -> list[str]:
