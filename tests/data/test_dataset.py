@@ -37,6 +37,15 @@ def test_loads_and_splits(tmp_path):
     assert list(dataset.features("test").columns) == ["x", "colour"]
 
 
+def test_labels_with_spaces_around_them_are_one_class(tmp_path):
+    frame = _labelled()
+    frame["label"] = [f" {v} " if i % 3 == 0 else v for i, v in enumerate(frame["label"])]
+    dataset = load_dataset(_config(_write(tmp_path, frame)), seed=1)
+    assert dataset.classes == ["common", "usual"]
+    assert any("labels had spaces around them" in note and "20 labels" in note for note in dataset.notes)
+    assert set(pd.concat(dataset.splits.values())["label"]) == {"common", "usual"}
+
+
 def test_rare_class_is_kept_in_training_when_stratifying(tmp_path):
     frame = _labelled()
     frame.loc[7, "label"] = "rare"

@@ -98,14 +98,16 @@ def test_a_streamed_bundle_predicts_a_parquet_file_in_chunks(files, tmp_path):
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_labels_and_codes_written_with_leading_zeros_keep_them(tmp_path, streaming):
-    """Class labels 01 / 002 / 10 and zip codes stay text (as written) through training and prediction."""
+    """Class labels 01 / 002 / 10 and zip codes stay text (as written) through training and prediction;
+    a label written with spaces around it (' 01 ') is the same class."""
     from honing.serving.batch import predict_file
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=600)
     frame = pd.DataFrame({"x": x, "zip": rng.choice(["02134", "00501", "94110"], 600),
                           "label": np.where(x < -0.5, "01", np.where(x < 0.5, "002", "10"))})
-    frame.to_csv(tmp_path / "z.csv", index=False)
+    spaced = frame.assign(label=[f" {v} " if i % 7 == 0 else v for i, v in enumerate(frame["label"])])
+    spaced.to_csv(tmp_path / "z.csv", index=False)
     run = train({**RECIPE, "train": {"epochs": 40, "batch_size": 64},
                  "data": {"source": str(tmp_path / "z.csv"), "target": "label", "streaming": streaming}},
                 out=tmp_path / "run", track=False)

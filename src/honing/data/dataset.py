@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandas.api.types as pdt
 
 from honing.data.builtin import load_builtin
 from honing.data.image_sources import (
@@ -122,14 +123,34 @@ def encode_target(y: pd.Series, task: str, classes: list | None) -> np.ndarray:
 
 
 def _label_key(value) -> str:
-    """Compare labels by value, so 1, 1.0, '1' and np.int64(1) are one class."""
+    """Compare labels by value, so 1, 1.0, '1' and np.int64(1) are one class, and 'yes' and ' yes '."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return str(value)
+        return str(value).strip()
     return str(int(number)) if number.is_integer() else str(number)
+
+
+def strip_label(value):
+    """A label without the spaces around it (a text label; others as they are)."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def _stripped_labels(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
+    """``frame`` with its text target labels stripped of surrounding spaces (' yes ' is 'yes', as a
+    feature's categories are), and a note when some were."""
+    y = frame[target]
+    if pdt.is_numeric_dtype(y) or pdt.is_bool_dtype(y):
+        return frame, ""
+    stripped = y.map(strip_label)
+    changed = y.notna() & (stripped.astype(object) != y.astype(object))
+    if not changed.any():
+        return frame, ""
+    example = y[changed].iloc[0]
+    return frame.assign(**{target: stripped}), (
+        f"target '{target}': {int(changed.sum())} labels had spaces around them (e.g. {example!r}), removed")
 
 
 def image_shaped(recipe: Recipe, shape: tuple[int, int, int] | None) -> Recipe:
@@ -147,6 +168,8 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     notes: list[str] = []
     frame, target, task, types, image_shape = _read_with_target(cfg)
     _check_columns(frame, target, cfg)
+    frame, note = _stripped_labels(frame, target)
+    notes += [note] if note else []
     if task == "auto":
         task = infer_task(frame[target])
         notes.append(f"task inferred from target '{target}': {task} (set data.task to override)")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from honing.data.dataset import _label_key
+from honing.data.dataset import _label_key, strip_label
 from honing.data.image_pixels import image_preprocessor
 from honing.data.image_sources import check_image_files
 from honing.data.preprocess import build_preprocessor, coerce_features
@@ -154,7 +154,7 @@ def _targets(stats: StreamStats, y: pd.Series, codes: np.ndarray, task: str, row
                 values.map(lambda v: (_label_key(v), v)).value_counts(sort=False)
             for value, count in counts.items():
                 key, label = (value if values.dtype == object else (_label_key(value), value))
-                label = label.item() if hasattr(label, "item") else label
+                label = strip_label(label.item() if hasattr(label, "item") else label)
                 stats.labels.setdefault(key, [label, 0, 0, 0])[1 + split] += int(count)
         if len(stats.labels) > MAX_CLASSES:
             raise DataError(f"target '{y.name}' has more than {MAX_CLASSES} distinct values — too many classes to learn",
