@@ -8,6 +8,7 @@ beyond wiring them together.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -333,10 +334,11 @@ def _evaluate_frame(bundle: Bundle, frame: pd.DataFrame, progress: Progress) -> 
 
 def _open(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame,
           backend: str = "auto") -> tuple[Bundle, pd.DataFrame]:
+    from honing.bundle.predictor import as_rows
     from honing.serving.batch_read import read_whole
 
     bundle = bundle if isinstance(bundle, Bundle) else load(bundle, backend)
-    return bundle, data if isinstance(data, pd.DataFrame) else read_whole(bundle, data)
+    return bundle, read_whole(bundle, data) if isinstance(data, str | os.PathLike) else as_rows(data)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 import honing
 from conftest import assert_user_error
 from honing.data.builtin import load_builtin
+from honing.errors import DataError
 
 
 def _recipe(tmp_path, **sections) -> str:
@@ -125,6 +126,10 @@ def test_reduction_pca_run_and_embeddings(tmp_path):
     assert np.allclose(emb.to_numpy(), pca.transform(bundle.transform(bundle.prepare(digits))))
     out = honing.predict(bundle, digits, keep=["target"])
     assert list(out.columns) == ["target", *emb.columns]
+    nothing = honing.predict(bundle, digits.iloc[:0], keep=["target"])  # no rows: no embeddings, same columns
+    assert len(nothing) == 0 and list(nothing.columns) == list(out.columns)
+    with pytest.raises(DataError, match="'prediction'|emb_0"):  # an output column cannot be kept
+        honing.predict(bundle, digits.assign(emb_0=1.0), keep=["emb_0"])
 
 
 def test_reduction_autoencoder_bundle_round_trip(tmp_path):

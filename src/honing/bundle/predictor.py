@@ -11,8 +11,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from honing.bundle.manifest import UNSUPERVISED_TASKS
-from honing.errors import HoningError
+from honing.bundle.manifest import SUPERVISED_TASKS, UNSUPERVISED_TASKS
+from honing.errors import DataError, HoningError
+
+
+def as_rows(data: Any) -> pd.DataFrame:
+    """Rows to predict as a DataFrame with text column names (``0`` is the column ``"0"`` of a CSV):
+    a DataFrame, a list of row dicts, or one row (a dict of values, or a Series); DataError for
+    anything else, or for a column name given twice."""
+    if isinstance(data, pd.Series):
+        data = pd.DataFrame([data.to_dict()])
+    elif isinstance(data, dict):
+        data = pd.DataFrame([data] if all(np.ndim(v) == 0 for v in data.values()) else data)
+    elif isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+        data = pd.DataFrame(data)
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"the rows to predict are a {type(data).__name__}, not a table",
+                        "give a pandas DataFrame with the feature columns, a list of row dicts, or a file path")
+    names = [str(c) for c in data.columns]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise DataError(f"the data has the column '{twice}' twice", "give each column once")
+    return data if names == list(data.columns) else data.set_axis(names, axis=1)
 
 
 def group_keys(values: pd.Series) -> pd.Series:
@@ -119,7 +139,10 @@ class Bundle:
         return self.transform(self.prepare(df) if self.prepare else df)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        """Predictions for a raw feature frame: class labels, or values for regression."""
+        """Predictions for raw rows (:func:`as_rows`): class labels, or values for regression."""
+        df = as_rows(df)
+        if len(df) == 0 and self.task in SUPERVISED_TASKS:  # nothing to preprocess (an imputer refuses 0 rows)
+            return np.asarray(self.classes)[:0] if self.is_classifier else np.empty(0)
         if self.task in UNSUPERVISED_TASKS:  # cluster ids, or embedding / anomaly columns
             from honing.bundle.unsupervised_outputs import predict_rows
             return predict_rows(self, df)
@@ -162,8 +185,12 @@ class Bundle:
         return (proba[:, 1] >= thresholds).astype(int)
 
     def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Class probabilities for a raw feature frame, one column per class (named ``str(class)``)."""
-        proba = self.predict_proba_encoded(self._encode(df))
+        """Class probabilities for raw rows (:func:`as_rows`), one column per class (named ``str(class)``)."""
+        df = as_rows(df)
+        if len(df) == 0 and self.is_classifier:  # nothing to preprocess (an imputer refuses 0 rows)
+            proba = np.empty((0, len(self.classes)))
+        else:
+            proba = self.predict_proba_encoded(self._encode(df))
         return pd.DataFrame(proba, columns=[str(c) for c in self.classes], index=df.index)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:

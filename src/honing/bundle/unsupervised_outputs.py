@@ -31,6 +31,9 @@ def output_columns(task: str, model: Any) -> list[str]:
 
 def outputs(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:
     """The output columns for raw rows ``frame`` (index kept)."""
+    if len(frame) == 0:  # nothing to preprocess (an imputer refuses 0 rows)
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("cluster", "is_anomaly") else "float64")
+                             for c in columns(bundle)}, index=frame.index)
     X = bundle.transform(bundle.prepare(frame) if bundle.prepare else frame)
     model = bundle.model
     if bundle.task == "clustering":

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from honing.errors import RecipeError, did_you_mean
+from honing.errors import RecipeError, did_you_mean, shortened
 from honing.recipe.schema import RECIPE_VERSION, Recipe, section_of
 
 
@@ -122,7 +122,12 @@ def _recipe_error(exc: ValidationError, where: str) -> RecipeError:
         msg = str(ctx.get("error", err["msg"]))
     else:
         msg = err["msg"][0].lower() + err["msg"][1:]
-    return RecipeError(f"{where}{key}: {msg} (got {err.get('input')!r})" if kind != "value_error" else f"{where}{key}: {msg}", "fix the value in the recipe or its --set override")
+    if type(err.get("input")).__name__ == "DataFrame":  # honing.train({... "source": frame}) from Python
+        return RecipeError(f"{where}{key}: a DataFrame, not a path",
+                           "save it to a file (frame.to_parquet('data.parquet')) and give that path")
+    got = shortened(" ".join(repr(err.get("input")).split()), 80)  # one line, even for a long value
+    return RecipeError(f"{where}{key}: {msg} (got {got})" if kind != "value_error" else f"{where}{key}: {msg}",
+                       "fix the value in the recipe or its --set override")
 
 
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RECIPE_VERSION = 1
 
@@ -111,6 +112,11 @@ class DataConfig(_Section):
     reduce: dict[Literal["pca"], float] | None = Field(None, description="Dimensionality reduction after the preprocessing, fitted on the training split and stored in the bundle: {pca: 0.95} keeps the principal components explaining 95% of the variance, {pca: 10} keeps 10 components (docs/unsupervised.md). Not with images or token ids; on a streamed table fitted on the row sample.")
     env: str | None = Field(None, description="data.task: reinforcement: the gymnasium environment id the agent learns in (extra `rl`), e.g. FrozenLake-v1, CartPole-v1.")
     env_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the environment (gymnasium.make), e.g. {is_slippery: true, map_name: 4x4}.")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value  # a pathlib.Path from Python
 
     @model_validator(mode="after")
     def _source_or_env(self) -> DataConfig:

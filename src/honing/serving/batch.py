@@ -23,13 +23,13 @@ import pandas as pd
 import pyarrow as pa
 
 from honing.bundle import Bundle
-from honing.bundle.manifest import UNSUPERVISED_TASKS
+from honing.bundle.manifest import SUPERVISED_TASKS, UNSUPERVISED_TASKS
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema
 from honing.data.sources import BUILTIN_PREFIX
 from honing.errors import DataError, ServingError
 from honing.progress import SILENT, Progress
-from honing.serving.batch_read import checked_keep, open_source, proba_names
+from honing.serving.batch_read import checked_keep, open_source, prediction_names, proba_names
 
 #: Output formats, by the suffix of ``out``.
 OUTPUT_FORMATS = (".csv", ".parquet")
@@ -45,7 +45,7 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, keep: list[str] | None = 
     keep = checked_keep(bundle, keep, frame.columns, "the data")
     out = frame[keep].copy()
     labels, proba = _predictions(bundle, frame)
-    for i, name in enumerate(_prediction_names(bundle)):
+    for i, name in enumerate(prediction_names(bundle)):
         out[name] = labels[:, i] if labels.ndim == 2 else labels
     for i, name in enumerate(proba_names(bundle)):
         out[name] = proba[:, i]
@@ -63,7 +63,7 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
     out = _checked_out(out, data)
     if chunk_rows < 1:
         raise ServingError(f"chunk_rows {chunk_rows}: must be at least 1", "e.g. 50000")
-    source = open_source(bundle, data, list(dict.fromkeys(keep or [])), chunk_rows)
+    source = open_source(bundle, data, keep, chunk_rows)
     _note_extra_columns(source.columns, bundle, progress)
     schema = _output_schema(bundle, source.keep_fields)
     bar = progress.rows(f"predicting {Path(str(data)).name}", source.total(0), approximate=source.approximate)
@@ -91,6 +91,8 @@ def predict_file(bundle: Bundle, data: str | Path, out: str | Path, *, keep: lis
 
 def _predictions(bundle: Bundle, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (or values) and class probabilities (None for regression) of raw rows."""
+    if len(frame) == 0 and bundle.task in SUPERVISED_TASKS:  # nothing to preprocess (an imputer refuses 0 rows)
+        return bundle.predict(frame), np.empty((0, len(bundle.classes))) if bundle.is_classifier else None
     features = bundle.prepare(frame) if bundle.prepare else frame
     values, proba = bundle.scores(bundle.transform(features), frame)
     if proba is None:
@@ -98,17 +100,11 @@ def _predictions(bundle: Bundle, frame: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return np.asarray(bundle.classes)[values], proba
 
 
-def _prediction_names(bundle: Bundle) -> list[str]:
-    """The output's prediction columns: ``prediction``, or a continuous agent's ``action_0 …``."""
-    columns = getattr(bundle.model, "action_columns", None) if bundle.task == "reinforcement" else None
-    return columns or ["prediction"]
-
-
 def _output_schema(bundle: Bundle, keep_fields: list[pa.Field]) -> pa.Schema:
     """One schema for every chunk: the kept columns, the label's type (from the bundle's classes, so a
     chunk of one class keeps it) and float64 probabilities."""
     label = pa.array(np.asarray(bundle.classes)).type if bundle.is_classifier else pa.float64()
-    names = _prediction_names(bundle)
+    names = prediction_names(bundle)
     if bundle.task == "reinforcement" and names == ["prediction"]:
         label = pa.int64()  # an agent's action ids (a continuous agent's action_i are floats)
     probas = [pa.field(name, pa.float64()) for name in proba_names(bundle)]

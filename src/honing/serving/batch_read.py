@@ -11,7 +11,7 @@ the file's length; the header is checked against the bundle before any row is re
   :func:`~honing.data.sources.read_table`, then cut in chunks.
 
 :func:`checked_keep` checks ``--keep`` columns against the data and the output's own columns
-(:func:`proba_names`); :mod:`honing.serving.batch` predicts the chunks and writes the output.
+(:func:`output_names`); :mod:`honing.serving.batch` predicts the chunks and writes the output.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from honing.bundle import Bundle
+from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.data.csv_chunks import NA_VALUES, rechunk, text_head
 from honing.data.image_sources import is_image_source
 from honing.data.schema import Schema
@@ -50,14 +51,34 @@ def proba_names(bundle: Bundle) -> list[str]:
     return [f"proba_{c}" for c in bundle.class_texts] if bundle.is_classifier else []
 
 
-def checked_keep(bundle: Bundle, keep: list[str] | None, columns, where: str) -> list[str]:
-    """``keep`` without repeats; DataError for a column not in ``columns`` (``where`` names them) or named
-    like an output one (``prediction``, :func:`proba_names`)."""
-    keep = list(dict.fromkeys(keep or []))
+def prediction_names(bundle: Bundle) -> list[str]:
+    """The output's prediction columns: ``prediction``, or a continuous agent's ``action_0 …``."""
+    columns = getattr(bundle.model, "action_columns", None) if bundle.task == "reinforcement" else None
+    return columns or ["prediction"]
+
+
+def output_names(bundle: Bundle) -> list[str]:
+    """Every column the output gives besides the kept ones."""
+    if bundle.task in UNSUPERVISED_TASKS:
+        from honing.bundle.unsupervised_outputs import columns
+
+        return columns(bundle)
+    return [*prediction_names(bundle), *proba_names(bundle)]
+
+
+def keep_names(keep: str | list | None) -> list[str]:
+    """The columns to keep (one name or several) as text, without repeats."""
+    return list(dict.fromkeys(map(str, [keep] if isinstance(keep, str) else keep or [])))
+
+
+def checked_keep(bundle: Bundle, keep: str | list | None, columns, where: str) -> list[str]:
+    """``keep`` (one column name or several) as text, without repeats; DataError for a column not in
+    ``columns`` (``where`` names them) or named like an output one (:func:`output_names`)."""
+    keep = keep_names(keep)
     missing = [c for c in keep if c not in set(map(str, columns))]
     if missing:
         raise DataError(f"--keep: no column {', '.join(missing)} in {where}", "check the column names")
-    clash = [c for c in keep if c in ("prediction", *proba_names(bundle))]
+    clash = [c for c in keep if c in output_names(bundle)]
     if clash:
         raise DataError(f"--keep {clash[0]}: the output has its own '{clash[0]}' column",
                         "rename that column in the data, or keep another")
@@ -76,9 +97,10 @@ class Source:
     approximate: bool = False
 
 
-def open_source(bundle: Bundle, data: str | Path, keep: list[str], chunk_rows: int) -> Source:
+def open_source(bundle: Bundle, data: str | Path, keep: str | list | None, chunk_rows: int) -> Source:
     """The right reader for ``data`` (CSV/TSV and Parquet files stream; the rest is read whole), its
     header checked against the bundle before any row is read."""
+    keep = keep_names(keep)
     images = any(c.get("kind") == "image" for c in bundle.features.get("columns", []))
     if str(data).startswith(BUILTIN_PREFIX) or is_image_source(Path(data)) or images:
         # image paths in a table are resolved against its folder by read_table; pixels dominate memory anyway

@@ -17,19 +17,10 @@ from honing.progress import SILENT, Progress
 
 def predict_frame(bundle: Any, frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
     """The ``keep`` columns of ``frame``, then the output columns."""
-    keep = _checked_keep(bundle, keep, frame.columns)
+    from honing.serving.batch_read import checked_keep
+
+    keep = checked_keep(bundle, keep, frame.columns, "the data")
     return pd.concat([frame[keep].copy(), outputs(bundle, frame)], axis=1)
-
-
-def _checked_keep(bundle: Any, keep: list[str] | None, columns: Any) -> list[str]:
-    keep = list(dict.fromkeys(keep or []))
-    missing = [c for c in keep if c not in set(map(str, columns))]
-    if missing:
-        raise DataError(f"--keep: no column {', '.join(missing)} in the data", "check the column names")
-    clash = [c for c in keep if c in _columns(bundle)]
-    if clash:
-        raise DataError(f"--keep {clash[0]}: the output has its own '{clash[0]}' column", "keep another column")
-    return keep
 
 
 def predict_file(bundle: Any, data: str | Path, out: str | Path, *, keep: list[str] | None = None,
@@ -42,11 +33,7 @@ def predict_file(bundle: Any, data: str | Path, out: str | Path, *, keep: list[s
     out = batch._checked_out(out, data)
     if chunk_rows < 1:
         raise ServingError(f"chunk_rows {chunk_rows}: must be at least 1", "e.g. 50000")
-    keep = list(dict.fromkeys(keep or []))
-    clash = [c for c in keep if c in _columns(bundle)]
-    if clash:
-        raise DataError(f"--keep {clash[0]}: the output has its own '{clash[0]}' column", "keep another column")
-    source = open_source(bundle, data, keep, chunk_rows)
+    source = open_source(bundle, data, keep, chunk_rows)  # (which checks the --keep columns)
     batch._note_extra_columns(source.columns, bundle, progress)
     types = {"cluster": pa.int64(), "is_anomaly": pa.int64()}
     schema = pa.schema([*source.keep_fields, *(pa.field(c, types.get(c, pa.float64())) for c in _columns(bundle))])
