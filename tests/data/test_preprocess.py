@@ -142,6 +142,27 @@ def test_unparsable_dates_warn_on_one_line():
     assert x["d"].isna().tolist() == [True, False, True, True]
 
 
+def test_numbers_in_a_date_column_are_missing_whatever_their_type():
+    """Epoch numbers given for dates: missing with a warning, as numbers or as text (a file read as
+    text), not read as nanoseconds since 1970 when they come as numbers."""
+    train = pd.DataFrame({"d": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": [0, 1, 0]})
+    schema = infer_schema(train, target="y")
+    for values in ([1624147200, 1624233600], ["1624147200", "1624233600"]):
+        with pytest.warns(UserWarning, match=r"2 values are not dates .*seconds or milliseconds since 1970"):
+            x = coerce_features(pd.DataFrame({"d": values}), schema)
+        assert x["d"].isna().all()
+
+
+def test_durations_are_seconds_whatever_their_unit():
+    seconds = np.array([30, 600, 5400])
+    train = pd.DataFrame({"dur": pd.to_timedelta(seconds, unit="s"), "y": [0, 1, 0]})
+    schema = infer_schema(train, target="y")
+    assert schema.column("dur").kind == "numeric" and "seconds" in schema.column("dur").note
+    for unit in ("s", "ms", "us", "ns"):
+        x = coerce_features(train.assign(dur=train["dur"].astype(f"timedelta64[{unit}]")), schema)
+        assert x["dur"].tolist() == seconds.tolist()
+
+
 def test_clean_values_do_not_warn(recwarn):
     df = _frame()
     schema = infer_schema(df, target="y")

@@ -151,7 +151,18 @@ def _unparsed_message(name: str, raw: pd.Series, coerced: pd.Series, kind: str) 
     example = example if len(example) <= 40 else example[:39] + "…"
     one, many = _UNPARSED_WORDS[kind]
     values = f"1 value is not a {one}" if count == 1 else f"{count} values are not {many}"
-    return f"column '{name}': {values} (e.g. '{example}'); treated as missing"
+    why = (" (a number's unit, seconds or milliseconds since 1970, cannot be told: write dates, e.g. 2021-06-20)"
+           if kind == "datetime" and _is_number(lost.iloc[0]) else "")
+    return f"column '{name}': {values} (e.g. '{example}'); treated as missing{why}"
+
+
+def _is_number(value: Any) -> bool:
+    """A number, or text that reads as one."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _infinite_message(name: str, values: pd.Series) -> str | None:
@@ -170,9 +181,11 @@ def _is_blank(value: Any) -> bool:
 
 
 def _to_float(s: pd.Series) -> pd.Series:
-    """Numbers as float64; anything unparsable becomes NaN."""
+    """Numbers as float64 (durations as seconds, whatever their unit); anything unparsable becomes NaN."""
     if s.dtype == np.float64:
         return s
+    if pdt.is_timedelta64_dtype(s):
+        return s.dt.total_seconds().astype("float64")
     if pdt.is_bool_dtype(s) or (isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu"):
         return s.astype("float64")
     if not pdt.is_numeric_dtype(s):
@@ -216,9 +229,12 @@ def _is_missing(value: Any) -> bool:
 
 
 def _to_datetime(s: pd.Series) -> pd.Series:
-    """Datetimes (naive, UTC for time-zone-aware input); unparsable values become NaT."""
+    """Datetimes (naive, UTC for time-zone-aware input); unparsable values become NaT, and so do numbers
+    (a timestamp's unit cannot be told: seconds, milliseconds … since 1970), as in a file read as text."""
     if pdt.is_datetime64_any_dtype(s):
         parsed = s
+    elif pdt.is_numeric_dtype(s) and not s.isna().all():
+        parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

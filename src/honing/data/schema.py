@@ -192,6 +192,8 @@ def infer_kind(s: pd.Series, name: str = "") -> tuple[str, str]:
         return "boolean", ""
     if pdt.is_datetime64_any_dtype(s):
         return "datetime", ""
+    if pdt.is_timedelta64_dtype(s):
+        return "numeric", "durations, as seconds"
     if pdt.is_numeric_dtype(s):
         if _looks_like_numeric_id(nonnull, name, len(s)):
             return "identifier", f"looks like an identifier ({nonnull.nunique()} unique values in {len(s)} rows)"
