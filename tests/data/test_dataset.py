@@ -90,6 +90,18 @@ def test_class_missing_from_a_grouped_training_split(tmp_path):
     assert outcomes == {"ok", "error"}
 
 
+@pytest.mark.parametrize("task", ["auto", "regression"])
+def test_a_target_with_decimal_commas_says_so(tmp_path, task):
+    """Not "set data.task: regression" then "set data.task: classification": the commas are the problem."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "y": [f"{v:.2f}".replace(".", ",") for v in rng.normal(size=200)]})
+    path = tmp_path / "comma.csv"
+    frame.to_csv(path, sep=";", index=False)
+    with pytest.raises(DataError, match=r"target 'y' holds numbers written with a decimal comma \(e\.g\. '-?\d,\d\d'\)") as info:
+        load_dataset(_config(path, target="y", task=task), seed=0)
+    assert "decimal point" in info.value.hint
+
+
 def test_mostly_numeric_target(tmp_path):
     frame = pd.DataFrame({"area": np.arange(100) + 40.0, "price": (np.arange(100) * 1234.5).astype(str)})
     frame.loc[[3, 50, 77], "price"] = ["about 300", "ask", "300k"]

@@ -244,9 +244,9 @@ def _infer_text_kind(values: pd.Series, rows: int, name: str = "") -> tuple[str,
     if looks_like_dates(values):
         return "datetime", ""
     sample = values.head(_DATE_SAMPLE)
-    if sample.str.fullmatch(r"\s*[+-]?\d[\d.]*,\d+\s*").mean() >= 0.9:  # 36,59 or 1.234,5: a decimal comma
+    if comma := decimal_comma(sample):
         kind = "identifier" if ratio > 0.95 and len(values) >= _MIN_ID_ROWS else "categorical"
-        return kind, (f"looks like numbers written with a comma (e.g. '{sample.iloc[0].strip()}'), read as "
+        return kind, (f"looks like numbers written with a comma (e.g. '{comma}'), read as "
                       f"{'an identifier' if kind == 'identifier' else 'categories'} — write them with a decimal "
                       "point (36.59) to use them as numbers")
     padded = sample[sample.str.fullmatch(ZERO_PADDED)]
@@ -262,6 +262,15 @@ def _infer_text_kind(values: pd.Series, rows: int, name: str = "") -> tuple[str,
     if words >= 3 and ratio >= 0.5:
         return "text", f"free text (about {words:.0f} words per value)"
     return "categorical", ""
+
+
+def decimal_comma(values: pd.Series) -> str | None:
+    """An example when nine in ten of the first values are numbers written with a decimal comma (36,59
+    or 1.234,5: a European CSV's), else None."""
+    sample = values.dropna().head(_DATE_SAMPLE).astype(str)
+    if sample.empty or sample.str.fullmatch(r"\s*[+-]?\d[\d.]*,\d+\s*").mean() < 0.9:
+        return None
+    return sample.iloc[0].strip()
 
 
 def looks_like_dates(values: pd.Series) -> bool:
@@ -342,6 +351,8 @@ def check_target(df: pd.DataFrame, target: str, task: str) -> None:
         bad = _not_numbers(values)
         if not bad.empty and len(bad) <= (1 - _MOSTLY_NUMBERS) * len(values):
             raise _mostly_numbers(target, bad)
+        if not bad.empty and (comma := decimal_comma(bad)):
+            raise _comma_target(target, comma)
         if not bad.empty:
             raise DataError(
                 f"target '{target}' is not numeric (dtype {df[target].dtype}); regression needs numbers",
@@ -366,6 +377,8 @@ def _check_classes(values: pd.Series, target: str) -> None:
         )
     rows = len(values)
     if len(classes) > MAX_CLASSES or (rows >= _MIN_ROWS_FOR_UNIQUE and len(classes) > _MAX_UNIQUE_SHARE * rows):
+        if comma := decimal_comma(values):
+            raise _comma_target(target, comma)
         raise DataError(
             f"target '{target}' has {len(classes)} distinct values in {rows} rows — too many classes to learn",
             "set data.task: regression for a number, or choose another data.target",
@@ -397,6 +410,13 @@ def _mostly_numbers(target: Any, bad: pd.Series) -> DataError:
         f"target '{target}' is mostly numbers but has {count} {verb} not (e.g. '{example}')",
         "clean those values, or set data.task: classification if the target is really a label",
     )
+
+
+def _comma_target(target: Any, example: str) -> DataError:
+    """The error for a target of numbers written with a decimal comma (text to every reader)."""
+    return DataError(f"target '{target}' holds numbers written with a decimal comma (e.g. '{example}'), which are "
+                     "read as text", "write them with a decimal point (36.59): e.g. pandas.read_csv(path, sep=';', "
+                     "decimal=',').to_csv(new_path, index=False)")
 
 
 def _missing_target(target: str, names: list[str]) -> DataError:
