@@ -187,6 +187,21 @@ def test_grid_over_a_conditional_space_runs_each_recipe_once(tmp_path):
     assert sorted(recipes, key=str) == sorted([("knn", 3), ("knn", 5), ("naive_bayes", None)], key=str)
 
 
+def test_the_best_trials_data_settings_reach_best_yaml_and_the_bundle(tmp_path):
+    """A tuned data.* key (here data.scale for a knn, where it matters) is the best trial's in best.yaml,
+    best/recipe.yaml and the refitted bundle (they went back to the recipe's own)."""
+    recipe = {"name": "scale", "data": {"source": "builtin:wine_quality", "scale": "none"}, "model": {"type": "knn"},
+              "evaluate": {"bootstrap": 0, "explain": False},
+              "tune": {"trials": None, "sampler": "grid", "space": {"data.scale": {"choice": ["none", "standard"]}}}}
+    api.tune(recipe, out=tmp_path / "run")
+    board = _complete(_leaderboard(tmp_path / "run"))
+    best = board.loc[board["r2"].idxmax(), "data.scale"]
+    assert best == "standard"  # distances on unscaled columns are dominated by the widest ones
+    assert load_recipe(tmp_path / "run" / "best.yaml").data.scale == best
+    assert load_recipe(tmp_path / "run" / "best" / "recipe.yaml").data.scale == best
+    assert api.load(tmp_path / "run" / "best" / "bundle").recipe["data"]["scale"] == best
+
+
 @pytest.mark.parametrize("sampler", ["random", "gp"])
 def test_samplers_stay_inside_the_space(sampler, tmp_path):
     recipe = {"name": sampler, "data": CANCER, "model": {"type": "decision_tree"},

@@ -98,11 +98,17 @@ def _trial_data(recipe: Recipe, folder: Path, progress: Progress) -> tuple[Recip
 
 
 def _on_every_row(outcome: Any, recipe: Recipe) -> Any:
-    """The outcome's recipes reading the data as ``recipe`` does (not the tuning sample)."""
-    if outcome.recipe.data == recipe.data:
-        return outcome
-    refitted = outcome.refitted.model_copy(update={"data": recipe.data}) if outcome.refitted is not None else None
-    return replace(outcome, recipe=outcome.recipe.model_copy(update={"data": recipe.data}), refitted=refitted)
+    """The outcome's recipes reading the data as ``recipe`` does (not a streamed table's tuning sample:
+    :func:`~honing.stream_flow.tuning_sample`), with the ``data.*`` values the best trial tuned."""
+    def reading(best: Recipe | None) -> Recipe | None:
+        if best is None:
+            return None
+        data = best.data.model_copy(update={
+            **{key: getattr(recipe.data, key) for key in ("source", "streaming", "target", "task")},
+            "split": best.data.split.model_copy(update={"column": recipe.data.split.column})})
+        return best.model_copy(update={"data": data})
+
+    return replace(outcome, recipe=reading(outcome.recipe), refitted=reading(outcome.refitted))
 
 
 def _write_tuning(search: Any, outcome: Any, default: float | None, run_dir: Path, tmp: Path,
