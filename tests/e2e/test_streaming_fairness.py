@@ -102,6 +102,17 @@ def test_streamed_threshold_mitigation_narrows_the_gap(table, tmp_path):
                                         sensitive_features=test["group"].fillna("missing"))
     assert gap == pytest.approx(after, abs=1e-9)
 
+    from fastapi.testclient import TestClient
+
+    from honing.recipe import ServeConfig
+    from honing.serving.app import create_app
+
+    # served: the warm-up row has a group (not a feature), and rows decide per group as the bundle does
+    with TestClient(create_app(bundle, ServeConfig())) as client:
+        rows = json.loads(test.head(8).drop(columns="label").to_json(orient="records"))
+        answer = client.post("/v1/predict", json={"instances": rows})
+    assert answer.status_code == 200 and answer.json()["predictions"] == predicted[:8].tolist()
+
 
 def test_what_a_streamed_fairness_audit_refuses(table, tmp_path, cli):
     _, path = table

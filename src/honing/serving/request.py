@@ -299,6 +299,8 @@ class PredictRequests:
         self.adapter = TypeAdapter(body)
         images = any(c.kind == "image" for c in features)
         self.example = typical_row(features, reference, serve, image_shape(bundle.preprocessor) if images else None)
+        if group and group not in self.example:  # not a feature (audit.exclude_sensitive): one of its groups
+            self.example[group] = next(iter(bundle.decision["groups"].get("thresholds") or {}), None)
 
     def parse(self, body: bytes) -> list[dict]:
         """The rows of a request body; RequestError 413 (too many rows) or 422 (field-level errors)."""
