@@ -170,14 +170,13 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     resolved, dataset, audit = _checked_data(recipe, progress, fit_on_validation)
     with progress.step("fitting preprocessing on the training split"):
         preprocessor, data = dataset.prepared(resolved.data)
+    unbalanced, weights = data["train"], None
     if resolved.data.balance != "none":
         with progress.step(f"balancing the training split ({resolved.data.balance})"):
             data, weights = balance_training(data, resolved.data.balance, dataset.task, resolved.seed)
-    else:
-        weights = None
     selection = select_model(resolved.model, dataset.task, resolved.seed, data, dataset.n_classes,
                              resolved.evaluate.metric, progress, resolved.train, checkpoints, weights,
-                             classic.neural_options(resolved))
+                             classic.neural_options(resolved), baseline_train=unbalanced)
     best = selection.best
     params = resolved.model.params if resolved.model.type != "auto" else {}
     model, decision = best.estimator, {}

@@ -29,6 +29,8 @@ def test_balancing_raises_minority_recall(tmp_path, balance):
     assert _minority_recall(balanced) > _minority_recall(plain) + 0.05
     assert balanced.metrics["rows"] == plain.metrics["rows"]  # the splits themselves are untouched
     assert sum(map(sum, balanced.metrics["test"]["confusion_matrix"])) == plain.metrics["rows"]["test"]
+    # the dummy baseline learns the real majority class, from the training rows before resampling
+    assert balanced.metrics["baseline"]["test"] == plain.metrics["baseline"]["test"]
 
 
 def test_balancing_mistakes(cli, tmp_path):

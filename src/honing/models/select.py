@@ -56,13 +56,16 @@ class Selection:
 def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[np.ndarray, np.ndarray]],
                  n_classes: int | None, metric: str = "auto", progress: Progress = SILENT,
                  train: TrainConfig | None = None, checkpoints: Path | None = None,
-                 sample_weight: np.ndarray | None = None, options: dict | None = None) -> Selection:
+                 sample_weight: np.ndarray | None = None, options: dict | None = None,
+                 baseline_train: tuple[np.ndarray, np.ndarray] | None = None) -> Selection:
     """Fit ``cfg.type`` (or every candidate for ``auto``) on train; rank them on validation.
 
     Neural models (configured by ``train``) watch the validation split for early stopping, and with
     ``checkpoints`` (a directory) save a checkpoint there every epoch and resume from it.
     ``sample_weight`` (one per training row, e.g. ``data.balance: class_weight``) goes to every fit;
-    ``options`` to every neural model (:func:`honing.models.classic.neural_options`)."""
+    ``options`` to every neural model (:func:`honing.models.classic.neural_options`).  The dummy
+    baseline learns from ``baseline_train`` when given: the training split before ``data.balance``
+    resampled it (on balanced rows "the most frequent class" would be any)."""
     metric, greater = primary_metric(task, metric)
     types = resolve_candidates(cfg.candidates, task) if cfg.type == "auto" else [cfg.type]
     estimators = [(t, make_model(t, task, cfg.params, seed, train, options)) for t in types]
@@ -80,7 +83,8 @@ def select_model(cfg: ModelConfig, task: str, seed: int, data: dict[str, tuple[n
         with contextlib.nullcontext() if is_neural(est) else progress.step(f"fitting {name}"):
             fitted.append(fit_candidate(name, est, X_train, y_train, X_val, y_val, task, n_classes, progress,
                                         sample_weight=sample_weight))
-    baseline = fit_candidate("baseline", make_baseline(task, seed), X_train, y_train, X_val, y_val, task, n_classes, SILENT)
+    baseline = fit_candidate("baseline", make_baseline(task, seed), *(baseline_train or (X_train, y_train)), X_val, y_val,
+                             task, n_classes, SILENT)
     sign = -1.0 if greater else 1.0
     fitted.sort(key=lambda c: sign * _finite(c.validation.get(metric), greater))
     return Selection(metric, greater, fitted, baseline)
