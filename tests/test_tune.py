@@ -202,6 +202,21 @@ def test_the_best_trials_data_settings_reach_best_yaml_and_the_bundle(tmp_path):
     assert api.load(tmp_path / "run" / "best" / "bundle").recipe["data"]["scale"] == best
 
 
+def test_a_trial_balances_its_training_rows_as_train_does(tmp_path):
+    """Each trial of a data.balance grid scores what `honing train` with that balance scores on
+    validation (every trial scored the unbalanced model)."""
+    modes = ["none", "class_weight", "undersample"]
+    base = {"data": {"source": "builtin:pima_diabetes"}, "model": {"type": "logistic_regression"},
+            "evaluate": {"metric": "balanced_accuracy", "bootstrap": 0, "explain": False}}
+    api.tune({**base, "name": "bal", "tune": {"trials": None, "sampler": "grid",
+                                             "space": {"data.balance": {"choice": modes}}}}, out=tmp_path / "run")
+    board = _complete(_leaderboard(tmp_path / "run")).set_index("data.balance")["balanced_accuracy"]
+    for mode in modes:
+        trained = api.train({**base, "data": {**base["data"], "balance": mode}}, out=tmp_path / mode, track=False)
+        assert board[mode] == pytest.approx(trained.metrics["validation"]["balanced_accuracy"], abs=1e-12), mode
+    assert board.nunique() == len(modes)
+
+
 @pytest.mark.parametrize("sampler", ["random", "gp"])
 def test_samplers_stay_inside_the_space(sampler, tmp_path):
     recipe = {"name": sampler, "data": CANCER, "model": {"type": "decision_tree"},

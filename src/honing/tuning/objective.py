@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from honing.data.balance import balance_training
 from honing.data.dataset import Dataset, load_dataset
 from honing.errors import RecipeError
 from honing.evaluation.metrics import primary_metric
@@ -148,10 +149,13 @@ class Objective:
             reporter = EpochReporter(trial, key, 1.0 if logged else (-1.0 if self.greater else 1.0))
         elif is_lightgbm(estimator):
             reporter = RoundReporter(trial, self.greater)
+        weights = None
+        if recipe.data.balance != "none":  # as `honing train` balances the training rows (validation never)
+            data, weights = balance_training(data, recipe.data.balance, self.task, recipe.seed)
         X_train, y_train = data["train"]
         X_val, y_val = data["validation"]
         fitted = fit_candidate(model.type, estimator, X_train, y_train, X_val, y_val, self.task,
-                               dataset.n_classes, callbacks=[reporter] if reporter else None)
+                               dataset.n_classes, callbacks=[reporter] if reporter else None, sample_weight=weights)
         steps = reporter.steps if reporter else 0
         if reporter is not None and reporter.pruned and trial is not None:
             trial.set_user_attr("epochs", steps)
