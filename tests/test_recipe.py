@@ -51,6 +51,22 @@ def test_cross_field_checks():
         load_recipe({"data": {"source": "x", "split": {"column": "a", "time": "b"}}})
 
 
+
+@pytest.mark.parametrize(("method", "balance", "words", "hint"), [
+    ("reweigh", "smote", "reweigh weighs the training rows as they are, which data.balance: smote resamples",
+     "class_weight"),
+    ("reweigh", "oversample", "data.balance: oversample resamples", "class_weight"),
+    ("exponentiated_gradient", "class_weight", "data.balance: class_weight cannot apply", "data.balance: none"),
+])
+def test_mitigations_that_weigh_rows_refuse_balancing_that_cannot_join_them(method, balance, words, hint):
+    """Refused when the recipe is read (before any trial of a tune), in one line with what to do."""
+    with pytest.raises(RecipeError) as err:
+        load_recipe({"data": {"source": "x", "balance": balance}, "audit": {"sensitive": ["g"], "mitigate": method}})
+    assert err.value.what.startswith(f"audit.mitigate: {method}") and words in err.value.what
+    assert hint in err.value.hint
+    load_recipe({"data": {"source": "x", "balance": "class_weight"}, "audit": {"sensitive": ["g"], "mitigate": "reweigh"}})
+
+
 @pytest.mark.parametrize("bounds, words", [
     ("{max_rmse: .nan}", "performance.max_rmse: must be a finite number"),
     ("{max_rmse: -1}", "rmse is at least 0"),

@@ -181,7 +181,8 @@ def _train_into(recipe: Recipe, run_dir: Path, tmp: Path, progress: Progress, ch
     params = resolved.model.params if resolved.model.type != "auto" else {}
     model, decision = best.estimator, {}
     if resolved.audit.mitigate != "none":
-        mitigated = fairness_check.mitigate(model, preprocessor, dataset, data, resolved, best.type, params, progress)
+        mitigated = fairness_check.mitigate(model, preprocessor, dataset, data, resolved, best.type, params, progress,
+                                            weights)
         model, decision = mitigated.model, mitigated.decision
     evaluation = evaluate(model, preprocessor, dataset, data, resolved, tmp / "plots", progress, decision)
     metrics = _metrics(selection, dataset, data, evaluation)

@@ -145,6 +145,32 @@ def test_mitigation_narrows_the_gap(tmp_path, method):
     assert gap == pytest.approx(after, abs=1e-9)
 
 
+def test_reweigh_multiplies_the_class_weights_of_data_balance(tmp_path):
+    """reweigh + data.balance: class_weight: the model is the one fitted with both weights multiplied
+    (reweigh's P(g)·P(y)/P(g, y) and the balanced class weights, computed here by hand); class_weight
+    was silently dropped."""
+    from sklearn.base import clone
+
+    frame = _biased()
+    frame["label"] = ((frame["x1"] + frame["x2"]) > 1.6).astype(int)  # imbalanced: about one in five positive
+    recipe = _recipe(tmp_path, frame, data={"source": str(tmp_path / "data.csv"), "target": "label",
+                                            "balance": "class_weight"},
+                     audit={"sensitive": ["group"], "mitigate": "reweigh"})
+    run = honing.train(recipe, out=tmp_path / "run")
+    from honing.data.dataset import load_dataset
+
+    train = load_dataset(run.recipe.data, run.recipe.seed).splits["train"]
+    model = honing.load(run.bundle_dir)
+    X = model.transform(model.prepare(train.drop(columns=["label"])))
+    y, g = train["label"].to_numpy(), train["group"].to_numpy()
+    joint = pd.crosstab(g, y, normalize=True)
+    p_g, p_y = pd.Series(g).value_counts(normalize=True), pd.Series(y).value_counts(normalize=True)
+    reweigh = np.array([p_g[a] * p_y[b] / joint.loc[a, b] for a, b in zip(g, y, strict=True)])
+    balanced = np.array([len(y) / (2 * (y == b).sum()) for b in y])
+    oracle = clone(model.model).fit(X, y, sample_weight=reweigh * balanced)
+    np.testing.assert_allclose(model.model.coef_, oracle.coef_, rtol=1e-6, atol=1e-8)
+
+
 def test_mitigation_errors_name_the_key(cli, tmp_path):
     frame = _biased()
     recipe = _recipe(tmp_path, frame, audit={"mitigate": "reweigh"})

@@ -71,8 +71,9 @@ def check_mitigation(recipe: Recipe, task: str, n_classes: int | None, train: pd
 
 
 def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe: Recipe, model_type: str,
-             params: dict, progress: Progress = SILENT) -> Mitigated:
-    """The model (or decision rule) ``audit.mitigate`` gives, on the first sensitive column."""
+             params: dict, progress: Progress = SILENT, sample_weight: np.ndarray | None = None) -> Mitigated:
+    """The model (or decision rule) ``audit.mitigate`` gives, on the first sensitive column; reweigh's
+    weights multiply ``sample_weight`` (``data.balance: class_weight``'s)."""
     from honing.audit import mitigation
     from honing.models.classic import make_model, neural_options
 
@@ -87,7 +88,8 @@ def mitigate(model: Any, preprocessor: Any, dataset: Dataset, data: dict, recipe
         mitigation.check_sample_weight(fresh, method)
         train_groups = group_labels(dataset.splits["train"], [column])[column]
         if method == "reweigh":
-            fresh.fit(X, y, sample_weight=mitigation.reweigh(y, train_groups))
+            weights = mitigation.reweigh(y, train_groups)
+            fresh.fit(X, y, sample_weight=weights if sample_weight is None else weights * sample_weight)
             return Mitigated(fresh, {})
         return Mitigated(mitigation.exponentiated_gradient(fresh, X, y, train_groups, seed=recipe.seed), {})
 

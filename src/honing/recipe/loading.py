@@ -108,6 +108,9 @@ def _recipe_error(exc: ValidationError, where: str) -> RecipeError:
     if kind == "missing":
         return RecipeError(f"{where}{key}: required key is missing", f"add `{loc[-1]}:` to the recipe")
     ctx = err.get("ctx") or {}
+    if not loc and kind == "value_error":  # a check across sections: "what; what to do"
+        what, _, hint = str(ctx.get("error", err["msg"])).partition("; ")
+        return RecipeError(f"{where}{what}", hint or "fix the recipe or its --set overrides")
     messages = {
         "greater_than": "must be > {gt}",
         "greater_than_equal": "must be >= {ge}",

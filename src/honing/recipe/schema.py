@@ -418,6 +418,19 @@ class Recipe(_Section):
         return raw
 
     @model_validator(mode="after")
+    def _mitigation_and_balance(self) -> Recipe:
+        """audit.mitigate that weighs the training rows itself, beside a data.balance that cannot join it."""
+        method, balance = self.audit.mitigate, self.data.balance
+        if method == "reweigh" and balance in ("oversample", "undersample", "smote"):
+            raise ValueError(f"audit.mitigate: reweigh weighs the training rows as they are, which data.balance: "
+                             f"{balance} resamples; use data.balance: class_weight (its weights multiply reweigh's) "
+                             "or none")
+        if method == "exponentiated_gradient" and balance != "none":
+            raise ValueError(f"audit.mitigate: exponentiated_gradient sets the training rows' weights itself, so "
+                             f"data.balance: {balance} cannot apply; set data.balance: none")
+        return self
+
+    @model_validator(mode="after")
     def _pretrained_text(self) -> Recipe:
         """A text model in model.pretrained reads its own tokens: data.text defaults to pretrained,
         data.tokenizer to the model."""
