@@ -106,7 +106,8 @@ def evaluation_lines(metrics: dict) -> list[str]:
     if cv:
         model, base = cv["model"]["summary"].get(metric, {}), cv["baseline"]["summary"].get(metric, {})
         test = cv["comparison"]
-        head = f"cross-validation ({cv['folds']} folds × {cv['repeats']}): {metric}"
+        order = " in time order" if cv.get("time") else ""
+        head = f"cross-validation ({cv['folds']} folds × {cv['repeats']}{order}): {metric}"
         if model and model["mean"] is None:
             lines.append(f"{head} is undefined in every fold{_needs(metric)}")
         elif model and base:

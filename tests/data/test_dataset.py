@@ -156,3 +156,20 @@ def test_a_target_kind_at_odds_with_the_task_is_refused(tmp_path):
         load_dataset(DataConfig(source=str(tmp_path / "d.csv"), target="y", types={"y": "numeric"}), 0)
     agreed = load_dataset(DataConfig(source=str(tmp_path / "d.csv"), target="y", types={"y": "categorical"}), 0)
     assert agreed.task == "classification"
+
+
+def test_time_ordered_folds_sort_parsed_dates_not_their_text(tmp_path):
+    """tune.cv with data.split.time: no fold validates on rows earlier than its training rows, with
+    dates written month first (their text sorts 03/01/2020 before 12/31/2019)."""
+    from honing.recipe import SplitConfig
+
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2019-01-01", periods=400, freq="3D")  # three years: month-first text mixes them
+    frame = pd.DataFrame({"date": days.strftime("%m/%d/%Y"), "x": rng.normal(size=400),
+                          "label": rng.choice(["a", "b"], 400)}).sample(frac=1, random_state=1)
+    split = SplitConfig(time="date")
+    dataset = load_dataset(_config(_write(tmp_path, frame), split=split), seed=0)
+    for fold in dataset.folds(3, split, seed=0):
+        trained = pd.to_datetime(fold.splits["train"]["date"], format="%m/%d/%Y")
+        held = pd.to_datetime(fold.splits["validation"]["date"], format="%m/%d/%Y")
+        assert trained.max() < held.min()

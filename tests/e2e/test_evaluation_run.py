@@ -174,3 +174,22 @@ def test_settings_that_cannot_apply_fail_before_training(cli, tmp_path):
     assert_user_error(cli("tune", tmp_path / "t.yaml"), "tune.refit", "evaluate.threshold")
     assert_user_error(cli("audit", tmp_path / "cancer.csv", "--target", "target", "--fail-on",
                           "disparate_impact=0.8"), "--fail-on disparate_impact", "honing train")
+
+
+def test_cross_validation_follows_a_time_split(tmp_path, cli):
+    """data.split.time: evaluate.cv's folds are in time order too (each trains on earlier rows only),
+    and say so; repeats of the same folds are refused."""
+    frame = _cancer(tmp_path)
+    frame["day"] = pd.date_range("2019-01-01", periods=len(frame), freq="2D").strftime("%m/%d/%Y")
+    frame.sample(frac=1, random_state=0).to_csv(tmp_path / "dated.csv", index=False)
+    run = _train(tmp_path, str(tmp_path / "dated.csv"), "target", {"time": "day"},
+                 evaluate={"cv": {"folds": 4}, "bootstrap": 0, "explain": False})
+    cv = run.metrics["cv"]
+    assert cv["time"] == "day" and len(cv["model"]["folds"]) == 4
+    assert cv["model"]["n_train"] < cv["model"]["n_test"] * 3  # expanding windows: 1 to 3 folds' rows to train on
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {"source": str(tmp_path / "dated.csv"), "target": "target",
+                                               "split": {"time": "day"}},
+                                      "model": {"type": "logistic_regression"},
+                                      "evaluate": {"cv": {"folds": 4, "repeats": 2}, "bootstrap": 0}}))
+    assert_user_error(cli("train", recipe, "--out", tmp_path / "r2"), "evaluate.cv.repeats", "time order")

@@ -277,3 +277,21 @@ def test_compare_needs_the_same_folds():
     b = CVResult([{"accuracy": 0.8}] * 4, 80, 20)
     with pytest.raises(ValueError, match="same folds"):
         compare(a, b, "accuracy")
+
+
+def test_time_folds_train_only_on_earlier_rows():
+    """data.split.time with evaluate.cv: expanding-window folds over the rows in time order, dates parsed
+    (12/31/2019 sorts before 03/01/2020, which their text does not)."""
+    from honing.data.split import time_order
+    from honing.evaluation.crossval import time_folds
+
+    days = pd.Series(pd.date_range("2019-06-01", periods=120, freq="D")).sample(frac=1, random_state=0)
+    text = days.dt.strftime("%m/%d/%Y").reset_index(drop=True)
+    folds = time_folds(time_order(text), 4, 1)
+    expected = list(skms.TimeSeriesSplit(n_splits=4).split(np.arange(120)))
+    assert [len(te) for _, te in folds] == [len(te) for _, te in expected]
+    when = days.reset_index(drop=True)
+    for train, test in folds:
+        assert when[train].max() < when[test].min()
+    with pytest.raises(DataError, match="evaluate.cv.repeats: 2, but folds in time order"):
+        time_folds(time_order(text), 4, 2)

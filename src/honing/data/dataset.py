@@ -25,7 +25,7 @@ from honing.data.image_sources import (
 from honing.data.preprocess import build_preprocessor, clean_rows, coerce_features
 from honing.data.schema import Schema, check_target, infer_schema, infer_task
 from honing.data.sources import fingerprint, read_table
-from honing.data.split import split_frame
+from honing.data.split import split_frame, time_order
 from honing.errors import DataError, RecipeError, did_you_mean
 from honing.recipe import DataConfig, Recipe, SplitConfig
 
@@ -96,7 +96,7 @@ class Dataset:
 
         rows = pd.concat([self.splits["train"], self.splits["validation"]])
         if split.time:
-            rows = rows.sort_values(split.time, kind="stable")
+            rows = rows.iloc[time_order(rows[split.time])]  # parsed dates, not their text
             splitter, groups = TimeSeriesSplit(n_splits=k), None
         elif split.group:
             splitter, groups = GroupKFold(n_splits=k, shuffle=True, random_state=seed), rows[split.group]

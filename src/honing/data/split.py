@@ -217,20 +217,33 @@ def _cut(sizes: np.ndarray, wanted: int, keep: int) -> int:
     return int(np.argmin(np.abs(totals - wanted))) + 1
 
 
-def _time_split(df: pd.DataFrame, times: pd.Series, n_val: int, n_test: int) -> list[np.ndarray]:
-    """Earliest rows train, the next validate, the latest test (rows without a time train)."""
+def time_keys(times: pd.Series) -> pd.Series:
+    """Keys that sort a time column in time order: dates (parsed from text too: 03/01/2020 is not after
+    12/31/2019), or numbers; DataError when it holds neither."""
     if pdt.is_datetime64_any_dtype(times) or (pdt.is_numeric_dtype(times) and not pdt.is_bool_dtype(times)):
         keys = times
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             keys = pd.to_datetime(times, format="mixed", errors="coerce", utc=True)
-    missing = int(keys.isna().sum())
-    if missing == len(keys):
+    if keys.isna().all():
         raise DataError(
             f"data.split.time: column '{times.name}' holds no dates or numbers",
             "choose a date/time or numeric column, or remove data.split.time",
         )
+    return keys
+
+
+def time_order(times: pd.Series) -> np.ndarray:
+    """Row positions in time order (rows without a time first, as the split trains them)."""
+    keys = time_keys(times).reset_index(drop=True)
+    return keys.sort_values(kind="stable", na_position="first").index.to_numpy()
+
+
+def _time_split(df: pd.DataFrame, times: pd.Series, n_val: int, n_test: int) -> list[np.ndarray]:
+    """Earliest rows train, the next validate, the latest test (rows without a time train)."""
+    keys = time_keys(times)
+    missing = int(keys.isna().sum())
     if missing:
         warnings.warn(f"{missing} rows have no '{times.name}' value; they go to the training split", UserWarning, stacklevel=3)
     order = keys.sort_values(kind="stable", na_position="first").index.to_numpy()

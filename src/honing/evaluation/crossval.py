@@ -61,6 +61,22 @@ def fold_indices(n_rows: int, y: np.ndarray | None, *, folds: int = 5, repeats: 
     return [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in parts]
 
 
+def time_folds(order: np.ndarray, folds: int, repeats: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds in time order (scikit-learn's TimeSeriesSplit over ``order``, the row
+    positions sorted by time): each fold trains on the rows before the ones it tests, never after."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    _check_fold_inputs(len(order), None, folds, repeats, False, None)
+    if repeats != 1:
+        raise DataError(f"evaluate.cv.repeats: {repeats}, but folds in time order (data.split.time) are the same "
+                        "in every repeat", "set evaluate.cv.repeats: 1")
+    if len(order) <= folds:
+        raise DataError(f"evaluate.cv.folds: cannot make {folds} folds in time order of {len(order)} rows",
+                        f"{_FOLDS_HINT}, or add rows")
+    return [(order[tr].astype(np.int64), order[te].astype(np.int64))
+            for tr, te in TimeSeriesSplit(n_splits=folds).split(order)]
+
+
 def _check_fold_inputs(n_rows: int, y: np.ndarray | None, folds: int, repeats: int, stratify: bool,
                        groups: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validated labels and groups, or a DataError saying why ``folds`` folds cannot be made."""

@@ -16,9 +16,10 @@ import numpy as np
 
 from honing.bundle.predictor import Bundle
 from honing.data.dataset import Dataset
+from honing.data.split import time_order
 from honing.errors import RecipeError, did_you_mean
 from honing.evaluation import calibration, errors, threshold
-from honing.evaluation.crossval import CVResult, compare, cross_validate, fold_indices, folds_id
+from honing.evaluation.crossval import CVResult, compare, cross_validate, fold_indices, folds_id, time_folds
 from honing.evaluation.intervals import bootstrap_intervals
 from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.progress import SILENT, Progress
@@ -218,8 +219,12 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
         raise RecipeError(f"evaluate.cv.group: no column '{group}' in {recipe.data.source}",
                           did_you_mean(group, list(map(str, rows.columns))))
     stratify = cv.stratify if cv.stratify is not None else task == "classification"
-    folds = fold_indices(len(rows), y, folds=cv.folds, repeats=cv.repeats, stratify=stratify and group is None,
-                         groups=rows[group].to_numpy() if group else None, seed=recipe.seed)
+    time = recipe.data.split.time if cv.group is None else None
+    if time:  # the split is in time order: so are the folds (no fold trains on rows after the ones it tests)
+        folds = time_folds(time_order(rows[time]), cv.folds, cv.repeats)
+    else:
+        folds = fold_indices(len(rows), y, folds=cv.folds, repeats=cv.repeats, stratify=stratify and group is None,
+                             groups=rows[group].to_numpy() if group else None, seed=recipe.seed)
     X = coerce_features(rows, dataset.schema)
 
     def model_maker(make: Any) -> Any:
@@ -232,7 +237,7 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
                                 folds, task, dataset.n_classes)
         baseline = cross_validate(X, y, model_maker(lambda: make_baseline(task, recipe.seed)), folds, task,
                                   dataset.n_classes)
-    return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "folds_id": folds_id(folds),
+    return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "time": time, "folds_id": folds_id(folds),
             "data_fingerprint": dataset.fingerprint, "model": chosen.to_dict(recipe.evaluate.confidence),
             "baseline": baseline.to_dict(recipe.evaluate.confidence),
             "comparison": compare(chosen, baseline, metric, greater)}
