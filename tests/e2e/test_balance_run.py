@@ -3,6 +3,8 @@ bundled pima_diabetes, validation and test rows are never resampled, and misuse 
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -104,3 +106,27 @@ def test_streaming_refuses_resampling(cli, tmp_path):
     recipe.write_text(f"data: {{source: {tmp_path / 'pima.parquet'}, target: outcome, streaming: true, "
                       "balance: oversample}\nmodel: {type: mlp}\n")
     assert_user_error(cli("train", recipe), "data.balance: oversample", "class_weight")
+
+
+def test_cross_validation_balances_each_folds_training_rows(tmp_path):
+    """evaluate.cv scores the model as trained: data.balance: class_weight in every fold equals
+    scikit-learn's class_weight="balanced" on the same folds (the folds scored the unbalanced model)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from honing.data.dataset import load_dataset
+
+    recipe = {"name": "pima-cv", "data": {"source": "builtin:pima_diabetes", "balance": "class_weight"},
+              "model": {"type": "logistic_regression"},
+              "evaluate": {"bootstrap": 0, "explain": False, "cv": {"folds": 3}}}
+    run = honing.train(recipe, out=tmp_path / "cv")
+    dataset = load_dataset(run.recipe.data, run.recipe.seed)
+    rows = pd.concat([dataset.splits["train"], dataset.splits["validation"]], ignore_index=True)
+    X, y = rows.drop(columns=[dataset.target]), rows[dataset.target].to_numpy()
+    model = clone(honing.load(run.bundle_dir).model).set_params(class_weight="balanced")
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=run.recipe.seed)
+    expected = cross_val_score(make_pipeline(StandardScaler(), model), X, y, cv=folds, scoring="balanced_accuracy")
+    got = [fold["balanced_accuracy"] for fold in run.metrics["cv"]["model"]["folds"]]
+    np.testing.assert_allclose(got, expected, atol=1e-9)

@@ -177,18 +177,19 @@ def _fit_transform(preprocessor: Any, X_tr: Any, y_tr: np.ndarray, X_te: Any) ->
 
 
 def _score_fold(X: Any, y: np.ndarray, make: Callable[[], tuple[Any, Any]], train: np.ndarray,
-                test: np.ndarray, task: str, n_classes: int | None) -> dict[str, float]:
-    """Fresh objects from ``make()``, fitted on ``train`` rows and scored on ``test`` rows."""
+                test: np.ndarray, task: str, n_classes: int | None, balance: Callable | None = None) -> dict[str, float]:
+    """Fresh objects from ``make()``, fitted on ``train`` rows (``balance``d) and scored on ``test`` rows."""
     preprocessor, estimator = make()
     Z_tr, Z_te = _fit_transform(preprocessor, _take(X, train), y[train], _take(X, test))
-    estimator.fit(Z_tr, y[train])
+    Z_tr, y_tr, weights = balance(Z_tr, y[train]) if balance else (Z_tr, y[train], None)
+    estimator.fit(Z_tr, y_tr, **({"sample_weight": weights} if weights is not None else {}))
     y_pred, proba = predict_scores(estimator, Z_te, task, n_classes)
     return compute_metrics(task, y[test], y_pred, proba, n_classes)
 
 
 def cross_validate(X: pd.DataFrame, y: np.ndarray, make: Callable[[], tuple[Any, Any]],
                    folds: list[tuple], task: str, n_classes: int | None = None,
-                   progress: Progress = SILENT) -> CVResult:
+                   progress: Progress = SILENT, balance: Callable | None = None) -> CVResult:
     """Score the model ``make()`` builds on each ``(train, test)`` fold.
 
     For each fold ``preprocessor, estimator = make()`` must return fresh, unfitted objects (the
@@ -198,6 +199,8 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, make: Callable[[], tuple[Any,
     transformed training rows and its predictions (:func:`~honing.evaluation.scoring.predict_scores`)
     scored by :func:`~honing.evaluation.metrics.compute_metrics`.  Classification labels are
     codes 0..K-1; ``n_classes`` defaults to ``max(y) + 1`` so probability columns line up.
+    ``balance(Z, y) -> (Z, y, sample_weight or None)`` rebalances each fold's transformed training
+    rows (``data.balance``), never the held-out ones.
     """
     if not folds:
         raise ValueError("cross_validate needs at least one (train, test) fold")
@@ -212,7 +215,7 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, make: Callable[[], tuple[Any,
     try:
         for i, (train, test) in enumerate(folds):
             train, test = np.asarray(train), np.asarray(test)
-            results.append(_score_fold(X, y, make, train, test, task, n_classes))
+            results.append(_score_fold(X, y, make, train, test, task, n_classes, balance))
             bar.advance(1, status=f"fold {i + 1}/{len(folds)}: {key} {results[-1].get(key, math.nan):.4f}")
     finally:
         bar.close()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from honing.bundle.predictor import Bundle
+from honing.data.balance import balance_training
 from honing.data.dataset import Dataset
 from honing.data.split import time_order
 from honing.errors import RecipeError, did_you_mean
@@ -230,11 +231,16 @@ def cross_validation(recipe: Recipe, dataset: Dataset, model_type: str, params: 
     def model_maker(make: Any) -> Any:
         return lambda: (build_preprocessor(dataset.schema, recipe.data), make())
 
+    def balance(Z: Any, labels: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """data.balance on a fold's training rows, as training balances the training split."""
+        data, weights = balance_training({"train": (Z, labels)}, recipe.data.balance, task, recipe.seed)
+        return (*data["train"], weights)
+
     metric, greater = primary_metric(task, recipe.evaluate.metric)
     with progress.step(f"cross-validating {model_type} ({cv.folds} folds × {cv.repeats})"):
         chosen = cross_validate(X, y, model_maker(lambda: make_model(model_type, task, params, recipe.seed, recipe.train,
                                                                      neural_options(recipe))),
-                                folds, task, dataset.n_classes)
+                                folds, task, dataset.n_classes, balance=balance if recipe.data.balance != "none" else None)
         baseline = cross_validate(X, y, model_maker(lambda: make_baseline(task, recipe.seed)), folds, task,
                                   dataset.n_classes)
     return {"folds": cv.folds, "repeats": cv.repeats, "group": group, "time": time, "folds_id": folds_id(folds),
