@@ -303,6 +303,10 @@ def test_compare_runs(neural, classic, uri):
     assert "cv_accuracy_mean" in table["different"]
     with pytest.raises(HoningError, match="0123456789abcdef"):
         mr.compare_runs([neural[1], "0123456789abcdef"], uri)
+    short = [run_id[:12] for run_id in both]  # as `honing runs` shows them
+    assert [r["id"] for r in mr.compare_runs(short, uri)["runs"]] == both
+    with pytest.raises(HoningError, match="run id '' |not found"):
+        mr.compare_runs([neural[1], ""], uri)
 
 
 # --------------------------------------------------------------------------- configuration and failures

@@ -50,7 +50,7 @@ def runs(
 
 @runs_app.command("compare")
 def runs_compare(
-    ids: Annotated[list[str], typer.Argument(help="Two or more MLflow run ids (see `honing runs`).")],
+    ids: Annotated[list[str], typer.Argument(help="Two or more MLflow run ids, or their first characters as `honing runs` shows them.")],
     uri: TrackingUri = None,
 ) -> None:
     """Params and metrics of runs side by side; the values that differ are highlighted."""

@@ -375,21 +375,33 @@ def compare_runs(run_ids: list[str], uri: str | None = None) -> dict[str, Any]:
     mlflow = client(uri, create=False)
     runs = []
     with quiet(), store_errors(uri, "reading runs"):
+        experiments = {e.experiment_id: e.name for e in mlflow.search_experiments(max_results=50000)}
         for run_id in run_ids:
             try:
                 runs.append(mlflow.get_run(run_id))
             except MlflowException as exc:
                 if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                     raise
-                raise HoningError(f"run '{run_id}' not found in {redact(uri)}",
-                                  "list the runs and their ids with `honing runs`") from None
-        experiments = {e.experiment_id: e.name for e in mlflow.search_experiments(max_results=50000)}
+                runs.append(_by_prefix(mlflow, run_id, list(experiments), uri))
     params = _side_by_side([r.data.params for r in runs])
     metrics = _side_by_side([r.data.metrics for r in runs])
     different = [k for table in (params, metrics) for k, vs in table.items()
                  if len({("nan" if isinstance(v, float) and math.isnan(v) else v) for v in vs}) > 1]
     return {"runs": [run_summary(r, experiments) for r in runs], "params": params, "metrics": metrics,
             "different": different}
+
+
+def _by_prefix(mlflow: Any, prefix: str, experiments: list[str], uri: str) -> Any:
+    """The one run whose id starts with ``prefix`` (``honing runs`` shows the first 12 characters)."""
+    from mlflow.entities import ViewType
+
+    found = [run for run in mlflow.search_runs(experiments, "", ViewType.ACTIVE_ONLY, max_results=50000)
+             if prefix and run.info.run_id.startswith(prefix)] if experiments else []
+    if len(found) > 1:
+        raise HoningError(f"run id '{prefix}' starts {len(found)} runs' ids in {redact(uri)}", "give more of the id")
+    if not found:
+        raise HoningError(f"run '{prefix}' not found in {redact(uri)}", "list the runs and their ids with `honing runs`")
+    return found[0]
 
 
 def _side_by_side(tables: list[dict[str, Any]]) -> dict[str, list[Any]]:
