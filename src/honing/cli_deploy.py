@@ -153,10 +153,13 @@ def _nothing_written(result: Any) -> Exception:
     within = [m.name for m in candidates if m.qualifies]
     if within:
         better = "smaller" if result.prefer == "size" else "faster"
+        other = "latency" if result.prefer == "size" else "size"
+        hint = ("unstructured pruning keeps the file size (zeros are stored): try structured pruning or "
+                "compress.quantize: [dynamic]" if any(name.startswith("pruned") for name in within) else
+                f"the {better} candidates lost more than the budget (see the table): allow a larger drop (--max-drop), "
+                f"try compress.distill, or keep the {other} gain (--set compress.prefer={other})")
         return CompressionError(f"no candidate within the budget is {better} than the original ({', '.join(within)} "
-                                "qualified); nothing was written",
-                                "unstructured pruning keeps the file size (zeros are stored): try structured "
-                                "pruning or compress.quantize: [dynamic]")
+                                "qualified); nothing was written", hint)
     return CompressionError(f"no candidate keeps the validation {result.metric} within {result.max_drop} of the "
                             "original; nothing was written",
                             "allow a larger drop (--max-drop), or try other options (compress.prune, …)")

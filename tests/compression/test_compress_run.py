@@ -169,3 +169,22 @@ def test_an_int8_bundle_is_onnx_and_exports_as_it_is(mlp, tmp_path, cli):
     assert_user_error(cli("export", out), "already ONNX", "-o")
     assert cli("export", out, "-o", tmp_path / "m.onnx").code == 0
     assert (tmp_path / "m.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+
+
+def test_the_hint_for_nothing_smaller_fits_what_qualified():
+    """Pruning that qualified but stores its zeros: structured pruning; otherwise (the ONNX twin qualified,
+    the smaller ones lost too much): a larger drop, distillation, or the other gain."""
+    from types import SimpleNamespace as Measured
+
+    from honing.cli_deploy import _nothing_written
+
+    def result(*qualified: str):
+        rows = [Measured(name="original", error=None, qualifies=True)]
+        rows += [Measured(name=name, error=None, qualifies=name in qualified)
+                 for name in ("onnx fp32", "int8 dynamic", "pruned 50%")]
+        return Measured(measured=rows, prefer="size", metric="accuracy", max_drop=0.01)
+
+    assert "structured pruning" in _nothing_written(result("pruned 50%")).hint
+    hint = _nothing_written(result("onnx fp32")).hint
+    assert "--max-drop" in hint and "compress.distill" in hint and "compress.prefer=latency" in hint
+    assert "structured" not in hint
