@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 import honing
 from honing.data.dataset import load_dataset
@@ -91,12 +91,13 @@ def test_feedback_gives_the_training_metrics_and_a_performance_breach(served, tm
     url = f"sqlite:///{tmp_path / 'log.db'}"
     frame = _traffic(unseen, 200, seed=3)
     columns = [c for c in frame.columns if c != "Survived"]
-    predicted, log = [], PredictionLog(url)
+    predicted, survived, log = [], [], PredictionLog(url)
     with TestClient(create_app(bundle, ServeConfig(), log)) as client:
         for start in range(0, len(frame), 10):
             part = frame[start:start + 10]
             answer = client.post("/v1/predict", json={"instances": _instances(part, columns)}).json()
             predicted += answer["predictions"]
+            survived += [p["1"] for p in answer["probabilities"]]
             labels = part["Survived"].tolist()
             assert client.post("/v1/feedback", json={"request_id": answer["request_id"], "labels": labels}).status_code == 202
     expected = accuracy_score(frame["Survived"], predicted)
@@ -105,6 +106,9 @@ def test_feedback_gives_the_training_metrics_and_a_performance_breach(served, tm
     result = monitor.run(bundle, config)
     assert result.labelled == 200
     assert result.performance["accuracy"] == pytest.approx(expected)
+    # a two-class model: the probability metrics too, from each row's chosen-class probability in the log
+    assert result.performance["roc_auc"] == pytest.approx(roc_auc_score(frame["Survived"], survived))
+    assert result.performance["log_loss"] == pytest.approx(log_loss(frame["Survived"], survived))
     assert any("monitor.performance.min_accuracy" in b for b in result.breaches)
     by_group = result.fairness["Sex"]["by_group"]  # per sensitive group, against scikit-learn on the same rows
     for group in ("male", "female"):
@@ -173,3 +177,14 @@ def test_window_durations():
     assert monitor.window_seconds("all") is None
     with pytest.raises(MonitorError, match="--window 3x"):
         monitor.window_seconds("3x")
+
+
+def test_bounds_the_log_cannot_measure_say_why():
+    """A multiclass model's log keeps each row's chosen-class probability only: no roc_auc bound on it;
+    an unknown bound lists every bound there is, not the first twelve."""
+    measured = {"accuracy": 0.9, "f1_macro": 0.8, "rows": 30}
+    with pytest.raises(MonitorError, match="roc_auc needs every class's probability.*two-class model only"):
+        monitor._bound_breach("min_roc_auc", 0.5, measured)
+    with pytest.raises(MonitorError) as error:
+        monitor._bound_breach("min_zzz", 0.5, measured)
+    assert error.value.hint == "choose one of: max_accuracy, max_f1_macro, min_accuracy, min_f1_macro"

@@ -372,7 +372,7 @@ class MonitorConfig(_Section):
     window: str = Field("1d", pattern=r"^(all|[0-9]+[smhdw])$", description="Logged predictions judged by honing monitor: the last 30m, 12h, 1d, 2w …, or all.")
     min_rows: int = Field(100, ge=1, description="Fewest logged rows in the window for drift to be judged (fewer: reported, never a breach).")
     drift: DriftThresholds = Field(default_factory=DriftThresholds, description="Drift thresholds.")
-    performance: dict[str, float] = Field(default_factory=dict, description="Breach when a metric on the labelled feedback passes a bound: {min_accuracy: 0.8, max_rmse: 3.0, …} (min_/max_ + any metric of training's metrics; a bound outside the metric's range, e.g. min_accuracy: 2, is refused).")
+    performance: dict[str, float] = Field(default_factory=dict, description="Breach when a metric on the labelled feedback passes a bound: {min_accuracy: 0.8, max_rmse: 3.0, …} (min_/max_ + any metric of training's metrics; roc_auc, pr_auc and log_loss for two-class models, as the prediction log keeps the chosen class's probability; a bound outside the metric's range, e.g. min_accuracy: 2, is refused).")
     latency_p99_ms: float | None = Field(None, gt=0, description="Breach when the 99th percentile of request latency (ms) exceeds this.")
     on_breach: str | None = Field(None, description="Command run when a check breaches (the retraining trigger), e.g. \"honing train recipe.yaml --set data.source=new.csv\"; run without a shell, its exit status logged.")
 

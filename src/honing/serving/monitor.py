@@ -157,20 +157,37 @@ def _performance(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, con
             result.notes.append("no feedback labels in the window: performance is not judged")
         return
     n_classes = len(bundle.classes or []) or None
-    result.performance = compute_metrics(bundle.task, y_true, y_pred, None, n_classes)
+    proba = _two_class_proba(labelled["probability"], y_pred) if n_classes == 2 else None
+    result.performance = compute_metrics(bundle.task, y_true, y_pred, proba, n_classes)
     result.performance["rows"] = len(labelled)
     for key, bound in config.performance.items():
         result.breaches += _bound_breach(key, bound, result.performance)
     _fairness(result, bundle, labelled, y_true, y_pred)
 
 
+def _two_class_proba(chosen: pd.Series, y_pred: np.ndarray) -> np.ndarray | None:
+    """A two-class model's (n, 2) probabilities from the logged probability of each row's chosen class
+    (None when a row has none): P(class 1) is it, or 1 minus it when class 0 was chosen."""
+    p = pd.to_numeric(chosen, errors="coerce").to_numpy(dtype=float)
+    if not len(p) or np.isnan(p).any():
+        return None
+    positive = np.where(y_pred == 1, p, 1 - p)
+    return np.column_stack([1 - positive, positive])
+
+
 def _bound_breach(key: str, bound: float, metrics: dict) -> list[str]:
     """A breach message when ``metrics`` passes ``min_<metric>`` / ``max_<metric>``, else nothing."""
     side, _, name = key.partition("_")
     available = [m for m, v in metrics.items() if isinstance(v, (int, float)) and m != "rows"]
+    if side in ("min", "max") and name in ("roc_auc", "pr_auc", "log_loss") and name not in available:
+        raise MonitorError(f"monitor.performance.{key}: {name} needs every class's probability, and the prediction "
+                           "log keeps the chosen class's: it gives them for a two-class model only",
+                           "bound a label metric (accuracy, f1_macro, …)")
     if side not in ("min", "max") or name not in available:
         keys = [f"{s}_{m}" for s in ("min", "max") for m in available]
-        raise MonitorError(f"monitor.performance.{key}: not a bound on a measured metric", did_you_mean(key, keys))
+        close = did_you_mean(key, keys)
+        raise MonitorError(f"monitor.performance.{key}: not a bound on a measured metric",
+                           close if close.startswith("did you mean") else f"choose one of: {', '.join(sorted(keys))}")
     value = metrics[name]
     if (side == "min" and value < bound) or (side == "max" and value > bound):
         where = "below" if side == "min" else "above"
