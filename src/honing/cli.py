@@ -6,6 +6,7 @@ User mistakes print ``error: <what> — <hint>`` and exit 2; ``--debug`` shows t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -402,15 +403,25 @@ def main() -> None:
         if _state["debug"]:
             raise
         typer.echo(f"error: {shortened(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
     except typer.exceptions.TyperException as exc:  # a usage mistake: a bad option value, a missing argument, …
         if type(exc).__name__ != "NoArgsIsHelpError":  # `honing` alone has printed the help
             typer.echo(f"error: {usage_error(exc)}", err=True)
-        sys.exit(getattr(exc, "exit_code", 2))
+        _leave(getattr(exc, "exit_code", 2))
     except typer.Abort:
         typer.echo("Aborted!", err=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        _leave(1)
+    _leave(code if isinstance(code, int) else 0)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code``; a data-parallel rank (under torchrun) through
+    :func:`honing.training.distributed.leave`, which ends its process group cleanly."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        from honing.training.distributed import leave
+
+        leave(code)
+    sys.exit(code)
 
 
 def usage_error(exc: Exception) -> str:

@@ -205,4 +205,4 @@ if __name__ == "__main__":  # a torchrun rank
     else:
         _memory_worker(out, rank, mode)
     dist.barrier()  # both ranks are done before either tears the group down
-    dist.destroy_process_group()
+    distributed.leave(0)  # (Python's own teardown after gloo aborts now and then)
