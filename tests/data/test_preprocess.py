@@ -142,15 +142,18 @@ def test_unparsable_dates_warn_on_one_line():
     assert x["d"].isna().tolist() == [True, False, True, True]
 
 
-def test_numbers_in_a_date_column_are_missing_whatever_their_type():
-    """Epoch numbers given for dates: missing with a warning, as numbers or as text (a file read as
-    text), not read as nanoseconds since 1970 when they come as numbers."""
+def test_numbers_in_a_date_column_read_as_their_text():
+    """Numbers given for dates read as their text, whatever their type: years are years, and epoch
+    timestamps are missing with a warning (they were nanoseconds since 1970 when they came as numbers)."""
     train = pd.DataFrame({"d": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": [0, 1, 0]})
     schema = infer_schema(train, target="y")
     for values in ([1624147200, 1624233600], ["1624147200", "1624233600"]):
         with pytest.warns(UserWarning, match=r"2 values are not dates .*seconds or milliseconds since 1970"):
             x = coerce_features(pd.DataFrame({"d": values}), schema)
         assert x["d"].isna().all()
+    for years in ([2017, 2019], [2017.0, 2019.0], ["2017", "2019"]):
+        x = coerce_features(pd.DataFrame({"d": years}), schema)
+        assert x["d"].dt.year.tolist() == [2017, 2019]
 
 
 def test_durations_are_seconds_whatever_their_unit():

@@ -229,12 +229,13 @@ def _is_missing(value: Any) -> bool:
 
 
 def _to_datetime(s: pd.Series) -> pd.Series:
-    """Datetimes (naive, UTC for time-zone-aware input); unparsable values become NaT, and so do numbers
-    (a timestamp's unit cannot be told: seconds, milliseconds … since 1970), as in a file read as text."""
+    """Datetimes (naive, UTC for time-zone-aware input); unparsable values become NaT.  Numbers are read
+    as their text, as in a file read as text: 2017 is a year and 20210620 a date, while a timestamp such
+    as 1624147200 is unparsable (its unit, seconds or milliseconds since 1970, cannot be told)."""
     if pdt.is_datetime64_any_dtype(s):
         parsed = s
-    elif pdt.is_numeric_dtype(s) and not s.isna().all():
-        parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    elif pdt.is_numeric_dtype(s) and not pdt.is_bool_dtype(s):
+        return _to_datetime(pd.Series([_whole_text(v) for v in s.tolist()], index=s.index, dtype=object))
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -242,6 +243,11 @@ def _to_datetime(s: pd.Series) -> pd.Series:
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed
+
+
+def _whole_text(value: Any) -> Any:
+    """A whole number as its digits (2017.0 → "2017"), anything else missing."""
+    return str(int(value)) if not _is_missing(value) and float(value).is_integer() else None
 
 
 def _to_image_path(s: pd.Series) -> pd.Series:
