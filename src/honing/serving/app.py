@@ -100,8 +100,9 @@ def scorer(bundle: Bundle, columns: list[str]) -> Callable[[list[dict]], Scored]
         values, proba = bundle.scores(X, frame)
         if not np.all(np.isfinite(proba if proba is not None else values)):
             raise ValueError("the model returned a non-finite value")
-        if classes is None:  # regression values; an agent's actions stay as it gives them (ids, or vectors)
-            return Scored((np.asarray(values) if bundle.task == "reinforcement" else np.asarray(values, dtype=float)).tolist())
+        if classes is None:  # regression values; cluster ids as ints; an agent's actions as it gives them
+            kind = {"reinforcement": None, "clustering": np.int64}.get(bundle.task, float)
+            return Scored(np.asarray(values, dtype=kind).tolist())
         indices = np.asarray(values, dtype=int)
         return Scored(classes[indices].tolist(), np.asarray(proba, dtype=float).tolist(), indices.tolist())
 
