@@ -50,6 +50,9 @@ def test_q_learning_run_predicts_and_evaluates_through_the_cli(cli, tmp_path):
     assert result.code == 0, result.err
     actions = pd.read_csv(tmp_path / "actions.csv")["prediction"]
     np.testing.assert_array_equal(actions, q_table.argmax(axis=1))
+    pd.DataFrame({"obs": [0, -1]}).to_csv(tmp_path / "bad.csv", index=False)
+    result = cli("predict", run / "bundle", tmp_path / "bad.csv", "-o", tmp_path / "bad_actions.csv")
+    assert_user_error(result, "row 2: observation -1 is not a state id", "0..15")  # not np.float64(-1.0)
     result = cli("evaluate", run / "bundle", "--episodes", "7", "--out", tmp_path / "eval.json")
     assert result.code == 0, result.err
     evaluated = json.loads((tmp_path / "eval.json").read_text())

@@ -84,7 +84,9 @@ class TabularAgent:
         states = X[:, 0]
         bad = ~np.isfinite(states) | (states != np.round(states)) | (states < 0) | (states >= len(self.q_table))
         if bad.any():
-            raise ModelError(f"observation {states[bad][0]!r} is not a state id of this agent",
+            row, value = int(np.flatnonzero(bad)[0]), float(states[bad][0])
+            shown = "missing" if np.isnan(value) else f"{value:g}"
+            raise ModelError(f"row {row + 1}: observation {shown} is not a state id of this agent",
                              f"obs must be an integer in 0..{len(self.q_table) - 1}")
         return np.argmax(self.q_table[states.astype(int)], axis=1).astype(np.int64)
 
