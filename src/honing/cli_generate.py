@@ -33,7 +33,7 @@ def generate(
     Example: `honing generate runs/sst2-lm/bundle --prompt "the movie " --max-tokens 80 --temperature 0.8 --top-k 5`
     """
     from honing import api
-    from honing.errors import HoningError
+    from honing.errors import HoningError, with_article
     from honing.tracking import write_text
 
     if not (math.isfinite(temperature) and temperature > 0):
@@ -43,7 +43,7 @@ def generate(
         raise HoningError(f"--out {out}: is a folder", "give a file name to write (a .png for a vae)")
     loaded = api.load(bundle)
     if loaded.task != "generation":
-        raise HoningError(f"{bundle} is a {loaded.task} bundle; `honing generate` needs a generative one",
+        raise HoningError(f"{bundle} is {with_article(loaded.task)} bundle; `honing generate` needs a generative one",
                           "train one with data.task: generation (docs/generative.md)")
     kind = loaded.manifest.get("model_type")
     _refuse_options_of_others(ctx, kind)

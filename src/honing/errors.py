@@ -73,6 +73,11 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f"choose one of: {shown}"
 
 
+def with_article(word: str) -> str:
+    """``word`` with its indefinite article: "a clustering", "an anomaly"."""
+    return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def shortened(text: str, most: int = 600) -> str:
     """``text`` on one line, its middle cut when longer than ``most`` characters (a message that
     quotes a 100 KB cell stays readable)."""

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from honing.data.schema import Column, Schema
-from honing.errors import DataError, RecipeError, did_you_mean
+from honing.errors import DataError, RecipeError, did_you_mean, with_article
 from honing.models.language_model import CharLanguageModel, CharVocabulary, sequence_loss
 from honing.models.vae import VAEModel, save_grid, vae_loss
 from honing.progress import Progress
@@ -74,7 +74,7 @@ def _pretrained(recipe: Recipe, progress: Progress) -> Any:
     with progress.step(f"loading the pretrained bundle {source.path}"):
         bundle = load_bundle(source.path, trusted=TRUSTED_TYPES)
     if bundle.task != "generation":
-        raise RecipeError(f"model.pretrained: '{spec}' is a {bundle.task} bundle, not a generative one",
+        raise RecipeError(f"model.pretrained: '{spec}' is {with_article(bundle.task)} bundle, not a generative one",
                           "give the bundle of a data.task: generation run")
     bundle.model.kind = bundle.manifest.get("model_type")
     if recipe.model.params:

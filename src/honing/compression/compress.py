@@ -19,7 +19,7 @@ from honing.bundle.manifest import _RESERVED, SUPERVISED_TASKS
 from honing.compression import ladder
 from honing.compression.gate import Gate, Measurement, Rows
 from honing.data.dataset import Dataset, encode_target
-from honing.errors import CompressionError, DataError, ModelError, RecipeError
+from honing.errors import CompressionError, DataError, ModelError, RecipeError, with_article
 from honing.progress import Progress
 from honing.recipe import Recipe
 
@@ -60,7 +60,7 @@ def check_task(bundle: Bundle) -> None:
     clustering, generative or reinforcement-learning one: the gate and the ONNX parity check need labels
     or values)."""
     if bundle.task not in SUPERVISED_TASKS:
-        raise CompressionError(f"{bundle.path}: a {bundle.task} bundle ({bundle.manifest.get('model_type')}) cannot be "
+        raise CompressionError(f"{bundle.path}: {with_article(bundle.task)} bundle ({bundle.manifest.get('model_type')}) cannot be "
                                "compressed or exported to ONNX yet",
                                "compression and ONNX export are for classification and regression bundles")
 

@@ -35,7 +35,7 @@ from sklearn.utils import ClassifierTags, RegressorTags, Tags
 from sklearn.utils.metaestimators import available_if
 
 from honing.bundle.manifest import SUPERVISED_TASKS
-from honing.errors import ModelError
+from honing.errors import ModelError, with_article
 from honing.evaluation.metrics import compute_metrics, primary_metric
 from honing.evaluation.scoring import predict_scores
 
@@ -161,7 +161,7 @@ def check_explainable(bundle: Any) -> None:
     """A user's one-line error for a bundle whose answers are not a value or class probabilities to explain
     (clustering, reduction, anomaly, generation, reinforcement)."""
     if bundle.task not in SUPERVISED_TASKS:
-        raise ModelError(f"{bundle.path}: a {bundle.task} bundle ({bundle.manifest.get('model_type')}) cannot be "
+        raise ModelError(f"{bundle.path}: {with_article(bundle.task)} bundle ({bundle.manifest.get('model_type')}) cannot be "
                          "explained", "honing explain is for classification and regression bundles")
 
 

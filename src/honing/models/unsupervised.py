@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from honing.errors import RecipeError, did_you_mean
+from honing.errors import RecipeError, did_you_mean, with_article
 
 #: Model types of each unsupervised task.
 MODELS = {
@@ -47,7 +47,7 @@ def check_model(task: str, model_type: str) -> str:
     if model_type == "auto":
         return DEFAULTS[task]
     if model_type not in MODELS[task]:
-        raise RecipeError(f"model.type: '{model_type}' is not a {task} model",
+        raise RecipeError(f"model.type: '{model_type}' is not {with_article(task)} model",
                           did_you_mean(model_type, MODELS[task]))
     return model_type
 

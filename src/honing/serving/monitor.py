@@ -32,7 +32,7 @@ from honing.bundle import Bundle
 from honing.bundle.manifest import UNSUPERVISED_TASKS
 from honing.bundle.predictor import group_keys
 from honing.data.dataset import encode_target
-from honing.errors import HoningError, MonitorError, did_you_mean
+from honing.errors import HoningError, MonitorError, did_you_mean, with_article
 from honing.evaluation.metrics import compute_metrics
 from honing.recipe import MonitorConfig
 from honing.serving import drift
@@ -113,7 +113,7 @@ def run(bundle: Bundle, config: MonitorConfig, *, now: float | None = None,
 def _drift(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, config: MonitorConfig) -> None:
     profile = bundle.manifest.get("reference")
     if not profile and bundle.task in ("generation", "reinforcement"):  # text, images or observations: no profile
-        result.notes.append(f"a {bundle.task} bundle ({bundle.manifest.get('model_type')}) has no feature profile: "
+        result.notes.append(f"{with_article(bundle.task)} bundle ({bundle.manifest.get('model_type')}) has no feature profile: "
                             "feature and prediction drift do not apply to it")
         return
     if not profile:
@@ -142,7 +142,7 @@ def _performance(result: MonitorResult, bundle: Bundle, frame: pd.DataFrame, con
     labelled = frame[frame["label"].notna()]
     if bundle.task in UNSUPERVISED_TASKS:  # cluster ids, embeddings and scores have no label to be held to
         if len(labelled):
-            result.notes.append(f"{len(labelled)} feedback labels: a {bundle.task} model's answers are not "
+            result.notes.append(f"{len(labelled)} feedback labels: {with_article(bundle.task)} model's answers are not "
                                 "scored against labels")
         return
     y_true = encode_target(labelled["label"], bundle.task, bundle.classes)
