@@ -150,9 +150,9 @@ def choose_k(model_type: str, params: dict, X: np.ndarray, seed: int,
 
     k = params.get("k")
     if k is None or isinstance(k, int) and not isinstance(k, bool):
-        if k is not None and (model_type not in WITH_K or k < 1):
+        if k is not None and (model_type not in WITH_K or k < 2):  # one cluster groups nothing (and scores nan)
             raise RecipeError(f"model.params.k: {model_type} takes no k" if model_type not in WITH_K
-                              else f"model.params.k: must be >= 1 (got {k})", "remove k, or set it to auto or a list")
+                              else f"model.params.k: must be >= 2 clusters (got {k})", "remove k, or set it to auto or a list")
         return params, []
     if model_type not in WITH_K:
         raise RecipeError(f"model.params.k: {model_type} finds its own number of clusters", "remove model.params.k")

@@ -196,6 +196,9 @@ def test_user_mistakes_are_one_line_errors(cli, tmp_path):
     bad_list = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering"},
                        model={"type": "kmeans", "params": {"k": [1, "x"]}})
     assert_user_error(cli("train", bad_list), "model.params.k")
+    one = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering"},
+                  model={"type": "kmeans", "params": {"k": 1}})
+    assert_user_error(cli("train", one), "model.params.k", ">= 2 clusters", "got 1")  # as in a list
     streamed = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering", "streaming": True})
     assert_user_error(cli("train", streamed), "data.streaming")
     bad_column = _recipe(tmp_path, data={"source": "builtin:iris", "task": "anomaly", "target": "specie"})
