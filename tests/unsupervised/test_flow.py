@@ -199,6 +199,13 @@ def test_user_mistakes_are_one_line_errors(cli, tmp_path):
     one = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering"},
                   model={"type": "kmeans", "params": {"k": 1}})
     assert_user_error(cli("train", one), "model.params.k", ">= 2 clusters", "got 1")  # as in a list
+    unknown = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering"},
+                      model={"type": "kmeans", "params": {"bogus": 3}})
+    assert_user_error(cli("train", unknown), "model.params.bogus: not a parameter of kmeans")  # not "KMeans.got"
+    for components, words in ((10, "at most 4"), (1.5, "between 0 and 1")):
+        pca = _recipe(tmp_path, data={"source": "builtin:iris", "task": "reduction", "drop": ["species"]},
+                      model={"type": "pca", "params": {"components": components}})
+        assert_user_error(cli("train", pca), "model.params.components", words)  # not n_components / svd_solver
     streamed = _recipe(tmp_path, data={"source": "builtin:iris", "task": "clustering", "streaming": True})
     assert_user_error(cli("train", streamed), "data.streaming")
     bad_column = _recipe(tmp_path, data={"source": "builtin:iris", "task": "anomaly", "target": "specie"})

@@ -20,11 +20,12 @@ NumPy arrays and the network is rebuilt from them when it predicts.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
-from honing.errors import RecipeError, did_you_mean, with_article
+from honing.errors import RecipeError, did_you_mean, first_line, with_article
 
 #: Model types of each unsupervised task.
 MODELS = {
@@ -71,8 +72,11 @@ def _sklearn(kind: str, params: dict, seed: int) -> Any:
     try:
         return builders[kind]()
     except TypeError as exc:
-        raise RecipeError(f"model.params: {exc}".replace("__init__() ", ""),
-                          f"see the parameters of scikit-learn's {kind} model") from None
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown:
+            raise RecipeError(f"model.params.{unknown[1]}: not a parameter of {kind}",
+                              f"see the parameters of scikit-learn's {kind} model") from None
+        raise RecipeError(f"model.params: {first_line(exc)}", f"see the parameters of scikit-learn's {kind} model") from None
 
 
 def _checked_fit(estimator: Any, X: np.ndarray, model_type: str) -> Any:
@@ -84,6 +88,18 @@ def _checked_fit(estimator: Any, X: np.ndarray, model_type: str) -> Any:
     except (InvalidParameterError, ValueError) as exc:
         raise RecipeError(f"model.params: {model_type}: {str(exc).splitlines()[0]}",
                           "fix the parameter in model.params") from None
+
+
+def _check_components(n: Any, X: np.ndarray) -> None:
+    """RecipeError naming model.params.components when a PCA cannot keep ``n`` components of ``X``."""
+    most = min(X.shape)
+    if isinstance(n, bool) or (isinstance(n, int) and not 1 <= n <= most):
+        raise RecipeError(f"model.params.components: {n} components, but these rows allow at most {most} "
+                          f"({X.shape[0]} rows × {X.shape[1]} preprocessed features)",
+                          "ask for fewer, or for a fraction of the variance to keep, e.g. components: 0.9")
+    if isinstance(n, float) and not 0 < n < 1:
+        raise RecipeError(f"model.params.components: a fraction of the variance is between 0 and 1 (got {n:g})",
+                          "e.g. components: 0.9, or a whole number of components")
 
 
 def make_model(task: str, model_type: str, params: dict, seed: int, X: np.ndarray) -> Any:
@@ -203,6 +219,7 @@ class Embedder:
         if self.model_type == "pca":
             if "components" in params:  # honing's name; n_components is accepted as well
                 params["n_components"] = params.pop("components")
+            _check_components(params.get("n_components"), X)
             self.estimator_ = _checked_fit(_sklearn("pca", params, seed), X, "pca")
         else:
             self.estimator_ = AutoencoderWeights.trained(X, params, seed)
