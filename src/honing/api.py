@@ -23,7 +23,7 @@ from honing.data.dataset import Dataset, encode_target, load_dataset
 from honing.data.preprocess import extra_columns
 from honing.data.schema import Schema, check_target
 from honing.data.sources import read_table
-from honing.errors import DataError, HoningError, SplitError
+from honing.errors import DataError, HoningError, SplitError, with_article
 from honing.evaluation.metrics import compute_metrics, confusion
 from honing.loading import TRUSTED_TYPES, load_predictor
 from honing.progress import SILENT, Progress
@@ -290,6 +290,10 @@ def evaluate(bundle: str | Path | Bundle, data: str | Path | pd.DataFrame | None
         raise HoningError(f"--episodes: only an agent (data.task: reinforcement) plays episodes; this is a "
                           f"{loaded.task} bundle", "drop --episodes")
     if data is None:
+        if loaded.task in UNSUPERVISED_TASKS:
+            raise HoningError(f"evaluate needs rows to score (DATA) for {with_article(loaded.task)} bundle",
+                              "give a data file of its feature columns (a label column is optional: ARI / NMI, "
+                              "anomaly recall)")
         raise HoningError("evaluate needs labelled data (DATA)", "give a data file with the target column")
     bundle, frame = _open(loaded, data)
     with _naming(data):

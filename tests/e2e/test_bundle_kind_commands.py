@@ -142,3 +142,8 @@ def test_evaluate_refuses_data_for_an_agent_and_episodes_for_the_others(bundle, 
     assert cli("evaluate", path, "--episodes", "2").code == 0
     lm, text = bundle("char_lm")
     assert_user_error(cli("evaluate", lm, text, "--episodes", "2"), "--episodes", "generation bundle")
+
+
+def test_evaluate_without_data_asks_a_clustering_bundle_for_rows_not_labels(bundle, cli):
+    path, _ = bundle("kmeans")
+    assert_user_error(cli("evaluate", path), "rows to score", "a clustering bundle", "optional")
