@@ -200,6 +200,11 @@ def load_pixels(recipe: Recipe) -> dict[str, Any]:
     schema = Schema([Column(c, "numeric", "float64", 0.0, 0) for c in numeric], target=None)
     notes = [(f"{len(numeric)} pixel columns as {shape[0]}×{shape[1]} images, divided by {scale:g}; "
              f"rows: {', '.join(f'{len(v):,} {s}' for s, v in splits.items())}")]
+    scaled = splits["train"] / scale
+    outside = float(np.mean((scaled < 0) | (scaled > 1))) if scaled.size else 0.0
+    if outside:  # a Bernoulli decoder models intensities in [0, 1]: the rest is clipped
+        notes.append(f"{outside:.1%} of the training pixel values fall outside [0, 1] once divided by {scale:g} and "
+                     "are clipped: a vae models pixel intensities (0–1, 0–16 or 0–255), not signed values")
     return {"splits": splits, "column": None, "rows": {s: len(v) for s, v in splits.items()}, "shape": shape,
             "scale": scale, "schema": schema.to_dict(), "fingerprint": hashlib.sha256(X.tobytes()).hexdigest(),
             "notes": notes}

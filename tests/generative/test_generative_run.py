@@ -153,6 +153,20 @@ def test_a_vae_run_samples_a_grid(tmp_path, cli):
     assert np.isfinite(scored["prediction"]).all() and (scored["prediction"] < 0).all()  # per-image ELBO (nats)
 
 
+def test_a_vae_says_how_its_pixels_were_scaled_and_what_was_clipped(tmp_path):
+    """Values in 0-16 are divided by their largest (digits); signed values outside [0, 1] are clipped with a
+    note giving their share (they were clipped silently)."""
+    rng = np.random.default_rng(0)
+    pixels = pd.DataFrame(rng.normal(size=(120, 4)), columns=list("abcd"))
+    pixels.to_csv(tmp_path / "signed.csv", index=False)
+    recipe = {"name": "signed", "tracking": False, "data": {"source": str(tmp_path / "signed.csv"), "task": "generation"},
+              "model": {"type": "vae", "params": {"latent": 2, "hidden": 8}}, "train": {"epochs": 1, "device": "cpu"}}
+    notes = api.train(recipe, out=tmp_path / "run").notes
+    assert any("images, divided by" in n for n in notes), notes
+    clipped = [n for n in notes if "are clipped" in n]  # about half the training values are negative
+    assert len(clipped) == 1 and 40 < float(clipped[0].split("%")[0]) < 60, clipped
+
+
 def test_honing_evaluate_scores_text(lm_run, cli, tmp_path):
     result, _folder = lm_run
     rows = pd.DataFrame({"text": ["a red cat sees the old dog.", "the happy bird paints a small fish."]})
