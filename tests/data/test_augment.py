@@ -164,6 +164,7 @@ def test_bad_parameters_raise_recipe_errors(step, words):
         image_augmenter([step])
     for word in words:
         assert word in str(err.value)
+    assert err.value.hint  # what to do, not only what is wrong
 
 
 def test_no_steps_is_identity():

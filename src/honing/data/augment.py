@@ -77,7 +77,8 @@ def _check_params(where: str, name: str, params: dict[str, Any]) -> dict[str, An
     if name == "resized_crop" and params["size"] is not None:
         size = pair(f"{where}.size", params["size"], 1, 1e5)
         if not all(float(s).is_integer() for s in size):
-            raise RecipeError(f"{where}.size: expected whole pixels [height, width], got {params['size']!r}")
+            raise RecipeError(f"{where}.size: expected whole pixels [height, width], got {params['size']!r}",
+                              "e.g. size: [28, 28]")
         out["size"] = (int(size[0]), int(size[1]))
     if name == "color_jitter":
         for key in ("brightness", "contrast", "saturation"):

@@ -33,18 +33,20 @@ def step_params(where: str, name: str, step: dict, defaults: dict[str, Any]) -> 
 
 def number(where: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *, above: bool = False) -> float:
     """``value`` as a finite float in [lo, hi] (or (lo, hi] with ``above``), else a RecipeError."""
+    span = (f"above {lo:g}" if math.isinf(hi) and above else f"between {lo:g} and {hi:g}"
+            if math.isfinite(hi) or math.isfinite(lo) else "finite")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecipeError(f"{where}: expected a number, got {value!r}")
+        raise RecipeError(f"{where}: expected a number, got {value!r}", f"give a number {span}")
     if value > hi or value < lo or (above and value == lo):
-        span = f"above {lo:g}" if math.isinf(hi) and above else f"between {lo:g} and {hi:g}"
-        raise RecipeError(f"{where} must be {span}, got {value!r}")
+        raise RecipeError(f"{where} must be {span}, got {value!r}", f"give a number {span} (see docs/augmentation.md)")
     return float(value)
 
 
 def pair(where: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
     """``value`` as an increasing ``[a, b]`` pair within [lo, hi]."""
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise RecipeError(f"{where}: expected a pair [low, high], got {value!r}")
+        raise RecipeError(f"{where}: expected a pair [low, high], got {value!r}", f"e.g. {where.rsplit('.', 1)[-1]}: "
+                          f"[{lo:g}, {hi:g}] (see docs/augmentation.md)")
     a, b = (number(where, v, lo, hi) for v in value)
     if a > b:
         raise RecipeError(f"{where}: low {a:g} is above high {b:g}", "write it as [low, high]")
