@@ -236,8 +236,12 @@ def time_keys(times: pd.Series) -> pd.Series:
 
 def time_order(times: pd.Series) -> np.ndarray:
     """Row positions in time order (rows without a time first, as the split trains them)."""
-    keys = time_keys(times).reset_index(drop=True)
-    return keys.sort_values(kind="stable", na_position="first").index.to_numpy()
+    return _in_order(time_keys(times))
+
+
+def _in_order(keys: pd.Series) -> np.ndarray:
+    """The positions of ``keys`` sorted (stable; missing keys first)."""
+    return keys.reset_index(drop=True).sort_values(kind="stable", na_position="first").index.to_numpy()
 
 
 def _time_split(df: pd.DataFrame, times: pd.Series, n_val: int, n_test: int) -> list[np.ndarray]:
@@ -246,6 +250,6 @@ def _time_split(df: pd.DataFrame, times: pd.Series, n_val: int, n_test: int) -> 
     missing = int(keys.isna().sum())
     if missing:
         warnings.warn(f"{missing} rows have no '{times.name}' value; they go to the training split", UserWarning, stacklevel=3)
-    order = keys.sort_values(kind="stable", na_position="first").index.to_numpy()
+    order = times.index.to_numpy()[_in_order(keys)]
     n_train = len(order) - n_val - n_test
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
